@@ -1,0 +1,449 @@
+"""filliptm's ComfyUI_Fill-Nodes, round 2 (round 1 is nodes/pack_nodes_fill.py): more of its
+model-free classes, under the pack's class names, display names (its __init__.py at
+003fd21a70528c707c34178543948fa992458781), inputs (order, defaults, ranges), outputs and categories.
+Read from the pack's nodes/*.py at these commits:
+  9119ccecb2eb5715b172a8871e7e6505a2cdb5b2 FL_SamplerStrings.py; FL_SchedulerStrings.py in its
+  seven-scheduler layout (the version beside that FL_SamplerStrings; a later one lists ComfyUI's
+  schedulers, and its saves, of another length, are refused naming the layout);
+  f03863ef365c64241187520b35122a3fd9383606 FL_Prompt.py (FL_PromptBasic);
+  f502e9bfa47d26c22b3caf8001f5680cf6a4d0ef FL_PromptMulti.py;
+  FL_RandomRange.py (FL_RandomNumber) and FL_ImageBatchListConverter.py (the version that resizes
+  every other image to the first's), as the index holds them;
+  40d4853393652bdd12f0693145b18bf64aa370e6 FL_GradGen.py; 66e3b52cea6871fbe045cc5aee45ce2f71adac48
+  FL_ImageAdjuster.py; FL_Ripple.py in the layout with center_x, center_y and modulation (its later one adds
+  envelope_json, blend_intensity, invert, mask); FL_SeparateMasks.py; ab164ec202a0de86306cc805db865d5006785076
+  FL_KsamplerSettings.py.
+
+Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
+FL_PromptMulti, FL_RandomNumber, FL_ImageListToImageBatch, FL_ImageBatchToImageList,
+FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_SeparateMaskComponents. The pack's other classes
+are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
+
+Where the pack draws from the clock or Python's global random state (FL_RandomNumber's seed 0)
+ours is seeded, so a run repeats; each such node's help says so.
+"""
+
+from __future__ import annotations
+
+from graphflow.api import (
+    FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size,
+    Text, check_interrupted, socket_type,
+)
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
+from nodes.image import _image
+from nodes.pack_nodes_fill import _channels, _levels
+
+COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
+
+KSAMPLERS = "🏵️Fill Nodes/Ksamplers"
+PROMPTING = "🏵️Fill Nodes/Prompting"
+MASK_MAPPING = socket_type("MASK_MAPPING", "#8d6e63", "For each separated mask component, the batch index of the "
+                                                     "mask it came from (FL_SeparateMaskComponents)")
+
+# FL_SamplerStrings' switches, in the pack's order (the samplers of ComfyUI when it was written)
+SAMPLER_SWITCHES = ("euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
+                    "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_sde",
+                    "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde",
+                    "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v", "deis", "ddim", "uni_pc", "uni_pc_bh2")
+SCHEDULER_SWITCHES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
+# FL_KsamplerSettings' aspect ratios: (title, width, height) in landscape
+RATIOS = (("1:1___SD 512x512", 512, 512), ("4:3___SD 682x512", 682, 512), ("3:2___SD 768x512", 768, 512),
+          ("16:9__SD 910x512", 910, 512), ("1:85:1 SD 952x512", 952, 512), ("2:1___SD 1024x512", 1024, 512),
+          ("1:1_SV3D 576x576", 576, 576), ("16:9_SVD 576x1024", 1024, 576), ("1:1__SD2 768x768", 768, 768),
+          ("1:1___XL 1024x1024", 1024, 1024), ("16:15_XL 1024x960", 1024, 960), ("17:15_XL 1088x960", 1088, 960),
+          ("17:14_XL 1088x896", 1088, 896), ("4:3___XL 1152x896", 1152, 896), ("18:13_XL 1152x832", 1152, 832),
+          ("3:2___XL 1216x832", 1216, 832), ("5:3___XL 1280x768", 1280, 768), ("7:4___XL 1344x768", 1344, 768),
+          ("21:11_XL 1344x704", 1344, 704), ("2:1___XL 1408x704", 1408, 704), ("23:11_XL 1472x704", 1472, 704),
+          ("21:9__XL 1536x640", 1536, 640), ("5:2___XL 1600x640", 1600, 640), ("26:9__XL 1664x576", 1664, 576),
+          ("3:1___XL 1728x576", 1728, 576), ("28:9__XL 1792x576", 1792, 576), ("29:8__XL 1856x512", 1856, 512),
+          ("15:4__XL 1920x512", 1920, 512), ("31:8__XL 1984x512", 1984, 512), ("4:1___XL 2048x512", 2048, 512))
+EASINGS = ("Linear", "Ease In", "Ease Out", "Ease In-Out")
+MOST_GRADIENT_STOPS = 10_000  # FL_GradGenerator's colour stops (the JSON text could hold millions)
+
+
+# -- sampler settings ------------------------------------------------------------------------------
+
+
+def _layout_widgets(names: tuple, version: str):
+    """A UI save's widgets_values read in the layout built here (names, the pack at version); one of
+    another length is from another version of the pack and is refused rather than misread."""
+    def read(values: list) -> list:
+        if len(values) != len(names):
+            raise ValueError(f"a save with {len(values)} widget values is from another version of the pack: not read; "
+                             f"graphflow builds the layout of {version} ({len(names)} widgets: {', '.join(names)}): "
+                             "put a new node in its place")
+        return values
+    read.docs_note = "UI saves of the pack's other layouts refused, naming the one read (see the node's help)"
+    return read
+
+
+class FillSamplerStrings(Node):
+    """The names of the samplers switched on, joined by commas in the order listed (for an XYZ plot's
+    axis); none on gives empty text. This is the pack's layout of 27 switches (9119ccec); a save with
+    another number of them is refused, not misread."""
+    category = KSAMPLERS
+    display_name = "FL Sampler String XYZ"
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_SamplerStrings",), widgets=_layout_widgets(SAMPLER_SWITCHES, "9119ccec"))
+    __annotations__ = {}
+    for _name in SAMPLER_SWITCHES:  # declared in turn into the class body's namespace, as the pack lists them
+        __annotations__[_name] = bool
+        locals()[_name] = Bool(False)
+    del _name
+
+    def run(self):
+        return ",".join(name for name in SAMPLER_SWITCHES if getattr(self, name))
+
+
+class FillSchedulerStrings(Node):
+    """The names of the schedulers switched on, joined by commas in the order listed; none on gives
+    empty text. This is the pack's layout of seven switches (normal ... beta); its later one, which
+    lists every ComfyUI scheduler, is refused, not misread."""
+    category = KSAMPLERS
+    display_name = "FL Scheduler String XYZ"
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_SchedulerStrings",), widgets=_layout_widgets(SCHEDULER_SWITCHES, "the seven-switch one"))
+    __annotations__ = {}
+    for _name in SCHEDULER_SWITCHES:  # declared in turn into the class body's namespace, as the pack lists them
+        __annotations__[_name] = bool
+        locals()[_name] = Bool(False)
+    del _name
+
+    def run(self):
+        return ",".join(name for name in SCHEDULER_SWITCHES if getattr(self, name))
+
+
+class FillKsamplerSettings(Node):
+    """Settings for a two-pass (hires fix) sampling, given on as they are: the aspect ratio's width and
+    height (swapped for portrait), the batch size, each pass's steps and CFG, the second pass's
+    denoise, the scale factor, the sampler and the scheduler."""
+    category = KSAMPLERS
+    display_name = "FL KSampler Settings"
+    Aspect_Ratio: str = Choice([title for title, _, _ in RATIOS], "1:1___XL 1024x1024")
+    rotation: str = Choice(["landscape", "portrait"], "landscape")
+    batch: int = Int(1, min=1, max=10000)
+    Pass_1_steps: int = Int(25, min=1, max=10000)
+    Pass_2_steps: int = Int(25, min=1, max=10000)
+    Pass_1_CFG: float = Float(6.0, min=-10.0, max=100.0, step=0.1)
+    Pass_2_CFG: float = Float(6.0, min=-10.0, max=100.0, step=0.1)
+    Pass_2_denoise: float = Float(0.5, min=-10.0, max=100.0, step=0.001)
+    scale_factor: float = Float(1.5, min=1.0, max=10.0, step=0.1)
+    sampler: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
+    scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
+    outputs = {"WIDTH": INT, "HEIGHT": INT, "BATCH_SIZE": INT, "Pass_1_steps": INT, "Pass_2_steps": INT,
+               "Pass_1_CFG": FLOAT, "Pass_2_CFG": FLOAT, "Pass_2_denoise": FLOAT, "SCALE": FLOAT, "SAMPLER": STRING,
+               "SCHEDULER": STRING}
+    comfy = ComfyAlias(("FL_KsamplerSettings",), optional=("batch", "Pass_1_steps", "Pass_2_steps", "Pass_1_CFG",
+                                                           "Pass_2_CFG", "Pass_2_denoise", "scale_factor", "sampler",
+                                                           "scheduler"))
+
+    def run(self):
+        width, height = next((w, h) for title, w, h in RATIOS if title == self.Aspect_Ratio)
+        if self.rotation == "portrait":
+            width, height = height, width
+        return (width, height, self.batch, self.Pass_1_steps, self.Pass_2_steps, self.Pass_1_CFG, self.Pass_2_CFG,
+                self.Pass_2_denoise, self.scale_factor, self.sampler, self.scheduler)
+
+
+# -- prompts and numbers ---------------------------------------------------------------------------
+
+
+class FillPromptBasic(Node):
+    """prepend + prompt + append, joined as they are (no spaces added)."""
+    category = PROMPTING
+    display_name = "FL Prompt Basic"
+    prepend: str = Text("", multiline=True)
+    prompt: str = Text("", multiline=True)
+    append: str = Text("", multiline=True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_PromptBasic",))
+
+    def run(self):
+        return self.prepend + self.prompt + self.append
+
+
+class FillPromptMulti(Node):
+    """One prompt a line: the non-blank lines of positive_text and negative_text, stripped, paired in
+    order, as lists (what follows runs once a pair). The shorter side repeats its last line to the
+    other's length (empty text when it has none); name is name_prefix and the pair's number from 1."""
+    category = PROMPTING
+    display_name = "FL Prompt Multi"
+    positive_text: str = Text("", multiline=True)
+    negative_text: str = Text("", multiline=True)
+    name_prefix: str = Text("prompt_")
+    outputs = {"positive": ListOf(STRING), "negative": ListOf(STRING), "name": ListOf(STRING)}
+    comfy = ComfyAlias(("FL_PromptMulti",), optional=("name_prefix",))
+
+    def run(self):
+        positives = [line.strip() for line in self.positive_text.split("\n") if line.strip()]
+        negatives = [line.strip() for line in self.negative_text.split("\n") if line.strip()]
+        count = max(len(positives), len(negatives))
+        positives += [positives[-1] if positives else ""] * (count - len(positives))
+        negatives += [negatives[-1] if negatives else ""] * (count - len(negatives))
+        return positives, negatives, [f"{self.name_prefix}{i}" for i in range(1, count + 1)]
+
+
+class FillRandomNumber(Node):
+    """A random number between min_value and max_value from Python's Mersenne Twister seeded with
+    seed: FLOAT is min + (max − min) · r₁, INT the whole part (towards 0) of min + (max − min) · r₂,
+    r₁ and r₂ the generator's first two draws, as in the pack. The pack draws a fresh seed (from the
+    global random state) for seed 0 and reseeds Python's and torch's global generators; here seed 0
+    is a seed like any other, so a run repeats, and no global state is touched."""
+    category = "🏵️Fill Nodes/Utility"
+    display_name = "FL Random Number"
+    min_value: float = Float(0.0, min=-1000000.0, max=1000000.0, step=0.1)
+    max_value: float = Float(1.0, min=-1000000.0, max=1000000.0, step=0.1)
+    seed: int = Int(0, min=0, max=1000000)
+    outputs = {"INT": INT, "FLOAT": FLOAT}
+    comfy = ComfyAlias(("FL_RandomNumber",), optional=("min_value", "max_value", "seed"))
+
+    def run(self):
+        import random
+        if self.min_value > self.max_value:
+            raise NodeInputError("max_value", f"{self.max_value} is below min_value {self.min_value}: expected at "
+                                              "least min_value")
+        draws = random.Random(self.seed)
+        span = self.max_value - self.min_value
+        as_float = self.min_value + span * draws.random()
+        return int(self.min_value + span * draws.random()), as_float
+
+
+# -- lists and batches -----------------------------------------------------------------------------
+
+
+class FillImageListToImageBatch(Node):
+    """A list of images joined into one batch, each resized to the first's size (ComfyUI's
+    common_upscale: lanczos, centre-cropped to the first's aspect) as the pack does. The channels
+    must match."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Image List To Image Batch"
+    input_is_list = True
+    images: IMAGE
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_ImageListToImageBatch",))
+
+    def run(self):
+        from nodes.pack_nodes_impact import join_images
+        if not self.images:
+            raise NodeInputError("images", "the list is empty")
+        images = [_image(image, "images") for image in self.images]
+        return join_images([images[0], *(("images", image) for image in images[1:])], "images")
+
+
+class FillImageBatchToImageList(Node):
+    """Each image of a batch as one item of a list: what follows runs once per image."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Image Batch To Image List"
+    image: IMAGE
+    outputs = {"IMAGE": ListOf(IMAGE)}
+    comfy = ComfyAlias(("FL_ImageBatchToImageList",))
+
+    def run(self):
+        images = _image(self.image, "image")
+        return [images[i:i + 1] for i in range(images.shape[0])]
+
+
+# -- pictures --------------------------------------------------------------------------------------
+
+
+def _gradient_stops(text: str):
+    """FL_GradGenerator's gradient_colors: a JSON list of {"pos": 0..1, "color": [r, g, b, ...]}
+    (0..255) -> positions, colours [n, 3]."""
+    import json
+    import math
+    try:
+        stops = json.loads(text)
+    except ValueError as e:
+        raise NodeInputError("gradient_colors", f"not JSON ({e}): expected a list of "
+                                                '{"pos": 0..1, "color": [r, g, b]}') from None
+    if not isinstance(stops, list) or not stops:
+        raise NodeInputError("gradient_colors", 'expected a non-empty list of {"pos": 0..1, "color": [r, g, b]} '
+                                                "(the editor's colour stops)")
+    if len(stops) > MOST_GRADIENT_STOPS:
+        raise NodeInputError("gradient_colors", f"{len(stops)} stops: expected at most {MOST_GRADIENT_STOPS:,}")
+    positions, colors = [], []
+    for index, stop in enumerate(stops):
+        pos = stop.get("pos") if isinstance(stop, dict) else None
+        color = stop.get("color") if isinstance(stop, dict) else None
+        if (not isinstance(pos, (int, float)) or isinstance(pos, bool) or not math.isfinite(pos)
+                or not isinstance(color, list) or len(color) < 3
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+                           for c in color[:3])):
+            raise NodeInputError("gradient_colors", f"stop {index} is {stop!r}: expected "
+                                                    '{"pos": a number, "color": [r, g, b] (0..255)}')
+        positions.append(float(pos))
+        colors.append([float(c) for c in color[:3]])
+    if any(b < a for a, b in zip(positions, positions[1:])):
+        raise NodeInputError("gradient_colors", f"positions {positions}: expected them in ascending order")
+    return positions, colors
+
+
+class FillGradGenerator(Node):
+    """A left-to-right gradient through the colour stops of gradient_colors (JSON, as the pack's
+    editor writes it: [{"pos": 0..1, "color": [r, g, b]}, ...], 0..255, positions ascending): the
+    first colour up to the first stop, the last from the last, linear between neighbouring stops,
+    at column i's position i / (width − 1). The easings remap that position first (Ease In x²,
+    Ease Out 1 − (1 − x)², Ease In-Out 2x² below ½ else 1 − (2 − 2x)² / 2); the pack means this
+    but fails with an IndexError for fewer stops than columns. HSV gives the gradient's Pillow HSV
+    channels (8-bit, x · 255 cut to a level) as the picture's three channels, as in the pack."""
+    category = "🏵️Fill Nodes/experiments"
+    display_name = "FL Grad Generator"
+    width: int = Int(512, min=64, max=4096)
+    height: int = Int(512, min=64, max=4096)
+    color_mode: str = Choice(["RGB", "HSV"], "RGB")
+    interpolation: str = Choice(list(EASINGS), "Linear")
+    gradient_colors: str = Text("[]")
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_GradGenerator",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        width, height = widgets.get("width"), widgets.get("height")
+        if not isinstance(width, int) or not isinstance(height, int):
+            return Estimate(None)
+        return Estimate(Size(1, height, width))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image
+        positions, colors = _gradient_stops(self.gradient_colors)
+        x = np.arange(self.width) / (self.width - 1)
+        if self.interpolation == "Ease In":
+            x = x ** 2
+        elif self.interpolation == "Ease Out":
+            x = 1 - (1 - x) ** 2
+        elif self.interpolation == "Ease In-Out":
+            x = np.where(x < 0.5, 2 * x ** 2, 1 - (-2 * x + 2) ** 2 / 2)
+        stops, colors = np.array(positions), np.array(colors)
+        # the stop each column follows: the last at or before it (zero-width intervals never hold one)
+        j = np.clip(np.searchsorted(stops, x, side="right") - 1, 0, max(len(stops) - 2, 0))
+        if len(stops) > 1:
+            t = ((x - stops[j]) / (stops[j + 1] - stops[j]))[:, None]
+            row = (1 - t) * colors[j] + t * colors[j + 1]
+        else:
+            row = np.repeat(colors[:1], len(x), axis=0)
+        row = np.where((x <= stops[0])[:, None], colors[0], np.where((x >= stops[-1])[:, None], colors[-1], row))
+        image = np.broadcast_to((row / 255.0).astype(np.float32), (self.height, self.width, 3))
+        if self.color_mode == "HSV":
+            levels = (image * 255).astype(np.uint8)
+            image = np.asarray(Image.fromarray(levels, mode="RGB").convert("HSV")).astype(np.float32) / 255.0
+        return torch.from_numpy(np.ascontiguousarray(image))[None]
+
+
+class FillImageAdjuster(Node):
+    """Hue, saturation, brightness, contrast and sharpness on 8-bit levels (x · 255 cut to a level),
+    in the pack's order with Pillow's operations: hue added to Pillow's 8-bit HSV hue (0..255, so
+    180 is about 254°) modulo 256; saturation · 255 / 100 added to its saturation, clipped to
+    0..255; then ImageEnhance Brightness and Contrast at 1 + value / 100; then, for sharpness above
+    0, an unsharp mask of radius 2 at 100 + sharpness percent, threshold 3. Gives RGB. Each image of
+    the batch is adjusted alone (the pack takes a batch of one); the pack's editor preview is not
+    sent."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Image Adjuster"
+    image: IMAGE
+    hue: float = Float(0, min=-180, max=180, step=1)
+    saturation: float = Float(0, min=-100, max=100, step=1)
+    brightness: float = Float(0, min=-100, max=100, step=1)
+    contrast: float = Float(0, min=-100, max=100, step=1)
+    sharpness: float = Float(0, min=0, max=100, step=1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_ImageAdjuster",))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageEnhance, ImageFilter
+        images = _image(self.image, "image")
+        _channels(images, "image", (1, 3, 4))
+        out = []
+        for image in images:
+            check_interrupted()
+            levels = _levels(image)
+            picture = Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels)
+            hue, saturation, value = picture.convert("HSV").split()
+            hue = hue.point(lambda level: (level + self.hue) % 256)
+            saturation = saturation.point(lambda level: max(0, min(255, level + self.saturation * 255 / 100)))
+            picture = Image.merge("HSV", (hue, saturation, value)).convert("RGB")
+            picture = ImageEnhance.Brightness(picture).enhance(1 + self.brightness / 100)
+            picture = ImageEnhance.Contrast(picture).enhance(1 + self.contrast / 100)
+            if self.sharpness > 0:
+                picture = picture.filter(ImageFilter.UnsharpMask(radius=2, percent=int(100 + self.sharpness),
+                                                                 threshold=3))
+            out.append(torch.from_numpy(np.asarray(picture).astype(np.float32) / 255.0))
+        return torch.stack(out)
+
+
+class FillRipple(Node):
+    """Rings spreading from (center_x %, center_y %) of the picture: each pixel takes the one at an
+    offset of amplitude · (sin a, cos a) (x, y; whole pixels, cut towards 0; clamped at the edges),
+    a = 2π · distance / frequency + phase°, on 8-bit levels (x · 255 cut to a level). With
+    modulation, the n-th image of a batch of N has amplitude and frequency scaled by 1 + modulation
+    · sin(2π n / N). The pack keeps counting n across runs of the same node (so a second run of a
+    batch differs); here n starts at 0 each run, so a run repeats."""
+    category = "🏵️Fill Nodes/VFX"
+    display_name = "FL Ripple"
+    images: IMAGE
+    amplitude: float = Float(10.0, min=0.1, max=50.0, step=0.1)
+    frequency: float = Float(20.0, min=1.0, max=100.0, step=0.1)
+    phase: float = Float(0.0, min=0.0, max=360.0, step=1.0)
+    center_x: float = Float(50.0, min=0.0, max=100.0, step=0.1)
+    center_y: float = Float(50.0, min=0.0, max=100.0, step=0.1)
+    modulation: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_Ripple",), optional=("amplitude", "frequency", "phase", "center_x", "center_y",
+                                                  "modulation"), widgets=_layout_widgets(
+        ("amplitude", "frequency", "phase", "center_x", "center_y", "modulation"), "the center_x / modulation one"))
+
+    def run(self):
+        import math
+
+        import numpy as np
+        import torch
+        images = _image(self.images, "images")
+        batch, height, width = images.shape[:3]
+        y, x = np.mgrid[0:height, 0:width]
+        distance = np.sqrt((x - int(self.center_x / 100 * width)) ** 2 + (y - int(self.center_y / 100 * height)) ** 2)
+        out = []
+        for index, image in enumerate(images):
+            check_interrupted()
+            factor = 1 + self.modulation * math.sin(2 * math.pi * index / batch)
+            angle = distance / (self.frequency * factor) * 2 * np.pi + np.radians(self.phase)
+            across = np.clip(x + (self.amplitude * factor * np.sin(angle)).astype(int), 0, width - 1)
+            down = np.clip(y + (self.amplitude * factor * np.cos(angle)).astype(int), 0, height - 1)
+            out.append(torch.from_numpy(_levels(image)[down, across].astype(np.float32) / 255.0))
+        return torch.stack(out)
+
+
+class FillSeparateMaskComponents(Node):
+    """Each connected region (8-connected, OpenCV's connectedComponents) of the mask pictures' pixels
+    above 0 (the channels' mean) as a picture of its own, keeping the mask's values inside it and 0
+    elsewhere, in the order OpenCV numbers them (by the first 2 × 2 block each region touches, the
+    blocks scanned row by row), image by image; mask_mapping gives each one's image index in the batch. A batch with no region anywhere
+    is refused (the pack gives an empty batch, which no node after it takes)."""
+    category = "🏵️Fill Nodes/Utility"
+    display_name = "FL Separate Mask Components"
+    mask: IMAGE
+    outputs = {"IMAGE": IMAGE, "MASK_MAPPING": MASK_MAPPING}
+    comfy = ComfyAlias(("FL_SeparateMaskComponents",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        import torch
+        mask = self.mask
+        if not torch.is_tensor(mask) or mask.ndim not in (3, 4):
+            raise NodeInputError("mask", "expected an IMAGE ([B, H, W, C]) or a MASK ([B, H, W])")
+        mask = mask[..., None] if mask.ndim == 3 else mask
+        parts, mapping = [], []
+        for index, picture in enumerate(mask):
+            check_interrupted()
+            inside = (picture.float().mean(dim=-1).cpu().numpy() > 0).astype(np.uint8)
+            count, labels = cv2.connectedComponents(inside)
+            labels = torch.from_numpy(labels).to(mask.device)
+            for label in range(1, count):
+                parts.append((labels == label)[..., None] * picture)
+                mapping.append(index)
+        if not parts:
+            raise NodeInputError("mask", "no pixel above 0 in any image: nothing to separate")
+        return torch.stack(parts), torch.tensor(mapping, device=mask.device)

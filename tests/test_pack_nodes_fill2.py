@@ -1,0 +1,376 @@
+"""filliptm's ComfyUI_Fill-Nodes, round 2 (nodes/pack_nodes_fill2.py): each node against an independent
+reference (the pack's loops written out here pixel by pixel and column by column; Pillow's own
+operations in the pack's order; scipy's labelling; Python's Mersenne Twister's published first draw);
+inputs and defaults against the pack's INPUT_TYPES; errors by input name; a UI-format save and an API
+prompt under the pack's class names."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from graphflow.comfy_format import custom_pack, export_api, export_ui
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from graphflow.server.comfyui_object_info import object_info
+from graphflow.workflow import parse_workflow
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry().load_builtin()
+
+
+def _images(seed=0, batch=2, height=12, width=16, channels=3):
+    return torch.rand(batch, height, width, channels, generator=torch.Generator().manual_seed(seed))
+
+
+def _refused(registry, node_type, input_name, match=None, **inputs):
+    with pytest.raises(NodeInputError, match=match) as caught:
+        call(registry, node_type, **inputs)
+    assert caught.value.input == input_name
+
+
+def _levels(image):
+    return np.clip(image.numpy() * 255.0, 0, 255).astype(np.uint8)
+
+
+# -- inputs as the pack declares them --------------------------------------------------------------
+
+SAMPLERS = ["euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
+            "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_sde_gpu",
+            "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm",
+            "ipndm", "ipndm_v", "deis", "ddim", "uni_pc", "uni_pc_bh2"]
+SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta"]
+# class: [(input, type, default, min, max, step)] in INPUT_TYPES order (None where the pack gives none)
+PACK_INPUTS = {
+    "FL_SamplerStrings": [(name, "BOOLEAN", False, None, None, None) for name in SAMPLERS],
+    "FL_SchedulerStrings": [(name, "BOOLEAN", False, None, None, None) for name in SCHEDULERS],
+    "FL_KsamplerSettings": [("Aspect_Ratio", "COMBO", "1:1___XL 1024x1024", None, None, None),
+                            ("rotation", "COMBO", None, None, None, None), ("batch", "INT", 1, 1, 10000, None),
+                            ("Pass_1_steps", "INT", 25, 1, 10000, None), ("Pass_2_steps", "INT", 25, 1, 10000, None),
+                            ("Pass_1_CFG", "FLOAT", 6.0, -10.0, 100.0, 0.1),
+                            ("Pass_2_CFG", "FLOAT", 6.0, -10.0, 100.0, 0.1),
+                            ("Pass_2_denoise", "FLOAT", 0.5, -10.0, 100.0, 0.001),
+                            ("scale_factor", "FLOAT", 1.5, 1.0, 10.0, 0.1), ("sampler", "COMBO", None, None, None, None),
+                            ("scheduler", "COMBO", None, None, None, None)],
+    "FL_PromptBasic": [(name, "STRING", "", None, None, None) for name in ("prepend", "prompt", "append")],
+    "FL_PromptMulti": [("positive_text", "STRING", "", None, None, None),
+                       ("negative_text", "STRING", "", None, None, None),
+                       ("name_prefix", "STRING", "prompt_", None, None, None)],
+    "FL_RandomNumber": [("min_value", "FLOAT", 0.0, -1000000.0, 1000000.0, 0.1),
+                        ("max_value", "FLOAT", 1.0, -1000000.0, 1000000.0, 0.1), ("seed", "INT", 0, 0, 1000000, None)],
+    "FL_ImageListToImageBatch": [("images", "IMAGE", None, None, None, None)],
+    "FL_ImageBatchToImageList": [("image", "IMAGE", None, None, None, None)],
+    "FL_GradGenerator": [("width", "INT", 512, 64, 4096, None), ("height", "INT", 512, 64, 4096, None),
+                         ("color_mode", "COMBO", None, None, None, None),
+                         ("interpolation", "COMBO", None, None, None, None),
+                         ("gradient_colors", "STRING", "[]", None, None, None)],
+    "FL_ImageAdjuster": [("image", "IMAGE", None, None, None, None), ("hue", "FLOAT", 0, -180, 180, 1),
+                         ("saturation", "FLOAT", 0, -100, 100, 1), ("brightness", "FLOAT", 0, -100, 100, 1),
+                         ("contrast", "FLOAT", 0, -100, 100, 1), ("sharpness", "FLOAT", 0, 0, 100, 1)],
+    "FL_Ripple": [("images", "IMAGE", None, None, None, None), ("amplitude", "FLOAT", 10.0, 0.1, 50.0, 0.1),
+                  ("frequency", "FLOAT", 20.0, 1.0, 100.0, 0.1), ("phase", "FLOAT", 0.0, 0.0, 360.0, 1.0),
+                  ("center_x", "FLOAT", 50.0, 0.0, 100.0, 0.1), ("center_y", "FLOAT", 50.0, 0.0, 100.0, 0.1),
+                  ("modulation", "FLOAT", 0.0, 0.0, 1.0, 0.01)],
+    "FL_SeparateMaskComponents": [("mask", "IMAGE", None, None, None, None)],
+}
+PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
+                "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
+                "FL_PromptBasic": ["STRING"], "FL_PromptMulti": ["STRING"] * 3, "FL_RandomNumber": ["INT", "FLOAT"],
+                "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"]}
+PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1}
+
+
+def test_inputs_and_outputs_are_the_packs(registry):
+    info = object_info(registry)
+    for name, inputs in PACK_INPUTS.items():
+        entry = info[name]
+        order = entry["input_order"].get("required", []) + entry["input_order"].get("optional", [])
+        assert order == [i[0] for i in inputs], name
+        declared = {**entry["input"].get("required", {}), **entry["input"].get("optional", {})}
+        for input_name, kind, default, low, high, step in inputs:
+            spec = declared[input_name]
+            assert (spec[0] if isinstance(spec[0], str) else "COMBO") == kind, (name, input_name)
+            options = spec[1] if len(spec) > 1 else {}
+            for key, want in (("default", default), ("min", low), ("max", high), ("step", step)):
+                if want is not None:
+                    assert options.get(key) == want, (name, input_name, key)
+        assert entry["output"] == PACK_OUTPUTS.get(name, ["IMAGE"]), name
+        assert entry["category"].startswith("🏵️Fill Nodes/"), name
+        if name in PACK_OPTIONAL:
+            assert entry["input_order"].get("required", []) == [i[0] for i in inputs[:PACK_OPTIONAL[name]]], name
+    assert info["FL_PromptMulti"]["output_is_list"] == [True, True, True]
+    assert info["FL_ImageBatchToImageList"]["output_is_list"] == [True]
+    assert info["FL_ImageListToImageBatch"]["is_input_list"] is True
+
+
+def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
+    import nodes.pack_nodes_fill2 as fill2
+    from graphflow.comfy_format import FILL_LATER, FILL_LEFT_OUT
+    ours = [cls for cls in registry if cls.__module__ == fill2.__name__]
+    assert len(ours) == len(PACK_INPUTS)
+    for cls in ours:
+        name = cls.comfy.class_types[0]
+        assert name in PACK_INPUTS and registry.comfy_node(name) is cls, name
+        assert custom_pack(name) == "ComfyUI_Fill-Nodes", name
+    assert not set(PACK_INPUTS) & (set(FILL_LATER) | set(FILL_LEFT_OUT))
+
+
+# -- sampler settings, prompts, numbers ------------------------------------------------------------
+
+
+def test_sampler_and_scheduler_strings_join_the_chosen_in_the_packs_order(registry):
+    chosen = {"uni_pc_bh2": True, "euler": True, "dpmpp_2m": True}
+    assert call(registry, "FillSamplerStrings", **chosen) == "euler,dpmpp_2m,uni_pc_bh2"
+    assert call(registry, "FillSamplerStrings") == ""
+    assert call(registry, "FillSchedulerStrings", beta=True, normal=True, simple=True) == "normal,simple,beta"
+
+
+def test_ksampler_settings_give_the_ratio_turned_for_portrait(registry):
+    out = call(registry, "FillKsamplerSettings", Aspect_Ratio="16:9_SVD 576x1024", rotation="portrait", batch=3,
+               Pass_2_denoise=0.4, sampler="dpmpp_2m", scheduler="karras")
+    assert out == (576, 1024, 3, 25, 25, 6.0, 6.0, 0.4, 1.5, "dpmpp_2m", "karras")
+    assert call(registry, "FillKsamplerSettings", Aspect_Ratio="21:9__XL 1536x640")[:2] == (1536, 640)
+
+
+def test_prompts_join_as_they_are_and_pair_line_by_line(registry):
+    assert call(registry, "FillPromptBasic", prepend="a ", prompt="cat", append=", sharp") == "a cat, sharp"
+    positive, negative, names = call(registry, "FillPromptMulti", positive_text=" red \n\n blue\ngreen ",
+                                     negative_text="blurry\n", name_prefix="p")
+    assert positive == ["red", "blue", "green"] and negative == ["blurry"] * 3 and names == ["p1", "p2", "p3"]
+    positive, negative, names = call(registry, "FillPromptMulti", positive_text="", negative_text="a\nb")
+    assert positive == ["", ""] and negative == ["a", "b"] and names == ["prompt_1", "prompt_2"]
+
+
+def test_random_number_follows_pythons_mersenne_twister(registry):
+    # random.seed(1); random.random() is 0.13436424411240122 (CPython's documented generator)
+    whole, fraction = call(registry, "FillRandomNumber", min_value=0.0, max_value=1.0, seed=1)
+    assert fraction == 0.13436424411240122 and whole == 0
+    whole, fraction = call(registry, "FillRandomNumber", min_value=-50.0, max_value=50.0, seed=1)
+    assert fraction == pytest.approx(-50 + 100 * 0.13436424411240122)
+    assert whole == math.trunc(-50 + 100 * 0.8474337369372327)  # the second draw, cut towards 0
+    assert call(registry, "FillRandomNumber", seed=0) == call(registry, "FillRandomNumber", seed=0)
+    state = random.getstate()
+    call(registry, "FillRandomNumber", seed=7)
+    assert random.getstate() == state  # the global generator is left alone
+    _refused(registry, "FillRandomNumber", "max_value", "min_value", min_value=2.0, max_value=1.0)
+
+
+# -- lists and batches -----------------------------------------------------------------------------
+
+
+def test_batch_to_list_and_back(registry):
+    images = _images(batch=3)
+    parts = call(registry, "FillImageBatchToImageList", image=images)
+    assert len(parts) == 3 and all(torch.equal(p, images[i:i + 1]) for i, p in enumerate(parts))
+    assert torch.equal(call(registry, "FillImageListToImageBatch", images=parts), images)
+    other = _images(seed=1, batch=1, height=24, width=16)
+    joined = call(registry, "FillImageListToImageBatch", images=[images[:1], other])
+    # lanczos to the first's 12 × 16, centre-cropped to its aspect: the middle 12 rows' worth of 24 × 16
+    assert joined.shape == (2, 12, 16, 3) and torch.equal(joined[0], images[0])
+    _refused(registry, "FillImageListToImageBatch", "images", "channels",
+             images=[images[:1], _images(batch=1, channels=4)])
+
+
+# -- gradients -------------------------------------------------------------------------------------
+
+
+def _pack_gradient(width, height, interpolation, stops):
+    """The pack's loop written out column by column, with the easing applied to each column's
+    position (what its code means; it indexes its colours by the eased positions and fails)."""
+    positions, colors = [s["pos"] for s in stops], [s["color"] for s in stops]
+    image = np.zeros((height, width, 3), dtype=np.float32)
+    for i in range(width):
+        pos = i / (width - 1)
+        if interpolation == "Ease In":
+            pos = pos ** 2
+        elif interpolation == "Ease Out":
+            pos = 1 - (1 - pos) ** 2
+        elif interpolation == "Ease In-Out":
+            pos = 2 * pos ** 2 if pos < 0.5 else 1 - (-2 * pos + 2) ** 2 / 2
+        if pos <= positions[0]:
+            color = colors[0]
+        elif pos >= positions[-1]:
+            color = colors[-1]
+        else:
+            for j in range(len(positions) - 1):
+                if positions[j] <= pos < positions[j + 1]:
+                    t = (pos - positions[j]) / (positions[j + 1] - positions[j])
+                    color = [(1 - t) * colors[j][k] + t * colors[j + 1][k] for k in range(3)]
+                    break
+        image[:, i] = [c / 255.0 for c in color]
+    return image
+
+
+STOPS = [{"pos": 0.1, "color": [255, 0, 0]}, {"pos": 0.5, "color": [0, 255, 0, 255]},
+         {"pos": 0.5, "color": [0, 0, 255]}, {"pos": 0.8, "color": [255, 255, 255]}]
+
+
+@pytest.mark.parametrize("interpolation", ["Linear", "Ease In", "Ease Out", "Ease In-Out"])
+def test_gradient_follows_the_packs_stops(registry, interpolation):
+    out = call(registry, "FillGradGenerator", width=101, height=64, color_mode="RGB", interpolation=interpolation,
+               gradient_colors=json.dumps(STOPS))
+    assert out.shape == (1, 64, 101, 3)
+    np.testing.assert_allclose(out[0].numpy(), _pack_gradient(101, 64, interpolation, STOPS), atol=1e-6)
+
+
+def test_gradient_in_hsv_is_pillows_hsv_of_the_8_bit_gradient(registry):
+    from PIL import Image
+    out = call(registry, "FillGradGenerator", width=64, height=64, color_mode="HSV", gradient_colors=json.dumps(STOPS))
+    rgb = (_pack_gradient(64, 64, "Linear", STOPS) * 255).astype(np.uint8)
+    want = np.asarray(Image.fromarray(rgb, mode="RGB").convert("HSV")).astype(np.float32) / 255.0
+    np.testing.assert_array_equal(out[0].numpy(), want)
+
+
+@pytest.mark.parametrize("text, match", [("[]", "non-empty"), ("{", "not JSON"), ('[{"pos": 0.2}]', "stop 0"),
+                                         ('[{"pos": 0.5, "color": [1, 2, 3]}, {"pos": 0.1, "color": [1, 2, 3]}]',
+                                          "ascending")])
+def test_gradient_refuses_bad_stops_naming_them(registry, text, match):
+    _refused(registry, "FillGradGenerator", "gradient_colors", match, gradient_colors=text)
+
+
+# -- adjusting -------------------------------------------------------------------------------------
+
+
+def test_image_adjuster_is_pillows_operations_in_the_packs_order(registry):
+    from PIL import Image, ImageEnhance, ImageFilter
+    images = _images(batch=2, height=20, width=24)
+    out = call(registry, "FillImageAdjuster", image=images, hue=30, saturation=-20, brightness=15, contrast=-10,
+               sharpness=40)
+    for image, got in zip(images, out):
+        h, s, v = Image.fromarray(_levels(image)).convert("HSV").split()
+        h = Image.fromarray(((np.asarray(h).astype(np.int64) + 30) % 256).astype(np.uint8))
+        s = Image.fromarray(np.clip(np.asarray(s) - 20 * 255 / 100, 0, 255).astype(np.uint8))
+        picture = Image.merge("HSV", (h, s, v)).convert("RGB")
+        picture = ImageEnhance.Contrast(ImageEnhance.Brightness(picture).enhance(1.15)).enhance(0.9)
+        picture = picture.filter(ImageFilter.UnsharpMask(radius=2, percent=140, threshold=3))
+        np.testing.assert_array_equal(got.numpy(), np.asarray(picture).astype(np.float32) / 255.0)
+
+
+def test_image_adjuster_brightness_scales_the_levels(registry):
+    gray = torch.full((1, 4, 4, 3), 100 / 255.0)
+    out = call(registry, "FillImageAdjuster", image=gray, brightness=50)
+    assert torch.equal(out, torch.full((1, 4, 4, 3), 150 / 255.0))  # Pillow's blend with black at 1.5
+
+
+# -- ripple ----------------------------------------------------------------------------------------
+
+
+def _pack_ripple(levels, index, batch, amplitude, frequency, phase, center_x, center_y, modulation):
+    height, width = levels.shape[:2]
+    cx, cy = int(center_x / 100 * width), int(center_y / 100 * height)
+    factor = 1 + modulation * math.sin(2 * math.pi * index / batch)
+    out = np.empty_like(levels)
+    for y in range(height):
+        for x in range(width):
+            angle = math.hypot(x - cx, y - cy) / (frequency * factor) * 2 * math.pi + math.radians(phase)
+            sx = min(max(x + int(amplitude * factor * math.sin(angle)), 0), width - 1)
+            sy = min(max(y + int(amplitude * factor * math.cos(angle)), 0), height - 1)
+            out[y, x] = levels[sy, sx]
+    return out
+
+
+def test_ripple_moves_each_pixel_by_the_packs_offsets(registry):
+    images = _images(batch=3, height=14, width=18)
+    settings = dict(amplitude=3.5, frequency=6.0, phase=40.0, center_x=30.0, center_y=70.0, modulation=0.5)
+    out = call(registry, "FillRipple", images=images, **settings)
+    for index, (image, got) in enumerate(zip(images, out)):
+        want = _pack_ripple(_levels(image), index, 3, **settings)
+        np.testing.assert_array_equal(got.numpy(), want.astype(np.float32) / 255.0)
+
+
+# -- mask components -------------------------------------------------------------------------------
+
+
+def test_separate_mask_components_are_scipys_8_connected_regions(registry):
+    from scipy import ndimage
+    generator = torch.Generator().manual_seed(3)
+    masks = (torch.rand(2, 16, 20, 3, generator=generator) > 0.8).float() * torch.rand(2, 16, 20, 3,
+                                                                                        generator=generator)
+    parts, mapping = call(registry, "FillSeparateMaskComponents", mask=masks)
+    want, owners = [], []
+    for index, mask in enumerate(masks):
+        labels, count = ndimage.label(mask.mean(dim=-1).numpy() > 0, structure=np.ones((3, 3)))
+        # OpenCV's 8-connected labelling scans 2 × 2 blocks, two rows at a time: a region's number
+        # follows the first block (in that scan) it touches; a block's pixels are all one region
+        first_block = [min((y // 2, x // 2) for y, x in np.argwhere(labels == label)) for label in range(1, count + 1)]
+        for label in sorted(range(1, count + 1), key=lambda label: first_block[label - 1]):
+            want.append(torch.from_numpy(labels == label)[..., None] * mask)
+            owners.append(index)
+    assert parts.shape == (len(want), 16, 20, 3) and len(want) > 4
+    assert torch.equal(parts, torch.stack(want)) and mapping.tolist() == owners
+    _refused(registry, "FillSeparateMaskComponents", "mask", "no pixel", mask=torch.zeros(1, 4, 4, 3))
+
+
+# -- workflows -------------------------------------------------------------------------------------
+
+
+def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
+    stops = json.dumps([{"pos": 0.0, "color": [0, 0, 0]}, {"pos": 1.0, "color": [255, 128, 0]}])
+    nodes = [
+        ui_node(1, "FL_GradGenerator", [64, 64, "RGB", "Ease In", stops], outputs=[("IMAGE", "IMAGE", [1])]),
+        ui_node(2, "FL_Ripple", [2.0, 10.0, 0.0, 50.0, 50.0, 0.0], [("images", "IMAGE", 1, False)],
+                [("IMAGE", "IMAGE", [2])]),
+        ui_node(3, "FL_ImageAdjuster", [10, 0, 0, 20, 0], [("image", "IMAGE", 2, False)], [("IMAGE", "IMAGE", [])]),
+        ui_node(4, "FL_SchedulerStrings", [True, False, False, False, True, False, False],
+                outputs=[("STRING", "STRING", [])]),
+    ]
+    graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]])
+    values = run_graph(registry, graph, ["3", "4"]).values
+    gradient = call(registry, "FillGradGenerator", width=64, height=64, interpolation="Ease In", gradient_colors=stops)
+    assert torch.equal(values["1"][0], gradient)
+    rippled = call(registry, "FillRipple", images=gradient, amplitude=2.0, frequency=10.0)
+    assert torch.equal(values["2"][0], rippled)
+    assert torch.equal(values["3"][0], call(registry, "FillImageAdjuster", image=rippled, hue=10, contrast=20))
+    assert values["4"][0] == "normal,simple"
+    saved = {n["id"]: n for n in export_ui(parse_workflow(graph, registry), registry)["nodes"]}
+    for node in nodes:
+        assert saved[node["id"]]["type"] == node["type"]
+        assert saved[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
+
+
+def test_a_ui_save_in_another_layout_is_refused_naming_it(registry):
+    node = ui_node(1, "FL_SchedulerStrings", [False] * 9, outputs=[("STRING", "STRING", [])])
+    with pytest.raises(Exception, match="seven-switch"):
+        parse_workflow(ui_graph([node]), registry)
+
+
+API_PROMPT = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 12, "height": 8, "batch_size": 3, "color": 0x336699}},
+    "2": {"class_type": "FL_ImageBatchToImageList", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "FL_ImageListToImageBatch", "inputs": {"images": ["2", 0]}},
+    "4": {"class_type": "FL_PromptMulti", "inputs": {"positive_text": "a\nb", "negative_text": "c",
+                                                     "name_prefix": "n"}},
+    "5": {"class_type": "FL_PromptBasic", "inputs": {"prepend": "x ", "prompt": ["4", 0], "append": ""}},
+    "6": {"class_type": "FL_RandomNumber", "inputs": {"min_value": 0.0, "max_value": 10.0, "seed": 5}},
+    "7": {"class_type": "FL_KsamplerSettings", "inputs": {"Aspect_Ratio": "1:1___SD 512x512", "rotation": "landscape",
+                                                          "batch": 1, "Pass_1_steps": 20, "Pass_2_steps": 10,
+                                                          "Pass_1_CFG": 7.0, "Pass_2_CFG": 5.0, "Pass_2_denoise": 0.5,
+                                                          "scale_factor": 2.0, "sampler": "euler",
+                                                          "scheduler": "karras"}},
+    "8": {"class_type": "EmptyImage", "inputs": {"width": ["7", 0], "height": ["7", 1], "batch_size": 1, "color": 0}},
+    "9": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    "10": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
+}
+
+
+def test_an_api_prompt_with_the_packs_classes_runs_and_round_trips(registry):
+    values = run_graph(registry, API_PROMPT, ["5", "6", "9", "10"]).values
+    assert torch.equal(values["3"][0], values["1"][0])
+    assert list(values["5"][0]) == ["x a", "x b"]
+    rng = random.Random(5)
+    fraction = 10.0 * rng.random()
+    assert values["6"][0] == int(10.0 * rng.random()) and values["6"][1] == fraction
+    assert values["8"][0].shape == (1, 512, 512, 3)
+    api = export_api(parse_workflow(API_PROMPT, registry), registry)
+    for node_id, entry in API_PROMPT.items():
+        assert api[node_id]["class_type"] == entry["class_type"]
+        assert api[node_id]["inputs"] == entry["inputs"], node_id
