@@ -54,6 +54,8 @@ MOST_ASCII_CELLS = 1 << 20  # characters FL_Ascii draws an image (each a Pillow 
 MOST_ASCII_FONT_SIZE = 4096  # FL_Ascii's font_size (Pillow renders a whole glyph bitmap before clipping it)
 MOST_ASCII_AREA = 1 << 32  # FL_Ascii's characters × font_size², pixels rendered an image (about a minute here)
 MOST_COLLAGE_TILES = 1 << 18  # FL_ImageCollage's tiles an image (each a Pillow paste: about 40 s here)
+# docs/comfyui.md's note on a class whose widgets hook refuses the pack's later layout (tools/make_comfy_docs.py)
+LATER_LAYOUT_REFUSED = "UI saves of the pack's later layout refused, naming its version (see the node's help)"
 BAYER = ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))  # FL_Dither's 4 × 4 matrix, / 16
 
 
@@ -372,6 +374,9 @@ def _notes_widgets(values: list) -> list:
     return values
 
 
+_notes_widgets.docs_note = LATER_LAYOUT_REFUSED
+
+
 class FillImageNotes(Node):
     """The images below a black bar of bar_height pixels holding text in white, centred as the pack
     measures it (its ink's right edge across; its ink's bottom plus the font's descent down). The
@@ -502,6 +507,9 @@ def _randomizer_widgets(values: list) -> list:
                          "graphflow builds the layout of 13509480 (directory_path, seed, search_subdirectories): "
                          "put a new FL Image Randomizer in its place")
     return values
+
+
+_randomizer_widgets.docs_note = LATER_LAYOUT_REFUSED
 
 
 class FillImageRandomizer(Node):
@@ -1100,6 +1108,9 @@ def _ascii_widgets(values: list) -> list:
                          "sequence_toggle a boolean, envelope_json, blend_intensity, invert): not read; graphflow "
                          "builds the layout of 5d9f6707 (spacing, font_size, characters, font, sequence_toggle off / on): put a new FL Ascii in its place")
     return values
+
+
+_ascii_widgets.docs_note = LATER_LAYOUT_REFUSED
 
 
 class FillAscii(Node):

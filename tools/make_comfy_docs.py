@@ -186,8 +186,9 @@ def render() -> str:
                 notes += [f"`{name}` = `{value!r}`" for name, value in alias.fixed.items()]
                 notes += [f"`{name}` ignored" for name in alias.ignore]
                 notes += [f"`{prefix}1`, `{prefix}2` ... → `{ours}` (a JSON list)" for prefix, ours in alias.gather.items()]
-                if alias.widgets is not None:
-                    notes.append("UI saves of the pack's older versions read too (see the node's help)")
+                if alias.widgets is not None:  # a hook may say what it does where it refuses other layouts
+                    notes.append(getattr(alias.widgets, "docs_note",
+                                         "UI saves of the pack's older versions read too (see the node's help)"))
                 if class_type not in comfy_catalogue():
                     # a module holding one pack's nodes names it; else the pack is guessed by name
                     pack = getattr(sys.modules[cls.__module__], "COMFY_PACK", None) or custom_pack(class_type)
