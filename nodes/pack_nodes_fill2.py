@@ -12,11 +12,14 @@ Read from the pack's nodes/*.py at these commits:
   40d4853393652bdd12f0693145b18bf64aa370e6 FL_GradGen.py; 66e3b52cea6871fbe045cc5aee45ce2f71adac48
   FL_ImageAdjuster.py; FL_Ripple.py in the layout with center_x, center_y and modulation (its later one adds
   envelope_json, blend_intensity, invert, mask); FL_SeparateMasks.py; ab164ec202a0de86306cc805db865d5006785076
-  FL_KsamplerSettings.py.
+  FL_KsamplerSettings.py; 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509 FL_PasteOnCanvas.py;
+  a8c92f83832b49920796685be3b002286b853457 FL_MadLibGenerator.py.
+(Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
-FL_PromptMulti, FL_RandomNumber, FL_ImageListToImageBatch, FL_ImageBatchToImageList,
-FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_SeparateMaskComponents. The pack's other classes
+FL_PromptMulti, FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch,
+FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_SeparateMaskComponents,
+FL_PasteOnCanvas. The pack's other classes
 are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
 Where the pack draws from the clock or Python's global random state (FL_RandomNumber's seed 0)
@@ -447,3 +450,186 @@ class FillSeparateMaskComponents(Node):
         if not parts:
             raise NodeInputError("mask", "no pixel above 0 in any image: nothing to separate")
         return torch.stack(parts), torch.tensor(mapping, device=mask.device)
+
+
+def _rgba(images):
+    """The pack's tensor_to_rgba: a MASK or one channel repeated into all four, RGB given an opaque alpha."""
+    import torch
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] == 1:
+        return images.expand(-1, -1, -1, 4)
+    if images.shape[-1] == 3:
+        return torch.cat([images, torch.ones_like(images[..., :1])], dim=-1)
+    return images
+
+
+def _resized(picture, height: int, width: int, algorithm: str):
+    """One [H, W, 4] picture resized as the pack does: lanczos through Pillow on 8-bit levels (cut,
+    not rounded), the others as torchvision's resize (bilinear and bicubic antialiased, nearest
+    plain)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    if algorithm == "lanczos":
+        resized = Image.fromarray(_levels(picture)).resize((width, height), Image.LANCZOS)
+        return torch.from_numpy(np.asarray(resized).astype(np.float32) / 255.0).to(picture.device)
+    planes = picture.movedim(-1, 0)[None]
+    if algorithm == "nearest":
+        planes = F.interpolate(planes, size=(height, width), mode="nearest")
+    else:
+        planes = F.interpolate(planes, size=(height, width), mode=algorithm, align_corners=False, antialias=True)
+    return planes[0].movedim(0, -1)
+
+
+class FillPasteOnCanvas(Node):
+    """The part of each image inside its mask's bounding box (the pixels not 0), with the mask as
+    its alpha, scaled to fit the canvas less padding on each side (keeping its aspect; sizes cut
+    to whole pixels, at least 1) and centred on a canvas of background colour or bg_image_optional
+    (bilinear to the canvas's size), blended by that alpha; the canvas's alpha is the larger of
+    the two. mask is an IMAGE (its channels' mean) or a MASK, resized (nearest) to the image's size;
+    a mask batch smaller than the image batch repeats (the first mask alone where it does not
+    divide it); an image whose mask is empty leaves its canvas bare. Without a mask,
+    use_full_mask takes the whole image. A one-channel image is used in all four channels, as in
+    the pack. include_alpha gives RGBA, else RGB."""
+    category = "🏵️Fill Nodes/Utility"
+    display_name = "FL Paste On Canvas"
+    image: IMAGE
+    canvas_width: int = Int(512, min=64, max=4096, step=32)
+    canvas_height: int = Int(512, min=64, max=4096, step=32)
+    background_red: int = Int(255, min=0, max=255)
+    background_green: int = Int(255, min=0, max=255)
+    background_blue: int = Int(255, min=0, max=255)
+    padding: int = Int(0, min=0, max=512)
+    resize_algorithm: str = Choice(["bilinear", "nearest", "bicubic", "lanczos"], "bilinear")
+    include_alpha: bool = Bool(False)
+    use_full_mask: bool = Bool(False)
+    mask: IMAGE = None
+    bg_image_optional: IMAGE = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_PasteOnCanvas",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size, width, height = inputs.get("image"), widgets.get("canvas_width"), widgets.get("canvas_height")
+        if size is None or not isinstance(width, int) or not isinstance(height, int):
+            return Estimate(None)
+        return Estimate(Size(size.batch, height, width))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        from graphflow.api import check_run_memory
+        images = _rgba(_image(self.image, "image"))
+        batch, height, width = images.shape[:3]
+        if 2 * self.padding >= min(self.canvas_width, self.canvas_height):
+            raise NodeInputError("padding", f"{self.padding} on each side leaves no room on a "
+                                            f"{self.canvas_width} × {self.canvas_height} canvas")
+        check_run_memory("canvas_width", "the canvases", images=Size(batch, self.canvas_height, self.canvas_width))
+        if self.mask is None:
+            if not self.use_full_mask:
+                raise NodeInputError("mask", "not connected and use_full_mask is off: connect a mask or turn "
+                                             "use_full_mask on")
+            mask = torch.ones(batch, height, width, device=images.device)
+        else:
+            if not torch.is_tensor(self.mask) or self.mask.ndim not in (3, 4):
+                raise NodeInputError("mask", "expected an IMAGE ([B, H, W, C]) or a MASK ([B, H, W])")
+            mask = self.mask.float().mean(dim=-1) if self.mask.ndim == 4 else self.mask.float()
+        mask = F.interpolate(mask[:, None].to(images.device), size=(height, width), mode="nearest")[:, 0]
+        if mask.shape[0] > batch:
+            raise NodeInputError("mask", f"a batch of {mask.shape[0]}: expected at most the image's {batch}")
+        if mask.shape[0] < batch:
+            mask = mask.repeat(batch // mask.shape[0], 1, 1) if batch % mask.shape[0] == 0 else mask[:1].repeat(
+                batch, 1, 1)
+        if self.bg_image_optional is not None:
+            background = _rgba(_image(self.bg_image_optional, "bg_image_optional")).to(images)
+            if background.shape[0] not in (1, batch):
+                raise NodeInputError("bg_image_optional", f"a batch of {background.shape[0]}: expected 1 or the "
+                                                          f"image's {batch}")
+            background = F.interpolate(background.movedim(-1, 1), size=(self.canvas_height, self.canvas_width),
+                                       mode="bilinear", align_corners=False).movedim(1, -1)
+            canvas = background.expand(batch, -1, -1, -1).clone()
+        else:
+            color = torch.tensor([self.background_red, self.background_green, self.background_blue, 255],
+                                 dtype=images.dtype, device=images.device) / 255.0
+            canvas = color.expand(batch, self.canvas_height, self.canvas_width, 4).clone()
+        masked = torch.cat([images[..., :3], images[..., 3:] * mask[..., None]], dim=-1)
+        room_width, room_height = self.canvas_width - 2 * self.padding, self.canvas_height - 2 * self.padding
+        for index in range(batch):
+            check_interrupted()
+            rows, columns = torch.where(mask[index] != 0)
+            if rows.numel() == 0:
+                continue
+            part = masked[index, int(rows.min()):int(rows.max()) + 1, int(columns.min()):int(columns.max()) + 1]
+            scale = min(room_width / part.shape[1], room_height / part.shape[0])
+            new_height, new_width = max(1, int(part.shape[0] * scale)), max(1, int(part.shape[1] * scale))
+            resized = _resized(part, new_height, new_width, self.resize_algorithm).to(canvas)
+            top = self.padding + (room_height - new_height) // 2
+            left = self.padding + (room_width - new_width) // 2
+            region = canvas[index, top:top + new_height, left:left + new_width]
+            alpha = resized[..., 3:]
+            canvas[index, top:top + new_height, left:left + new_width] = torch.cat(
+                [resized[..., :3] * alpha + region[..., :3] * (1 - alpha), torch.maximum(region[..., 3:], alpha)],
+                dim=-1)
+        return canvas if self.include_alpha else canvas[..., :3]
+
+
+MADLIB_LISTS = 5
+MOST_MADLIB_REPLACEMENTS = 10_000  # a word holding its own delimiter would make the pack's loop endless
+MOST_MADLIB_CHARACTERS = 1_000_000
+
+
+class FillMadLibGenerator(Node):
+    """The template with each delimiter_N replaced, one occurrence at a time, by a word (a line of
+    word_list_N, stripped; blank lines skipped) drawn from a generator of its own, as the pack
+    seeds it: Python's Mersenne Twister seeded with the MD5 (as a number) of
+    "<seed>_<N − 1>_<the list's words joined>", so the same seed and lists give the same text;
+    delimiters 1 to 5 in turn. Refused, as the pack's loop never ends on them: an empty delimiter;
+    a delimiter in the text whose list has no words (the pack puts "[NO WORDS FOR <delimiter>]",
+    which holds it again); more than 10,000 replacements of one delimiter (a word holding it).
+    A result past 1,000,000 characters is refused too."""
+    category = PROMPTING
+    display_name = "FL MadLib Generator"
+    template: str = Text("", multiline=True)
+    delimiter_1: str = Text("(1)")
+    delimiter_2: str = Text("(2)")
+    delimiter_3: str = Text("(3)")
+    delimiter_4: str = Text("(4)")
+    delimiter_5: str = Text("(5)")
+    word_list_1: str = Text("")
+    word_list_2: str = Text("")
+    word_list_3: str = Text("")
+    word_list_4: str = Text("")
+    word_list_5: str = Text("")
+    seed: int = Int(-1, min=-1, max=0xffffffffffffffff)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_MadLibGenerator",), optional=("seed",))
+
+    def run(self):
+        import hashlib
+        import random
+        result = self.template
+        for index in range(MADLIB_LISTS):
+            name = f"delimiter_{index + 1}"
+            delimiter = getattr(self, name)
+            words = [w.strip() for w in getattr(self, f"word_list_{index + 1}").split("\n") if w.strip()]
+            digest = hashlib.md5(f"{self.seed}_{index}_{''.join(words)}".encode()).hexdigest()
+            draws = random.Random(int(digest, 16))
+            if not delimiter:
+                raise NodeInputError(name, "empty: expected the text to replace (the pack's loop never ends)")
+            if delimiter in result and not words:
+                raise NodeInputError(f"word_list_{index + 1}", f"no words, and the text holds {delimiter!r} (the "
+                                                               f"pack puts [NO WORDS FOR {delimiter}], which holds it "
+                                                               "again, and never ends)")
+            replaced = 0
+            while delimiter in result:
+                if replaced == MOST_MADLIB_REPLACEMENTS:
+                    raise NodeInputError(f"word_list_{index + 1}", f"{delimiter!r} replaced {replaced:,} times and "
+                                                                   "still there: a word holds it")
+                result = result.replace(delimiter, draws.choice(words), 1)
+                replaced += 1
+                if len(result) > MOST_MADLIB_CHARACTERS:
+                    raise NodeInputError(f"word_list_{index + 1}", f"the text grew past "
+                                                                   f"{MOST_MADLIB_CHARACTERS:,} characters")
+        return result

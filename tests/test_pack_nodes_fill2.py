@@ -81,12 +81,23 @@ PACK_INPUTS = {
                   ("center_x", "FLOAT", 50.0, 0.0, 100.0, 0.1), ("center_y", "FLOAT", 50.0, 0.0, 100.0, 0.1),
                   ("modulation", "FLOAT", 0.0, 0.0, 1.0, 0.01)],
     "FL_SeparateMaskComponents": [("mask", "IMAGE", None, None, None, None)],
+    "FL_PasteOnCanvas": [("image", "IMAGE", None, None, None, None), ("canvas_width", "INT", 512, 64, 4096, 32),
+                         ("canvas_height", "INT", 512, 64, 4096, 32)]
+    + [(f"background_{c}", "INT", 255, 0, 255, 1) for c in ("red", "green", "blue")]
+    + [("padding", "INT", 0, 0, 512, 1), ("resize_algorithm", "COMBO", None, None, None, None),
+       ("include_alpha", "BOOLEAN", False, None, None, None), ("use_full_mask", "BOOLEAN", False, None, None, None),
+       ("mask", "IMAGE", None, None, None, None), ("bg_image_optional", "IMAGE", None, None, None, None)],
+    "FL_MadLibGenerator": [("template", "STRING", "", None, None, None)]
+    + [(f"delimiter_{i}", "STRING", f"({i})", None, None, None) for i in range(1, 6)]
+    + [(f"word_list_{i}", "STRING", "", None, None, None) for i in range(1, 6)]
+    + [("seed", "INT", -1, -1, 0xffffffffffffffff, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
                 "FL_PromptBasic": ["STRING"], "FL_PromptMulti": ["STRING"] * 3, "FL_RandomNumber": ["INT", "FLOAT"],
-                "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"]}
-PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1}
+                "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"], "FL_MadLibGenerator": ["STRING"]}
+PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
+                 "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11}
 
 
 def test_inputs_and_outputs_are_the_packs(registry):
@@ -308,6 +319,105 @@ def test_separate_mask_components_are_scipys_8_connected_regions(registry):
     assert parts.shape == (len(want), 16, 20, 3) and len(want) > 4
     assert torch.equal(parts, torch.stack(want)) and mapping.tolist() == owners
     _refused(registry, "FillSeparateMaskComponents", "mask", "no pixel", mask=torch.zeros(1, 4, 4, 3))
+
+
+# -- pasting on a canvas --------------------------------------------------------------------------
+
+
+def _pack_paste(image, mask, canvas, padding, algorithm):
+    """The pack's cut_and_paste for one RGBA image on one RGBA canvas, with torchvision's
+    masks_to_boxes and resize and Pillow's lanczos."""
+    from PIL import Image
+    from torchvision.ops import masks_to_boxes
+    from torchvision.transforms.functional import InterpolationMode
+    from torchvision.transforms.functional import resize as tv_resize
+    canvas = canvas.clone()
+    if not mask.any():
+        return canvas
+    x1, y1, x2, y2 = masks_to_boxes(mask[None])[0].long().tolist()
+    masked = image.clone()
+    masked[..., 3] = masked[..., 3] * mask
+    cropped = masked[y1:y2 + 1, x1:x2 + 1]
+    height, width = canvas.shape[:2]
+    room_w, room_h = width - 2 * padding, height - 2 * padding
+    scale = min(room_w / cropped.shape[1], room_h / cropped.shape[0])
+    new_h, new_w = int(cropped.shape[0] * scale), int(cropped.shape[1] * scale)
+    if algorithm == "lanczos":
+        picture = Image.fromarray((cropped.numpy() * 255).astype("uint8")).resize((new_w, new_h), Image.LANCZOS)
+        resized = torch.from_numpy(np.array(picture)).float() / 255.0
+    else:
+        mode = {"bilinear": InterpolationMode.BILINEAR, "nearest": InterpolationMode.NEAREST,
+                "bicubic": InterpolationMode.BICUBIC}[algorithm]
+        resized = tv_resize(cropped.permute(2, 0, 1), [new_h, new_w], interpolation=mode).permute(1, 2, 0)
+    top, left = padding + (room_h - new_h) // 2, padding + (room_w - new_w) // 2
+    region = canvas[top:top + new_h, left:left + new_w].clone()
+    alpha = resized[..., 3:4]
+    canvas[top:top + new_h, left:left + new_w] = torch.cat(
+        [resized[..., :3] * alpha + region[..., :3] * (1 - alpha), torch.maximum(region[..., 3:], alpha)], dim=-1)
+    return canvas
+
+
+@pytest.mark.parametrize("algorithm", ["bilinear", "nearest", "bicubic", "lanczos"])
+def test_paste_on_canvas_is_the_packs_crop_fit_and_blend(registry, algorithm):
+    images = _images(batch=2, height=30, width=40, channels=4)
+    masks = torch.zeros(2, 30, 40)
+    masks[0, 4:20, 6:31] = torch.rand(16, 25, generator=torch.Generator().manual_seed(5))
+    masks[1, 10:12, 3:39] = 1.0
+    out = call(registry, "FillPasteOnCanvas", image=images, mask=masks, canvas_width=96, canvas_height=64,
+               background_red=10, background_green=200, background_blue=30, padding=5, resize_algorithm=algorithm,
+               include_alpha=True)
+    plain = torch.tensor([10, 200, 30, 255]) / 255.0
+    for image, mask, got in zip(images, masks, out):
+        want = _pack_paste(image, mask, plain.expand(64, 96, 4), 5, algorithm)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_paste_on_canvas_over_a_background_picture_with_a_shared_mask(registry):
+    import torch.nn.functional as F
+    images = _images(batch=2, height=20, width=20)
+    background = _images(seed=4, batch=1, height=10, width=10)
+    mask = torch.zeros(1, 20, 20, 3)
+    mask[0, 5:15, 2:9] = 1.0
+    out = call(registry, "FillPasteOnCanvas", image=images, mask=mask, bg_image_optional=background, canvas_width=64,
+               canvas_height=64)
+    canvas = F.interpolate(torch.cat([background, torch.ones(1, 10, 10, 1)], -1).permute(0, 3, 1, 2), size=(64, 64),
+                           mode="bilinear", align_corners=False).permute(0, 2, 3, 1)[0]
+    for image, got in zip(images, out):
+        rgba = torch.cat([image, torch.ones(20, 20, 1)], -1)
+        torch.testing.assert_close(got, _pack_paste(rgba, mask[0, ..., 0], canvas, 0, "bilinear")[..., :3], atol=1e-5,
+                                   rtol=0)
+    _refused(registry, "FillPasteOnCanvas", "mask", "use_full_mask", image=images)
+    full = call(registry, "FillPasteOnCanvas", image=images, use_full_mask=True, canvas_width=64, canvas_height=64)
+    assert full.shape == (2, 64, 64, 3)
+    _refused(registry, "FillPasteOnCanvas", "padding", "no room", image=images, use_full_mask=True, padding=256)
+
+
+# -- mad libs --------------------------------------------------------------------------------------
+
+
+def _pack_madlib(template, seed, lists):
+    result = template
+    for index, (delimiter, text) in enumerate(lists):
+        words = [w.strip() for w in text.split("\n") if w.strip()]
+        import hashlib
+        rng = random.Random(int(hashlib.md5(f"{seed}_{index}_{''.join(words)}".encode()).hexdigest(), 16))
+        while delimiter in result:
+            result = result.replace(delimiter, rng.choice(words), 1)
+    return result
+
+
+def test_madlib_draws_each_list_from_the_packs_md5_seeded_generator(registry):
+    lists = [("(1)", "cat\n dog \n\nfox"), ("(2)", "red\nblue"), ("(3)", ""), ("(4)", "x"), ("(5)", "")]
+    template = "a (1) and a (2) (1), (4)(1)"
+    inputs = {f"delimiter_{i + 1}": d for i, (d, _) in enumerate(lists)}
+    inputs.update({f"word_list_{i + 1}": w for i, (_, w) in enumerate(lists)})
+    for seed in (-1, 0, 12345):
+        got = call(registry, "FillMadLibGenerator", template=template, seed=seed, **inputs)
+        assert got == _pack_madlib(template, seed, lists) and "(" not in got
+    _refused(registry, "FillMadLibGenerator", "word_list_3", "no words", template="(3)", **inputs)
+    _refused(registry, "FillMadLibGenerator", "delimiter_2", "empty", template="t", **{**inputs, "delimiter_2": ""})
+    _refused(registry, "FillMadLibGenerator", "word_list_4", "a word holds it", template="(4)",
+             **{**inputs, "word_list_4": "(4)"})
 
 
 # -- workflows -------------------------------------------------------------------------------------
