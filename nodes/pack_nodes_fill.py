@@ -296,9 +296,10 @@ class FillImageSlicer(Node):
         return tiles.permute(0, 2, 1, 3, 4).reshape(-1, tile_height, tile_width, levels.shape[-1])
 
 
-def _caption_folder(folder_name: str):
-    """FL_ImageCaptionSaver's folder: inside the output folder (made when missing); the pack makes it
-    relative to ComfyUI's working folder, or anywhere for an absolute path."""
+def _caption_folder(folder_name: str, input_name: str = "folder_name"):
+    """FL_ImageCaptionSaver's folder (and other Fill savers'): inside the output folder (made when
+    missing); the pack makes it relative to ComfyUI's working folder, or anywhere for an absolute
+    path."""
     from graphflow.folders import file_name_problem
     name = folder_name.replace("\\", "/").strip().rstrip("/")
     try:
@@ -307,9 +308,9 @@ def _caption_folder(folder_name: str):
         folder = safe_join(folders.outputs, name)
         folder.mkdir(parents=True, exist_ok=True)
     except UnsafePathError as e:
-        raise NodeInputError("folder_name", f"{e}: expected a folder inside the output folder") from None
+        raise NodeInputError(input_name, f"{e}: expected a folder inside the output folder") from None
     except OSError as e:
-        raise NodeInputError("folder_name", f"can't make the folder: {e.strerror}") from None
+        raise NodeInputError(input_name, f"can't make the folder: {e.strerror}") from None
     return folder
 
 
@@ -451,20 +452,21 @@ class FillPromptSelector(Node):
 PATH = socket_type("PATH", "#a1887f", "A file's path as text (ComfyUI_Fill-Nodes' PATH)")
 
 
-def _randomizer_folder(directory_path: str):
-    """The folder FL_ImageRandomizer reads: inside the inputs folder (the pack reads any on disk)."""
+def _randomizer_folder(directory_path: str, input_name: str = "directory_path"):
+    """The folder FL_ImageRandomizer (and other Fill readers) read: inside the inputs folder (the
+    pack reads any on disk)."""
     if not directory_path.strip():
-        raise NodeInputError("directory_path", "give a folder inside the inputs folder")
+        raise NodeInputError(input_name, "give a folder inside the inputs folder")
     if directory_path.strip().startswith(("/", "\\")) or directory_path.strip()[1:3] in (":/", ":\\"):
-        raise NodeInputError("directory_path", f"{directory_path!r} is a path on disk: folders are read only inside "
+        raise NodeInputError(input_name, f"{directory_path!r} is a path on disk: folders are read only inside "
                                                "the inputs folder; give the folder's path there (the pack reads any)")
     try:
         folder = safe_join(folders.inputs, directory_path.strip().replace("\\", "/").strip("/"))
     except UnsafePathError:
-        raise NodeInputError("directory_path", f"{directory_path!r} is not inside the inputs folder; folders are read "
+        raise NodeInputError(input_name, f"{directory_path!r} is not inside the inputs folder; folders are read "
                                                f"only there (the pack reads any folder on disk)") from None
     if not folder.is_dir():
-        raise NodeInputError("directory_path", f"no folder {directory_path!r} in the inputs folder")
+        raise NodeInputError(input_name, f"no folder {directory_path!r} in the inputs folder")
     return folder
 
 

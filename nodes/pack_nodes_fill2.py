@@ -13,13 +13,17 @@ Read from the pack's nodes/*.py at these commits:
   FL_ImageAdjuster.py; FL_Ripple.py in the layout with center_x, center_y and modulation (its later one adds
   envelope_json, blend_intensity, invert, mask); FL_SeparateMasks.py; ab164ec202a0de86306cc805db865d5006785076
   FL_KsamplerSettings.py; 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509 FL_PasteOnCanvas.py;
-  a8c92f83832b49920796685be3b002286b853457 FL_MadLibGenerator.py.
+  a8c92f83832b49920796685be3b002286b853457 FL_MadLibGenerator.py; 5d9f67074ba74659e2bb3e2c757d0e15eeade220
+  FL_CaptionToCSV.py; e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Caption_Saver_V2.py; FL_SaveCSV.py,
+  FL_SaveWebpImages.py (FL_SaveWebPImage(SaveImage)).
 (Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
 FL_PromptMulti, FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch,
 FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_SeparateMaskComponents,
-FL_PasteOnCanvas. The pack's other classes
+FL_PasteOnCanvas; FL_SaveWebPImage(SaveImage), FL_CaptionToCSV, FL_SaveCSV, FL_CaptionSaver_V2 (files
+read only inside the inputs folder and written only inside the outputs folder, as round 1's
+FL_ImageCaptionSaver; the pack reads and writes anywhere on disk). The pack's other classes
 are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
 Where the pack draws from the clock or Python's global random state (FL_RandomNumber's seed 0)
@@ -633,3 +637,211 @@ class FillMadLibGenerator(Node):
                     raise NodeInputError(f"word_list_{index + 1}", f"the text grew past "
                                                                    f"{MOST_MADLIB_CHARACTERS:,} characters")
         return result
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+CAPTIONING = "🏵️Fill Nodes/Captioning"
+CSV = socket_type("CSV", "#4caf50", "CSV text as UTF-8 bytes (FL_CaptionToCSV → FL_SaveCSV)")
+CSV_PICTURES = (".png", ".jpg", ".jpeg")  # FL_CaptionToCSV's
+CAPTION_PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # FL_CaptionSaver_V2's directory input
+
+
+def _folder_pictures(directory: str, input_name: str, extensions: tuple) -> tuple:
+    """(folder inside the inputs folder, its pictures of these extensions, any case, sorted by name),
+    at most MOST_FOLDER_FILES entries looked at."""
+    import os
+    from nodes.pack_nodes_fill import MOST_FOLDER_FILES, _randomizer_folder
+    folder = _randomizer_folder(directory, input_name)
+    entries = [entry for _, entry in zip(range(MOST_FOLDER_FILES + 1), os.scandir(folder))]
+    if len(entries) > MOST_FOLDER_FILES:
+        raise NodeInputError(input_name, f"more than {MOST_FOLDER_FILES:,} entries in {directory!r}: give a smaller "
+                                         "folder")
+    return folder, sorted(e.name for e in entries if e.is_file() and e.name.lower().endswith(extensions))
+
+
+class FillSaveWebPImage(Node):
+    """Save the images as WebP files at quality (lossy) in the outputs folder, named as ComfyUI
+    names its saves (`prefix_00001_.webp`; the prefix may hold a subfolder), no workflow embedded,
+    as in the pack; 8-bit levels cut as ComfyUI's savers do (the pack does not clip first). Gives
+    the images on and a line saying how many were saved."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Save WebP Image"
+    output_node = True
+    images: IMAGE
+    filename_prefix: str = Text("ComfyUI", file_name=True)
+    quality: int = Int(80, min=1, max=100)
+    outputs = {"IMAGE": IMAGE, "STRING": STRING}
+    comfy = ComfyAlias(("FL_SaveWebPImage(SaveImage)",))
+
+    def run(self):
+        from graphflow.api import folders, show
+        from graphflow.images import image_to_pil
+        from nodes.image import _next_counter, _save_new
+        images = _image(self.images, "images")
+        _channels(images, "images", (1, 3, 4))
+        try:
+            folder, stem = folders.output_location(self.filename_prefix)
+        except ValueError as e:
+            raise NodeInputError("filename_prefix", str(e)) from None
+        subfolder = folder.relative_to(folders.outputs).as_posix()
+        subfolder = "" if subfolder == "." else subfolder
+        counter, saved = _next_counter(folder, stem), []
+        for image in images:
+            check_interrupted()
+            name, counter = _save_new(image_to_pil(image), folder, stem, counter, suffix="_.webp",
+                                      image_format="WEBP", quality=self.quality)
+            counter += 1
+            saved.append({"filename": name, "subfolder": subfolder, "type": "output"})
+        show(images=saved)
+        return self.images, f"Saved {len(saved)} WebP image(s)"
+
+
+class FillCaptionToCSV(Node):
+    """A CSV (UTF-8) of the .png / .jpg / .jpeg pictures (any case) in image_directory, a folder
+    inside the inputs folder (the pack reads any on disk), sorted by name: a header row
+    image_file, caption, then each picture's name and the text of the .txt file of the same stem
+    beside it, stripped ("No caption found" where there is none), written by Python's csv module
+    (its excel dialect, rows ending in CR LF). Read again every run, as in the pack."""
+    category = CAPTIONING
+    display_name = "FL Caption To CSV"
+    output_node = True
+    cacheable = False  # the pack re-reads the folder every run (IS_CHANGED NaN)
+    image_directory: str = Text("")
+    outputs = {"CSV": CSV}
+    comfy = ComfyAlias(("FL_CaptionToCSV",))
+
+    def run(self):
+        import csv
+        import io
+        folder, names = _folder_pictures(self.image_directory, "image_directory", CSV_PICTURES)
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["image_file", "caption"])
+        for name in names:
+            caption = folder / (name.rsplit(".", 1)[0] + ".txt")
+            try:
+                writer.writerow([name, caption.read_text(encoding="utf-8").strip()])
+            except FileNotFoundError:
+                writer.writerow([name, "No caption found"])
+            except (OSError, UnicodeDecodeError) as e:
+                raise NodeInputError("image_directory", f"can't read {caption.name}: {e}") from None
+        return text.getvalue().encode("utf-8")
+
+
+class FillSaveCSV(Node):
+    """Write csv_data to filename (".csv" added when it lacks it) in output_directory, a folder
+    inside the outputs folder (made when missing; empty: the outputs folder itself; the pack's is
+    relative to ComfyUI's working folder, or anywhere), replacing a file of that name as the pack
+    does."""
+    category = CAPTIONING
+    display_name = "FL Save CSV"
+    output_node = True
+    csv_data: CSV
+    output_directory: str = Text("")
+    filename: str = Text("captions.csv")
+    outputs = {}
+    comfy = ComfyAlias(("FL_SaveCSV",))
+
+    def run(self):
+        from graphflow.api import folders
+        from graphflow.folders import file_name_problem
+        from nodes.pack_nodes_fill import _caption_folder, _write_replacing
+        if not isinstance(self.csv_data, (bytes, str)):
+            raise NodeInputError("csv_data", "expected CSV data (FL_CaptionToCSV's)")
+        folder = _caption_folder(self.output_directory, "output_directory") if self.output_directory.strip() else (
+            folders.outputs)
+        name = self.filename if self.filename.lower().endswith(".csv") else self.filename + ".csv"
+        if "/" in name or "\\" in name or (problem := file_name_problem(name)):
+            raise NodeInputError("filename", f"{self.filename!r}: expected a file name, without folders"
+                                             + (f" ({problem})" if "/" not in name and "\\" not in name else ""))
+        data = self.csv_data.encode("utf-8") if isinstance(self.csv_data, str) else self.csv_data
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_replacing(folder / name, lambda path: path.write_bytes(data))
+
+
+class FillCaptionSaverV2(Node):
+    """Save pictures as PNG with a caption .txt of the same name beside each, in folder_name inside
+    the output folder (the pack's is relative to ComfyUI's working folder). Image Input saves the
+    images as image_<i>.png (i from 0; one channel as RGB); Directory Input the .png / .jpg /
+    .jpeg / .bmp / .gif pictures (any case, sorted by name) of input_directory, a folder inside the
+    inputs folder, under their own stems. downsize_factor above 1 shrinks each (lanczos) to
+    width // factor × height // factor. Single Caption gives every picture single_caption;
+    Multiple Captions one line each (blank lines skipped; the last repeats for more pictures).
+    Captions keep only letters, digits, whitespace and . , ! ? - as the pack's clean-up does.
+    overwrite off picks <name>_<n> with the first n from 1 where neither file exists. Missing
+    images, folder or captions are refused (the pack answers "No valid input provided.")."""
+    category = CAPTIONING
+    display_name = "FL Caption Saver V2"
+    output_node = True
+    input_type: str = Choice(["Image Input", "Directory Input"], "Image Input")
+    caption_input_type: str = Choice(["Single Caption", "Multiple Captions"], "Single Caption")
+    folder_name: str = Text("output_folder")
+    overwrite: bool = Bool(True)
+    downsize_factor: int = Choice([1, 2, 3], 1)
+    images: IMAGE = None
+    input_directory: str = Text("")
+    single_caption: str = Text("Your caption here")
+    multiple_captions: str = Text("", multiline=True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_CaptionSaver_V2",), optional=("images", "input_directory", "single_caption",
+                                                          "multiple_captions"))
+
+    def _pictures(self):
+        """(stem, a function giving the Pillow picture) for each picture to save."""
+        from PIL import Image
+        if self.input_type == "Image Input":
+            if self.images is None:
+                raise NodeInputError("images", "not connected, and input_type is Image Input")
+            images = _image(self.images, "images")
+            _channels(images, "images", (1, 3, 4))
+
+            def picture(image):
+                levels = _levels(image)
+                return Image.fromarray(levels.repeat(3, axis=-1) if levels.shape[-1] == 1 else levels)
+            return [(f"image_{i}", lambda image=image: picture(image)) for i, image in enumerate(images)]
+        from nodes.image import _load_picture, check_folder_pictures
+        folder, names = _folder_pictures(self.input_directory, "input_directory", CAPTION_PICTURES)
+        if not names:
+            raise NodeInputError("input_directory", f"no .png, .jpg, .jpeg, .bmp or .gif pictures in "
+                                                    f"{self.input_directory!r}")
+        check_folder_pictures([folder / name for name in names], "input_directory", "input_directory")
+
+        def opened(name):
+            try:
+                return Image.open(folder / name)
+            except OSError as e:
+                raise NodeInputError("input_directory", f"can't read {name}: {e}") from None
+        return [(name.rsplit(".", 1)[0], lambda name=name: opened(name)) for name in names]
+
+    def run(self):
+        import re
+
+        from PIL import Image
+        from nodes.pack_nodes_fill import _caption_folder, _write_replacing
+        pictures = self._pictures()
+        clean = lambda text: re.sub(r"[^a-zA-Z0-9\s.,!?-]", "", text)  # noqa: E731
+        if self.caption_input_type == "Single Caption":
+            captions = [clean(self.single_caption)] * len(pictures)
+        else:
+            captions = [clean(line.strip()) for line in self.multiple_captions.split("\n") if line.strip()]
+            if not captions:
+                raise NodeInputError("multiple_captions", "no caption lines: expected one a line")
+            captions = (captions + [captions[-1]] * len(pictures))[:len(pictures)]
+        folder = _caption_folder(self.folder_name)
+        for (stem, load), caption in zip(pictures, captions):
+            check_interrupted()
+            picture = load()
+            if self.downsize_factor > 1:
+                size = (picture.width // self.downsize_factor, picture.height // self.downsize_factor)
+                if min(size) < 1:
+                    raise NodeInputError("downsize_factor", f"{self.downsize_factor} leaves a {picture.width} × "
+                                                            f"{picture.height} picture no pixels")
+                picture = picture.resize(size, Image.LANCZOS)
+            name, counter = stem, 1
+            while not self.overwrite and ((folder / f"{name}.png").exists() or (folder / f"{name}.txt").exists()):
+                name, counter = f"{stem}_{counter}", counter + 1
+            _write_replacing(folder / f"{name}.png", lambda path: picture.save(path, format="PNG"))
+            _write_replacing(folder / f"{name}.txt", lambda path: path.write_text(caption, encoding="utf-8"))
+        return (f"Saved {len(pictures)} images (downsized by factor {self.downsize_factor}) and captions in "
+                f"'{self.folder_name}'")

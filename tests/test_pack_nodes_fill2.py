@@ -91,13 +91,29 @@ PACK_INPUTS = {
     + [(f"delimiter_{i}", "STRING", f"({i})", None, None, None) for i in range(1, 6)]
     + [(f"word_list_{i}", "STRING", "", None, None, None) for i in range(1, 6)]
     + [("seed", "INT", -1, -1, 0xffffffffffffffff, None)],
+    "FL_SaveWebPImage(SaveImage)": [("images", "IMAGE", None, None, None, None),
+                                    ("filename_prefix", "STRING", "ComfyUI", None, None, None),
+                                    ("quality", "INT", 80, 1, 100, 1)],
+    "FL_CaptionToCSV": [("image_directory", "STRING", "", None, None, None)],
+    "FL_SaveCSV": [("csv_data", "CSV", None, None, None, None), ("output_directory", "STRING", "", None, None, None),
+                   ("filename", "STRING", "captions.csv", None, None, None)],
+    "FL_CaptionSaver_V2": [("input_type", "COMBO", None, None, None, None),
+                           ("caption_input_type", "COMBO", None, None, None, None),
+                           ("folder_name", "STRING", "output_folder", None, None, None),
+                           ("overwrite", "BOOLEAN", True, None, None, None),
+                           ("downsize_factor", "COMBO", None, None, None, None), ("images", "IMAGE", None, None, None, None),
+                           ("input_directory", "STRING", "", None, None, None),
+                           ("single_caption", "STRING", "Your caption here", None, None, None),
+                           ("multiple_captions", "STRING", "", None, None, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
                 "FL_PromptBasic": ["STRING"], "FL_PromptMulti": ["STRING"] * 3, "FL_RandomNumber": ["INT", "FLOAT"],
-                "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"], "FL_MadLibGenerator": ["STRING"]}
+                "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"], "FL_MadLibGenerator": ["STRING"],
+                "FL_SaveWebPImage(SaveImage)": ["IMAGE", "STRING"], "FL_CaptionToCSV": ["CSV"], "FL_SaveCSV": [],
+                "FL_CaptionSaver_V2": ["STRING"]}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
-                 "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11}
+                 "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5}
 
 
 def test_inputs_and_outputs_are_the_packs(registry):
@@ -418,6 +434,78 @@ def test_madlib_draws_each_list_from_the_packs_md5_seeded_generator(registry):
     _refused(registry, "FillMadLibGenerator", "delimiter_2", "empty", template="t", **{**inputs, "delimiter_2": ""})
     _refused(registry, "FillMadLibGenerator", "word_list_4", "a word holds it", template="(4)",
              **{**inputs, "word_list_4": "(4)"})
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def test_save_webp_writes_comfyuis_names_at_the_quality(registry, tmp_folders):
+    import io
+
+    from PIL import Image
+    images = _images(batch=2, height=10, width=14)
+    (tmp_folders.outputs / "sub").mkdir()
+    (tmp_folders.outputs / "sub" / "shot_00007_.png").write_bytes(b"")  # numbering follows any file of the prefix
+    out, note = call(registry, "FillSaveWebPImage", images=images, filename_prefix="sub/shot", quality=55)
+    assert out is images and note == "Saved 2 WebP image(s)"
+    for index, image in enumerate(images):
+        path = tmp_folders.outputs / "sub" / f"shot_{8 + index:05d}_.webp"
+        reference = io.BytesIO()
+        Image.fromarray(_levels(image)).save(reference, format="WEBP", quality=55)
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(reference)))
+    with pytest.raises(ValueError, match="stay inside"):  # the prefix is checked as the workflow is read
+        call(registry, "FillSaveWebPImage", images=images, filename_prefix="../out")
+
+
+def test_caption_csv_lists_the_folders_pictures_and_saves_inside_the_outputs(registry, tmp_folders):
+    import csv
+    import io
+
+    from PIL import Image
+    folder = tmp_folders.inputs / "set"
+    folder.mkdir()
+    for name in ("b.PNG", "a.jpg", "c.bmp", "d.jpeg"):
+        Image.new("RGB", (4, 4)).save(folder / name, format="PNG" if name != "a.jpg" else "JPEG")
+    (folder / "a.txt").write_text("  a red, \"quoted\" cat \n", encoding="utf-8")
+    (folder / "b.txt").write_text("ünïcode", encoding="utf-8")
+    data = call(registry, "FillCaptionToCSV", image_directory="set")
+    want = io.StringIO()
+    csv.writer(want).writerows([["image_file", "caption"], ["a.jpg", 'a red, "quoted" cat'], ["b.PNG", "ünïcode"],
+                                ["d.jpeg", "No caption found"]])
+    assert data == want.getvalue().encode("utf-8") and b"\r\n" in data
+    call(registry, "FillSaveCSV", csv_data=data, output_directory="tables/x", filename="caps")
+    assert (tmp_folders.outputs / "tables" / "x" / "caps.csv").read_bytes() == data
+    call(registry, "FillSaveCSV", csv_data=data)
+    assert (tmp_folders.outputs / "captions.csv").read_bytes() == data
+    _refused(registry, "FillSaveCSV", "output_directory", csv_data=data, output_directory="../../etc")
+    _refused(registry, "FillSaveCSV", "filename", csv_data=data, filename="../x.csv")
+    _refused(registry, "FillCaptionToCSV", "image_directory", "only inside", image_directory="/etc")
+
+
+def test_caption_saver_v2_saves_images_and_folders_with_cleaned_captions(registry, tmp_folders):
+    from PIL import Image
+    images = _images(batch=3, height=9, width=13)
+    note = call(registry, "FillCaptionSaverV2", images=images, caption_input_type="Multiple Captions",
+                multiple_captions="one: #1\n\n two\n", folder_name="caps", downsize_factor=2)
+    assert note == "Saved 3 images (downsized by factor 2) and captions in 'caps'"
+    folder = tmp_folders.outputs / "caps"
+    for index, (image, caption) in enumerate(zip(images, ["one 1", "two", "two"])):
+        want = Image.fromarray(_levels(image)).resize((6, 4), Image.LANCZOS)
+        np.testing.assert_array_equal(np.asarray(Image.open(folder / f"image_{index}.png")), np.asarray(want))
+        assert (folder / f"image_{index}.txt").read_text(encoding="utf-8") == caption
+    call(registry, "FillCaptionSaverV2", images=images[:1], folder_name="caps", overwrite=False, single_caption="new")
+    assert (folder / "image_0_1.txt").read_text() == "new" and (folder / "image_0.txt").read_text() == "one 1"
+    source = tmp_folders.inputs / "raw"
+    source.mkdir()
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(source / "shot.JPG", format="JPEG")
+    (source / "skip.txt").write_text("not a picture")
+    call(registry, "FillCaptionSaverV2", input_type="Directory Input", input_directory="raw", folder_name="caps")
+    assert np.asarray(Image.open(folder / "shot.png")).shape == (6, 8, 3)
+    assert (folder / "shot.txt").read_text() == "Your caption here"
+    _refused(registry, "FillCaptionSaverV2", "images", "not connected")
+    _refused(registry, "FillCaptionSaverV2", "multiple_captions", "no caption", images=images,
+             caption_input_type="Multiple Captions")
+    _refused(registry, "FillCaptionSaverV2", "folder_name", images=images, folder_name="../x")
 
 
 # -- workflows -------------------------------------------------------------------------------------
