@@ -15,13 +15,14 @@ Read from the pack's nodes/*.py at these commits:
   FL_KsamplerSettings.py; 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509 FL_PasteOnCanvas.py;
   a8c92f83832b49920796685be3b002286b853457 FL_MadLibGenerator.py; 5d9f67074ba74659e2bb3e2c757d0e15eeade220
   FL_CaptionToCSV.py; e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Caption_Saver_V2.py; FL_SaveCSV.py,
-  FL_SaveWebpImages.py (FL_SaveWebPImage(SaveImage)).
+  FL_SaveWebpImages.py (FL_SaveWebPImage(SaveImage)), FL_SaveAndDisplayImage.py, FL_ZipSave.py.
 (Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
 FL_PromptMulti, FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch,
 FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_SeparateMaskComponents,
-FL_PasteOnCanvas; FL_SaveWebPImage(SaveImage), FL_CaptionToCSV, FL_SaveCSV, FL_CaptionSaver_V2 (files
+FL_PasteOnCanvas; FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
+FL_CaptionSaver_V2, FL_ZipSave (files
 read only inside the inputs folder and written only inside the outputs folder, as round 1's
 FL_ImageCaptionSaver; the pack reads and writes anywhere on disk). The pack's other classes
 are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
@@ -34,10 +35,10 @@ from __future__ import annotations
 
 from graphflow.api import (
     FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size,
-    Text, check_interrupted, socket_type,
+    Text, check_interrupted, safe_join, socket_type,
 )
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
-from nodes.image import _image
+from nodes.image import SaveImage, _image
 from nodes.pack_nodes_fill import _channels, _levels
 
 COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
@@ -845,3 +846,93 @@ class FillCaptionSaverV2(Node):
             _write_replacing(folder / f"{name}.txt", lambda path: path.write_text(caption, encoding="utf-8"))
         return (f"Saved {len(pictures)} images (downsized by factor {self.downsize_factor}) and captions in "
                 f"'{self.folder_name}'")
+
+
+class FillSaveAndDisplayImage(SaveImage):
+    """ComfyUI's Save Image (PNG files `prefix_00001_.png` in the outputs folder, the workflow
+    embedded; the prefix may hold a subfolder), giving the images on as the pack does."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Save And Display Image"
+    filename_prefix: str = Text("ComfyUI", file_name=True)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_SaveAndDisplayImage",))
+
+    def run(self):
+        super().run()
+        return self.images
+
+
+MOST_ZIP_BYTES = 4 << 30  # FL_ZipSave's files together (an archive of a whole disk would fill it)
+
+
+def _zip_sources(folder, root):
+    """The files below folder (its linked folders not entered, as os.walk does; linked files leading
+    out of root left out), with their names in the archive, sorted."""
+    import os
+    from pathlib import Path
+
+    from graphflow.folders import _stays_inside
+    from nodes.pack_nodes_fill import MOST_FOLDER_FILES
+    found, seen = [], 0
+    for parent, subfolders, names in os.walk(folder):
+        check_interrupted()
+        seen += len(names) + len(subfolders)
+        if seen > MOST_FOLDER_FILES:
+            raise NodeInputError("input_directory", f"more than {MOST_FOLDER_FILES:,} files and folders: give a "
+                                                    "smaller folder")
+        for name in names:
+            path = Path(parent) / name
+            if _stays_inside(root, path) and path.is_file():
+                found.append((path, path.relative_to(folder).as_posix()))
+    return sorted(found, key=lambda item: item[1])
+
+
+class FillZipSave(Node):
+    """Zip (deflated) the files below input_directory, a folder inside the outputs folder, named by
+    their paths in it, into zip_filename (".zip" added when it lacks it) in output_directory, a
+    folder inside the outputs folder (made when missing; empty: the outputs folder itself); gives the
+    archive's path in the outputs folder. The pack zips and writes anywhere on disk. Links leading
+    out of the outputs folder and the archive itself are left out; at most 100,000 files and
+    folders and 4 GiB are zipped. Zipped again every run, as in the pack."""
+    category = "🏵️Fill Nodes/File Operations"
+    display_name = "FL_ZipSave"
+    output_node = True
+    cacheable = False  # the pack zips again every run (IS_CHANGED NaN)
+    input_directory: str = Text("")
+    output_directory: str = Text("")
+    zip_filename: str = Text("archive.zip")
+    outputs = {"zip_path": STRING}
+    comfy = ComfyAlias(("FL_ZipSave",))
+
+    def run(self):
+        import zipfile
+
+        from graphflow.api import folders
+        from graphflow.folders import UnsafePathError, file_name_problem
+        from nodes.pack_nodes_fill import _caption_folder, _write_replacing
+        name = self.input_directory.strip().replace("\\", "/").strip("/")
+        try:
+            source = safe_join(folders.outputs, name) if name else folders.outputs
+        except UnsafePathError:
+            raise NodeInputError("input_directory", f"{self.input_directory!r}: expected a folder inside the "
+                                                    "outputs folder (the pack zips any)") from None
+        if not source.is_dir():
+            raise NodeInputError("input_directory", f"no folder {self.input_directory!r} in the outputs folder")
+        target = _caption_folder(self.output_directory, "output_directory") if self.output_directory.strip() else (
+            folders.outputs)
+        archive_name = self.zip_filename if self.zip_filename.lower().endswith(".zip") else self.zip_filename + ".zip"
+        if "/" in archive_name or "\\" in archive_name or file_name_problem(archive_name):
+            raise NodeInputError("zip_filename", f"{self.zip_filename!r}: expected a file name, without folders")
+        archive = target / archive_name
+        files = [(path, inside) for path, inside in _zip_sources(source, folders.outputs)
+                 if path.resolve() != archive.resolve()]
+        if sum(path.stat().st_size for path, _ in files) > MOST_ZIP_BYTES:
+            raise NodeInputError("input_directory", f"more than {MOST_ZIP_BYTES >> 30} GiB of files to zip")
+
+        def write(path):
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
+                for file, inside in files:
+                    check_interrupted()
+                    zipped.write(file, inside)
+        _write_replacing(archive, write)
+        return archive.relative_to(folders.outputs).as_posix()

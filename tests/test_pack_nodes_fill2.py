@@ -105,13 +105,18 @@ PACK_INPUTS = {
                            ("input_directory", "STRING", "", None, None, None),
                            ("single_caption", "STRING", "Your caption here", None, None, None),
                            ("multiple_captions", "STRING", "", None, None, None)],
+    "FL_SaveAndDisplayImage": [("images", "IMAGE", None, None, None, None),
+                               ("filename_prefix", "STRING", "ComfyUI", None, None, None)],
+    "FL_ZipSave": [("input_directory", "STRING", "", None, None, None),
+                   ("output_directory", "STRING", "", None, None, None),
+                   ("zip_filename", "STRING", "archive.zip", None, None, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
                 "FL_PromptBasic": ["STRING"], "FL_PromptMulti": ["STRING"] * 3, "FL_RandomNumber": ["INT", "FLOAT"],
                 "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"], "FL_MadLibGenerator": ["STRING"],
                 "FL_SaveWebPImage(SaveImage)": ["IMAGE", "STRING"], "FL_CaptionToCSV": ["CSV"], "FL_SaveCSV": [],
-                "FL_CaptionSaver_V2": ["STRING"]}
+                "FL_CaptionSaver_V2": ["STRING"], "FL_ZipSave": ["STRING"]}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
                  "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5}
 
@@ -506,6 +511,38 @@ def test_caption_saver_v2_saves_images_and_folders_with_cleaned_captions(registr
     _refused(registry, "FillCaptionSaverV2", "multiple_captions", "no caption", images=images,
              caption_input_type="Multiple Captions")
     _refused(registry, "FillCaptionSaverV2", "folder_name", images=images, folder_name="../x")
+
+
+def test_save_and_display_saves_comfyuis_png_and_gives_the_images_on(registry, tmp_folders):
+    from PIL import Image
+    images = _images(batch=2, height=6, width=5)
+    assert call(registry, "FillSaveAndDisplayImage", images=images) is images
+    for index, image in enumerate(images):
+        saved = np.asarray(Image.open(tmp_folders.outputs / f"ComfyUI_{index + 1:05d}_.png"))
+        np.testing.assert_array_equal(saved, _levels(image))
+
+
+def test_zip_save_zips_a_folder_of_the_outputs(registry, tmp_folders, tmp_path):
+    import zipfile
+    source = tmp_folders.outputs / "caps"
+    (source / "deep").mkdir(parents=True)
+    (source / "a.txt").write_text("alpha")
+    (source / "deep" / "b.bin").write_bytes(bytes(range(256)) * 40)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside")
+    (source / "leak.txt").symlink_to(secret)  # leads out of the outputs folder: left out
+    path = call(registry, "FillZipSave", input_directory="caps", output_directory="caps", zip_filename="pack")
+    assert path == "caps/pack.zip"
+    with zipfile.ZipFile(tmp_folders.outputs / path) as zipped:
+        assert zipped.namelist() == ["a.txt", "deep/b.bin"]
+        assert zipped.read("deep/b.bin") == bytes(range(256)) * 40 and zipped.read("a.txt") == b"alpha"
+        assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in zipped.infolist())
+    again = call(registry, "FillZipSave", input_directory="caps", output_directory="caps", zip_filename="pack.zip")
+    with zipfile.ZipFile(tmp_folders.outputs / again) as zipped:  # the archive is not zipped into itself
+        assert zipped.namelist() == ["a.txt", "deep/b.bin"]
+    _refused(registry, "FillZipSave", "input_directory", "inside the outputs", input_directory="../..")
+    _refused(registry, "FillZipSave", "input_directory", "no folder", input_directory="nothing")
+    _refused(registry, "FillZipSave", "zip_filename", "file name", input_directory="caps", zip_filename="a/b.zip")
 
 
 # -- workflows -------------------------------------------------------------------------------------
