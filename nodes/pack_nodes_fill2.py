@@ -388,7 +388,9 @@ class FillRipple(Node):
     a = 2π · distance / frequency + phase°, on 8-bit levels (x · 255 cut to a level). With
     modulation, the n-th image of a batch of N has amplitude and frequency scaled by 1 + modulation
     · sin(2π n / N). The pack keeps counting n across runs of the same node (so a second run of a
-    batch differs); here n starts at 0 each run, so a run repeats."""
+    batch differs); here n starts at 0 each run, so a run repeats. This is the pack's layout with
+    center_x, center_y and modulation; a save from another version (its later one adds
+    envelope_json, blend_intensity, invert and a mask) is refused, not misread."""
     category = "🏵️Fill Nodes/VFX"
     display_name = "FL Ripple"
     images: IMAGE

@@ -572,6 +572,21 @@ def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
         assert saved[node["id"]]["widgets_values"] == node["widgets_values"], node["type"]
 
 
+def test_the_docs_say_fills_layout_checks_refuse_other_layouts():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("make_comfy_docs", Path(__file__).parent.parent / "tools" /
+                                                  "make_comfy_docs.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rows = {line.split("`")[1]: line for line in tool.render().splitlines() if line.startswith("| `FL_")}
+    for name in ("FL_Ascii", "FL_ImageNotes", "FL_ImageRandomizer"):
+        assert "later layout refused" in rows[name] and "read too" not in rows[name], name
+    for name in ("FL_Ripple", "FL_SamplerStrings", "FL_SchedulerStrings"):
+        assert "other layouts refused" in rows[name] and "read too" not in rows[name], name
+    assert (Path(__file__).parent.parent / "docs" / "comfyui.md").read_text(encoding="utf-8") == tool.render()
+
+
 def test_a_ui_save_in_another_layout_is_refused_naming_it(registry):
     node = ui_node(1, "FL_SchedulerStrings", [False] * 9, outputs=[("STRING", "STRING", [])])
     with pytest.raises(Exception, match="seven-switch"):
