@@ -15,7 +15,8 @@ Read from the pack's nodes/*.py at these commits:
   FL_KsamplerSettings.py; 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509 FL_PasteOnCanvas.py;
   a8c92f83832b49920796685be3b002286b853457 FL_MadLibGenerator.py; 5d9f67074ba74659e2bb3e2c757d0e15eeade220
   FL_CaptionToCSV.py; e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Caption_Saver_V2.py; FL_SaveCSV.py,
-  FL_SaveWebpImages.py (FL_SaveWebPImage(SaveImage)), FL_SaveAndDisplayImage.py, FL_ZipSave.py.
+  FL_SaveWebpImages.py (FL_SaveWebPImage(SaveImage)), FL_SaveAndDisplayImage.py, FL_ZipSave.py;
+  3f60945cef4a3a8b4acca3121a9ccb5430ae0daf FL_InpaintCrop.py (FL_InpaintCrop, FL_Inpaint_Stitch).
 (Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
@@ -24,7 +25,11 @@ FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_Sepa
 FL_PasteOnCanvas; FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
 FL_CaptionSaver_V2, FL_ZipSave (files
 read only inside the inputs folder and written only inside the outputs folder, as round 1's
-FL_ImageCaptionSaver; the pack reads and writes anywhere on disk). The pack's other classes
+FL_ImageCaptionSaver; the pack reads and writes anywhere on disk); FL_InpaintCrop and
+FL_Inpaint_Stitch (lquesada's first Inpaint Crop and Stitch as the pack forked it: bislerp rescales,
+no blending; its maths differ from graphflow's lquesada nodes, so they are built here on
+graphflow's bislerp, ComfyUI composite and the old nodes' hole filling; their STITCH socket is the
+old lquesada nodes' one, each stitch refusing the other's value). The pack's other classes
 are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
 Where the pack draws from the clock or Python's global random state (FL_RandomNumber's seed 0)
@@ -33,18 +38,23 @@ ours is seeded, so a run repeats; each such node's help says so.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from graphflow.api import (
-    FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size,
+    FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size,
     Text, check_interrupted, safe_join, socket_type,
 )
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.image import SaveImage, _image
+from nodes.pack_nodes_crop_stitch_old import STITCH
 from nodes.pack_nodes_fill import _channels, _levels
 
 COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
 
 KSAMPLERS = "🏵️Fill Nodes/Ksamplers"
 PROMPTING = "🏵️Fill Nodes/Prompting"
+UTILITY_LOWER = "🏵️Fill Nodes/utility"
 MASK_MAPPING = socket_type("MASK_MAPPING", "#8d6e63", "For each separated mask component, the batch index of the "
                                                      "mask it came from (FL_SeparateMaskComponents)")
 
@@ -938,3 +948,226 @@ class FillZipSave(Node):
                     zipped.write(file, inside)
         _write_replacing(archive, write)
         return archive.relative_to(folders.outputs).as_posix()
+
+
+# -- inpaint crop and stitch -----------------------------------------------------------------------
+
+CROP_MODES = ("free", "long side", "short side", "range", "forced")
+RESCALE_OFF = (0.999, 1.001)  # a rescale factor inside this is none, as the pack reads it
+
+
+@dataclass
+class FillStitch:
+    """What FL_InpaintCrop hands FL_Inpaint_Stitch, as the pack's dict holds it: the crop's corner
+    in the rescaled picture, the original pictures, the cropped mask and the rescale."""
+
+    x: int
+    y: int
+    original_image: object  # [B, H, W, C]
+    cropped_mask: object  # [B, h, w]
+    rescale_x: float
+    rescale_y: float
+
+
+def _square(x_min, x_max, y_min, y_max, width, height, side=None):
+    """The pack's adjust_to_square: a side × side square (side: the box's longer one) around the
+    box's midpoint, pushed back inside the picture where it can be."""
+    side = side if side is not None else max(x_max - x_min + 1, y_max - y_min + 1)
+    x_min = max((x_min + x_max) // 2 - side // 2, 0)
+    y_min = max((y_min + y_max) // 2 - side // 2, 0)
+    x_max, y_max = x_min + side - 1, y_min + side - 1
+    if x_max >= width:
+        x_max, x_min = width - 1, width - side
+    if y_max >= height:
+        y_max, y_min = height - 1, height - side
+    if x_min < 0:
+        x_min, x_max = 0, side - 1
+    if y_min < 0:
+        y_min, y_max = 0, side - 1
+    return x_min, x_max, y_min, y_max
+
+
+def _padded(low, high, limit, padding):
+    """The pack's apply_padding: the range grown to a multiple of padding around its midpoint, kept
+    inside 0 .. limit − 1 where it fits."""
+    size = high - low + 1
+    size = size if size % padding == 0 else (size // padding + 1) * padding
+    low = max((low + high) // 2 - size // 2, 0)
+    high = low + size - 1
+    if high >= limit:
+        high = limit - 1
+        low = max(high - size + 1, 0)
+    if high - low + 1 != size:
+        low = max(high - size + 1, 0)
+    return low, high
+
+
+class FillInpaintCrop(Node):
+    """Crop the pictures around the first mask's area (the pack's bounds come from the first mask
+    of the batch) for inpainting, as the pack does: the mask checked against the picture's size
+    (an empty one of another size reads as no mask), inverted if asked, its holes filled (closed by
+    a 5 × 5 square, outside counted as set, then enclosed holes filled: scipy; 0 or 1); the area
+    of the mask joined with optional_context_mask grown by max(size · (context_factor − 1),
+    context_pixels) (rounded half to even; half of it each side) within the picture; made a square
+    around its middle with force_square. Then by mode, the whole picture and mask rescaled (ComfyUI's
+    bislerp) so that: free, by free_rescale, the area then grown to a multiple of free_padding;
+    long side / short side, the area's longer / shorter side is target_size (squared again with
+    force_square); range, a longer side (the square's side with force_square, squared to the
+    bound) below minimum_size or above maximum_size is brought to it; forced, the longer side is
+    forced_size and the area is a forced_size square; with force_square the pack rescales nothing
+    in forced mode (it works out the factor and drops it), and so here. The sizes rescaled to are
+    cut to whole pixels and the corners scaled and cut likewise. No mask anywhere gives the
+    pictures and mask as they are. use_gpu is read but the scipy hole filling always runs (the
+    pack's GPU one, a 3 × 3 closing and a bounded flood, can differ from it); where the pack fails
+    (forced, not square, with the longer side already forced_size) this squares the area to
+    forced_size unscaled. A rescale past 16,384 pixels a side is refused."""
+    category = UTILITY_LOWER
+    display_name = "FL Inpaint Crop"
+    mode: str = Choice(list(CROP_MODES), "free")
+    image: IMAGE
+    mask: MASK
+    invert_mask: bool = Bool(False)
+    fill_mask_holes: bool = Bool(True)
+    use_gpu: bool = Bool(False)
+    context_pixels: int = Int(10, min=0, max=16384)
+    context_factor: float = Float(1.01, min=1.0, max=100.0, step=0.01)
+    force_square: bool = Bool(False)
+    forced_size: int = Int(1024, min=32, max=2048, step=32)
+    minimum_size: int = Int(512, min=32, max=2048, step=32)
+    maximum_size: int = Int(1024, min=32, max=2048, step=32)
+    target_size: int = Int(1024, min=32, max=2048, step=32)
+    free_rescale: float = Float(1.0, min=0.01, max=100.0, step=0.01)
+    free_padding: int = Int(32, min=8, max=512, step=8)
+    optional_context_mask: MASK = None
+    outputs = {"stitch": STITCH, "cropped_image": IMAGE, "cropped_mask": MASK}
+    comfy = ComfyAlias(("FL_InpaintCrop",), optional=("optional_context_mask",))
+
+    def _mask(self, mask, image, name):
+        import torch
+        if not torch.is_tensor(mask) or mask.ndim not in (2, 3):
+            raise NodeInputError(name, "expected a MASK: a [B, H, W] tensor")
+        mask = (mask[None] if mask.ndim == 2 else mask).float().to(image.device)
+        if mask.shape[1:] != image.shape[1:3]:
+            if mask[0].any():
+                raise NodeInputError(name, f"{mask.shape[2]} × {mask.shape[1]}: expected the image's size, "
+                                           f"{image.shape[2]} × {image.shape[1]} (or an empty mask)")
+            return None
+        return mask
+
+    def _rescaled(self, image, mask, factor):
+        """The pictures and mask rescaled by factor (bislerp), with the sizes the pack cuts."""
+        from graphflow.api import check_run_memory
+        from graphflow.images import bislerp
+        from nodes.image import MAX_SIZE
+        width, height = math.floor(image.shape[2] * factor), math.floor(image.shape[1] * factor)
+        if max(width, height) > MAX_SIZE or min(width, height) < 1:
+            raise NodeInputError("mode", f"{self.mode!r} rescales the {image.shape[2]} × {image.shape[1]} picture to "
+                                         f"{width} × {height}: expected 1 to {MAX_SIZE:,} pixels a side")
+        check_run_memory("mode", f"{self.mode!r} rescales the picture", images=Size(image.shape[0], height, width))
+        image = bislerp(image.movedim(-1, 1), width, height).movedim(1, -1)
+        mask = bislerp(mask[:, None], width, height)[:, 0]
+        return image, mask, width, height
+
+    def run(self):
+        import torch
+        from nodes.pack_nodes_crop_stitch_old import _old_fill_holes
+        image = _image(self.image, "image")
+        original_image, original_mask = self.image, self.mask
+        mask = self._mask(self.mask, image, "mask")
+        if mask is None:
+            mask = torch.zeros_like(image[..., 0])
+        if mask.shape[0] not in (1, image.shape[0]):
+            raise NodeInputError("mask", f"a batch of {mask.shape[0]}: expected 1 or the image's {image.shape[0]}")
+        if self.invert_mask:
+            mask = 1.0 - mask
+        if self.fill_mask_holes:
+            mask = torch.cat([_old_fill_holes(m[None]) for m in mask]).to(image.device)
+        context = mask
+        if self.optional_context_mask is not None:
+            extra = self._mask(self.optional_context_mask, image, "optional_context_mask")
+            context = mask if extra is None else torch.clamp(extra + mask, 0.0, 1.0)
+        rows, columns = torch.nonzero(context[0], as_tuple=True)
+        if rows.numel() == 0:
+            return FillStitch(0, 0, original_image, mask, 1.0, 1.0), original_image, original_mask
+        y_min, y_max, x_min, x_max = int(rows.min()), int(rows.max()), int(columns.min()), int(columns.max())
+        height, width = context.shape[1:]
+        y_grow = round(max((y_max - y_min + 1) * (self.context_factor - 1), self.context_pixels))
+        x_grow = round(max((x_max - x_min + 1) * (self.context_factor - 1), self.context_pixels))
+        y_min, y_max = max(y_min - y_grow // 2, 0), min(y_max + y_grow // 2, height - 1)
+        x_min, x_max = max(x_min - x_grow // 2, 0), min(x_max + x_grow // 2, width - 1)
+        scale_x = scale_y = 1.0
+        if self.force_square:
+            x_min, x_max, y_min, y_max = _square(x_min, x_max, y_min, y_max, width, height)
+        area_width, area_height = x_max - x_min + 1, y_max - y_min + 1
+        factor, side, squared = None, None, False  # the rescale, the square's side after it, and whether to square
+        if self.mode == "forced" and not self.force_square:
+            longer = max(area_width, area_height)
+            factor = self.forced_size / longer if longer != self.forced_size else None
+            side, squared = self.forced_size, True
+        elif self.mode == "range":
+            current = area_width if self.force_square else max(area_width, area_height)
+            bound = (self.minimum_size if current < self.minimum_size else
+                     self.maximum_size if current > self.maximum_size else None)
+            if bound is not None:
+                factor, side, squared = bound / current, bound, self.force_square
+        elif self.mode in ("long side", "short side"):
+            current = (max if self.mode == "long side" else min)(area_width, area_height)
+            if current != self.target_size:
+                factor, squared = self.target_size / current, self.force_square
+        elif self.mode == "free" and not RESCALE_OFF[0] <= self.free_rescale <= RESCALE_OFF[1]:
+            factor = self.free_rescale
+        if factor is not None:
+            image, mask, width, height = self._rescaled(image, mask, factor)
+            scale_x, scale_y = width / original_image.shape[2], height / original_image.shape[1]
+            x_min, x_max = math.floor(x_min * scale_x), math.floor(x_max * scale_x)
+            y_min, y_max = math.floor(y_min * scale_y), math.floor(y_max * scale_y)
+            if self.mode == "free":
+                x_min, x_max, y_min, y_max = max(x_min, 0), min(x_max, width - 1), max(y_min, 0), min(y_max, height - 1)
+        if squared:
+            x_min, x_max, y_min, y_max = _square(x_min, x_max, y_min, y_max, width, height, side)
+        if self.mode == "free":
+            x_min, x_max = _padded(x_min, x_max, width, self.free_padding)
+            y_min, y_max = _padded(y_min, y_max, height, self.free_padding)
+        cropped_image = image[:, y_min:y_max + 1, x_min:x_max + 1]
+        cropped_mask = mask[:, y_min:y_max + 1, x_min:x_max + 1]
+        return FillStitch(x_min, y_min, original_image, cropped_mask, scale_x, scale_y), cropped_image, cropped_mask
+
+
+class FillInpaintStitch(Node):
+    """Paste the inpainted crop back into the pictures FL Inpaint Crop cut it from, blended by the
+    cropped mask (bilinear to the crop's size; ComfyUI's composite). Where the crop rescaled the
+    pictures, the inpainted crop is rescaled back (bislerp) to its size / the rescale (rounded) and
+    its corner likewise; the mask is rescaled as the pack does it, which reads it transposed (rows
+    as columns, and the batch as one picture's channels) and then stretches it back over the crop:
+    an area that is not square is blended by a skewed mask, as in the pack."""
+    category = UTILITY_LOWER
+    display_name = "FL Inpaint Stitch"
+    stitch: STITCH
+    inpainted_image: IMAGE
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("FL_Inpaint_Stitch",))
+
+    def run(self):
+        from graphflow.images import bislerp, composite_masked
+        stitch = self.stitch
+        if not isinstance(stitch, FillStitch):
+            raise NodeInputError("stitch", "expected FL Inpaint Crop's stitch (the old Inpaint Crop's goes to "
+                                           "its own Inpaint Stitch)")
+        inpainted = _image(self.inpainted_image, "inpainted_image")
+        original = stitch.original_image
+        if inpainted.shape[-1] != original.shape[-1]:
+            raise NodeInputError("inpainted_image", f"{inpainted.shape[-1]} channels: the cropped pictures have "
+                                                    f"{original.shape[-1]}")
+        mask, x, y = stitch.cropped_mask, stitch.x, stitch.y
+        rescaled = any(not RESCALE_OFF[0] <= s <= RESCALE_OFF[1] for s in (stitch.rescale_x, stitch.rescale_y))
+        if rescaled:
+            width = round(inpainted.shape[2] / stitch.rescale_x)
+            height = round(inpainted.shape[1] / stitch.rescale_y)
+            x, y = round(x / stitch.rescale_x), round(y / stitch.rescale_y)
+            if min(width, height) < 1:
+                raise NodeInputError("inpainted_image", f"{inpainted.shape[2]} × {inpainted.shape[1]} rescaled back "
+                                                        "leaves no pixels")
+            inpainted = bislerp(inpainted.movedim(-1, 1), width, height).movedim(1, -1)
+            mask = bislerp(mask.movedim(-1, 1)[None], width, height)[0].movedim(1, -1)
+        out = composite_masked(original.movedim(-1, 1), inpainted.movedim(-1, 1).to(original), x, y, mask, 1)
+        return out.movedim(1, -1)

