@@ -16,12 +16,15 @@ Read from the pack's nodes/*.py at these commits:
   a8c92f83832b49920796685be3b002286b853457 FL_MadLibGenerator.py; 5d9f67074ba74659e2bb3e2c757d0e15eeade220
   FL_CaptionToCSV.py; e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Caption_Saver_V2.py; FL_SaveCSV.py,
   FL_SaveWebpImages.py (FL_SaveWebPImage(SaveImage)), FL_SaveAndDisplayImage.py, FL_ZipSave.py;
-  3f60945cef4a3a8b4acca3121a9ccb5430ae0daf FL_InpaintCrop.py (FL_InpaintCrop, FL_Inpaint_Stitch).
+  3f60945cef4a3a8b4acca3121a9ccb5430ae0daf FL_InpaintCrop.py (FL_InpaintCrop, FL_Inpaint_Stitch); FL_PixelArt.py
+  (FL_PixelArtShader) in its layout with use_aspect_ratio, palette_image, palette_colors and mask (its later one
+  adds envelope_json, blend_intensity, invert first); FL_PaperDrawn.py (left out: an OpenGL shader).
 (Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
 FL_PromptMulti, FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch,
-FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_SeparateMaskComponents,
+FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_PixelArtShader,
+FL_SeparateMaskComponents,
 FL_PasteOnCanvas; FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
 FL_CaptionSaver_V2, FL_ZipSave (files
 read only inside the inputs folder and written only inside the outputs folder, as round 1's
@@ -55,6 +58,7 @@ COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI 
 KSAMPLERS = "🏵️Fill Nodes/Ksamplers"
 PROMPTING = "🏵️Fill Nodes/Prompting"
 UTILITY_LOWER = "🏵️Fill Nodes/utility"
+VFX = "🏵️Fill Nodes/VFX"
 MASK_MAPPING = socket_type("MASK_MAPPING", "#8d6e63", "For each separated mask component, the batch index of the "
                                                      "mask it came from (FL_SeparateMaskComponents)")
 
@@ -401,7 +405,7 @@ class FillRipple(Node):
     batch differs); here n starts at 0 each run, so a run repeats. This is the pack's layout with
     center_x, center_y and modulation; a save from another version (its later one adds
     envelope_json, blend_intensity, invert and a mask) is refused, not misread."""
-    category = "🏵️Fill Nodes/VFX"
+    category = VFX
     display_name = "FL Ripple"
     images: IMAGE
     amplitude: float = Float(10.0, min=0.1, max=50.0, step=0.1)
@@ -1171,3 +1175,88 @@ class FillInpaintStitch(Node):
             mask = bislerp(mask.movedim(-1, 1)[None], width, height)[0].movedim(1, -1)
         out = composite_masked(original.movedim(-1, 1), inpainted.movedim(-1, 1).to(original), x, y, mask, 1)
         return out.movedim(1, -1)
+
+
+# -- pixel art -------------------------------------------------------------------------------------
+
+
+def _kmeans_palette(image, colors: int):
+    """The pack's palette: scikit-learn's KMeans (random_state 42) of the picture's 8-bit RGB pixels;
+    the cluster centres / 255."""
+    import numpy as np
+    import torch
+    from sklearn.cluster import KMeans
+    levels = _levels(image)
+    pixels = (np.repeat(levels, 3, axis=-1) if levels.shape[-1] == 1 else levels[..., :3]).reshape(-1, 3)
+    if len(pixels) < colors:
+        raise NodeInputError("palette_image", f"{len(pixels)} pixels: expected at least palette_colors ({colors})")
+    centres = KMeans(n_clusters=colors, random_state=42).fit(pixels).cluster_centers_
+    return torch.from_numpy(centres.astype(np.float32) / 255.0)
+
+
+def _mask_levels(mask, width: int, height: int):
+    """One mask picture as the pack reads it: 8-bit, lanczos to the image's size, as Pillow's L
+    (luma of RGB)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    levels = _levels(mask if mask.ndim == 3 else mask[..., None])
+    picture = Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels[..., :3])
+    picture = picture.resize((width, height), Image.LANCZOS)
+    picture = picture if picture.mode == "L" else picture.convert("L")
+    return torch.from_numpy(np.asarray(picture).astype(np.float32) / 255.0)
+
+
+class FillPixelArtShader(Node):
+    """Pixel art on 8-bit levels (x · 255 cut to a level): the picture shrunk (nearest) to
+    width / pixel_size × height / pixel_size' cells (cut to whole cells; pixel_size' = pixel_size ·
+    height / width with use_aspect_ratio, else pixel_size) and grown back (nearest); each channel
+    cut to floor(x · color_depth) / color_depth; with palette_image, each pixel replaced by the
+    nearest (Euclidean) of palette_colors colours scikit-learn's KMeans (random_state 42) finds in
+    the first palette picture; with mask (a batch of pictures used in turn, each lanczos to the
+    image's size and read as Pillow's luma), the effect only where the mask is light. The result is
+    cut to 8-bit levels again. The pack runs on CUDA only; here on any device. RGB pictures (and
+    RGBA ones without palette or mask, as in the pack, which fails on those and on one channel)."""
+    category = VFX
+    display_name = "FL Pixel Art"
+    images: IMAGE
+    pixel_size: float = Float(15.0, min=1.0, max=100.0, step=1.0)
+    color_depth: float = Float(50.0, min=1.0, max=255.0, step=1.0)
+    use_aspect_ratio: bool = Bool(True)
+    palette_image: IMAGE = None
+    palette_colors: int = Int(16, min=2, max=16)
+    mask: IMAGE = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_PixelArtShader",), optional=("pixel_size", "color_depth", "use_aspect_ratio",
+                                                          "palette_image", "palette_colors", "mask"),
+                       widgets=_layout_widgets(("pixel_size", "color_depth", "use_aspect_ratio", "palette_colors"),
+                                               "the palette / mask one"))
+
+    def run(self):
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+        images = _image(self.images, "images")
+        _channels(images, "images", (3, 4) if self.palette_image is None and self.mask is None else (3,))
+        batch, height, width = images.shape[:3]
+        size_y = self.pixel_size / (width / height) if self.use_aspect_ratio else self.pixel_size
+        cells_x, cells_y = int(width / self.pixel_size), int(height / size_y)
+        if min(cells_x, cells_y) < 1:
+            raise NodeInputError("pixel_size", f"{self.pixel_size:g} leaves a {width} × {height} picture no whole cell")
+        palette = None if self.palette_image is None else _kmeans_palette(
+            _image(self.palette_image, "palette_image")[0], self.palette_colors)
+        masks = None if self.mask is None else _image(self.mask, "mask")
+        out = []
+        for index, image in enumerate(images):
+            check_interrupted()
+            levels = torch.from_numpy(_levels(image).astype(np.float32) / 255.0)
+            planes = F.interpolate(levels.movedim(-1, 0)[None], size=(cells_y, cells_x), mode="nearest")
+            pixelated = F.interpolate(planes, size=(height, width), mode="nearest")[0].movedim(0, -1)
+            pixelated = torch.floor(pixelated * self.color_depth) / self.color_depth
+            if palette is not None:
+                pixelated = palette[torch.cdist(pixelated.reshape(-1, 3), palette).argmin(dim=1)].reshape(pixelated.shape)
+            if masks is not None:
+                weight = _mask_levels(masks[index % masks.shape[0]], width, height)[..., None]
+                pixelated = pixelated * weight + levels * (1 - weight)
+            out.append(torch.from_numpy((pixelated.numpy() * 255).astype(np.uint8).astype(np.float32) / 255.0))
+        return torch.stack(out).to(images.device)

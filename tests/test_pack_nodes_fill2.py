@@ -122,6 +122,11 @@ PACK_INPUTS = {
                        ("optional_context_mask", "MASK", None, None, None, None)],
     "FL_Inpaint_Stitch": [("stitch", "STITCH", None, None, None, None),
                           ("inpainted_image", "IMAGE", None, None, None, None)],
+    "FL_PixelArtShader": [("images", "IMAGE", None, None, None, None), ("pixel_size", "FLOAT", 15.0, 1.0, 100.0, 1.0),
+                          ("color_depth", "FLOAT", 50.0, 1.0, 255.0, 1.0),
+                          ("use_aspect_ratio", "BOOLEAN", True, None, None, None),
+                          ("palette_image", "IMAGE", None, None, None, None), ("palette_colors", "INT", 16, 2, 16, 1),
+                          ("mask", "IMAGE", None, None, None, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
@@ -132,7 +137,7 @@ PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING
                 "FL_InpaintCrop": ["STITCH", "IMAGE", "MASK"]}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
                  "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5,
-                 "FL_InpaintCrop": 15}
+                 "FL_InpaintCrop": 15, "FL_PixelArtShader": 1}
 
 
 def test_inputs_and_outputs_are_the_packs(registry):
@@ -644,6 +649,50 @@ def test_inpaint_crop_fills_holes_inverts_and_passes_an_empty_mask(registry, pic
     assert torch.equal(cropped, image)  # the whole picture is masked
     _refused(registry, "FillInpaintCrop", "mask", "image's size", image=image, mask=torch.ones(1, 8, 8))
     _refused(registry, "FillInpaintStitch", "stitch", "FL Inpaint Crop", stitch={"x": 0}, inpainted_image=image)
+
+
+# -- pixel art -------------------------------------------------------------------------------------
+
+
+def _pack_pixel_art(image, pixel_size, depth, aspect, palette, mask):
+    """The pack's pixel_art_effect on one picture (on the CPU; the pack's is CUDA only)."""
+    from PIL import Image
+    pixels = torch.tensor(np.array(Image.fromarray(_levels(image)))).float() / 255.0
+    height, width = pixels.shape[:2]
+    size_x, size_y = (pixel_size, pixel_size / (width / height)) if aspect else (pixel_size, pixel_size)
+    small = torch.nn.functional.interpolate(pixels.permute(2, 0, 1)[None], size=(int(height / size_y),
+                                                                                int(width / size_x)), mode="nearest")
+    out = torch.nn.functional.interpolate(small, size=(height, width), mode="nearest")[0].permute(1, 2, 0)
+    out = torch.floor(out * depth) / depth
+    if palette is not None:
+        out = palette[torch.argmin(torch.cdist(out.reshape(-1, 3), palette), dim=1)].reshape(out.shape)
+    if mask is not None:
+        weight = Image.fromarray(_levels(mask)).resize((width, height), Image.LANCZOS).convert("L")
+        weight = (torch.tensor(np.array(weight)).float() / 255.0)[..., None].expand(-1, -1, 3)
+        out = out * weight + pixels * (1 - weight)
+    return torch.from_numpy((out.numpy() * 255).astype(np.uint8).astype(np.float32) / 255.0)
+
+
+def test_pixel_art_is_the_packs_cells_levels_palette_and_mask(registry):
+    from sklearn.cluster import KMeans
+    images = _images(seed=6, batch=2, height=30, width=40)
+    palette_picture = _images(seed=7, batch=1, height=8, width=8)
+    masks = _images(seed=8, batch=1, height=15, width=20)
+    out = call(registry, "FillPixelArtShader", images=images, pixel_size=5.0, color_depth=6.0,
+               palette_image=palette_picture, palette_colors=5, mask=masks)
+    centres = KMeans(n_clusters=5, random_state=42).fit(_levels(palette_picture[0]).reshape(-1, 3)).cluster_centers_
+    palette = torch.from_numpy(centres.astype(np.float32) / 255.0)
+    for image, got in zip(images, out):
+        torch.testing.assert_close(got, _pack_pixel_art(image, 5.0, 6.0, True, palette, masks[0]), atol=0, rtol=0)
+    plain = call(registry, "FillPixelArtShader", images=images, pixel_size=5.0, color_depth=50.0)
+    # with the aspect ratio, 40 / 5 = 8 cells across and 30 / (5 · 30 / 40) = 8 down
+    assert len(torch.unique(plain[0, 0, :, 0])) <= 8 and len(torch.unique(plain[0, :, 0, 0])) <= 8
+    for image, got in zip(images, plain):
+        torch.testing.assert_close(got, _pack_pixel_art(image, 5.0, 50.0, True, None, None), atol=0, rtol=0)
+    square = call(registry, "FillPixelArtShader", images=images, pixel_size=5.0, use_aspect_ratio=False)
+    torch.testing.assert_close(square[1], _pack_pixel_art(images[1], 5.0, 50.0, False, None, None), atol=0, rtol=0)
+    _refused(registry, "FillPixelArtShader", "pixel_size", "no whole cell", images=images, pixel_size=50.0)
+    _refused(registry, "FillPixelArtShader", "images", "channels", images=_images(channels=4), mask=masks)
 
 
 # -- workflows -------------------------------------------------------------------------------------
