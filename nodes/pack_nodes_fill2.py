@@ -18,14 +18,15 @@ Read from the pack's nodes/*.py at these commits:
   FL_SaveWebpImages.py (FL_SaveWebPImage(SaveImage)), FL_SaveAndDisplayImage.py, FL_ZipSave.py;
   3f60945cef4a3a8b4acca3121a9ccb5430ae0daf FL_InpaintCrop.py (FL_InpaintCrop, FL_Inpaint_Stitch); FL_PixelArt.py
   (FL_PixelArtShader) in its layout with use_aspect_ratio, palette_image, palette_colors and mask (its later one
-  adds envelope_json, blend_intensity, invert first); FL_PaperDrawn.py (left out: an OpenGL shader).
+  adds envelope_json, blend_intensity, invert first); FL_PaperDrawn.py (left out: an OpenGL shader);
+  852542d7df34e09ff37981ac91a0fc9ae0b2dd8a FL_SaveImages.py.
 (Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
 FL_PromptMulti, FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch,
 FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_PixelArtShader,
 FL_SeparateMaskComponents,
-FL_PasteOnCanvas; FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
+FL_PasteOnCanvas; FL_SaveImages, FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
 FL_CaptionSaver_V2, FL_ZipSave (files
 read only inside the inputs folder and written only inside the outputs folder, as round 1's
 FL_ImageCaptionSaver; the pack reads and writes anywhere on disk); FL_InpaintCrop and
@@ -440,11 +441,12 @@ class FillRipple(Node):
 
 
 class FillSeparateMaskComponents(Node):
-    """Each connected region (8-connected, OpenCV's connectedComponents) of the mask pictures' pixels
-    above 0 (the channels' mean) as a picture of its own, keeping the mask's values inside it and 0
+    """Each connected region (8-connected, OpenCV's connectedComponents) of the mask pictures' pixels above
+    0 (the channels' mean) as a picture of its own, keeping the mask's values inside it and 0
     elsewhere, in the order OpenCV numbers them (by the first 2 × 2 block each region touches, the
-    blocks scanned row by row), image by image; mask_mapping gives each one's image index in the batch. A batch with no region anywhere
-    is refused (the pack gives an empty batch, which no node after it takes)."""
+    blocks scanned row by row), image by image; mask_mapping gives each one's image index in the
+    batch. A batch with no region anywhere is refused (the pack gives an empty batch, which no node
+    after it takes)."""
     category = "🏵️Fill Nodes/Utility"
     display_name = "FL Separate Mask Components"
     mask: IMAGE
@@ -1242,7 +1244,8 @@ class FillPixelArtShader(Node):
         size_y = self.pixel_size / (width / height) if self.use_aspect_ratio else self.pixel_size
         cells_x, cells_y = int(width / self.pixel_size), int(height / size_y)
         if min(cells_x, cells_y) < 1:
-            raise NodeInputError("pixel_size", f"{self.pixel_size:g} leaves a {width} × {height} picture no whole cell")
+            raise NodeInputError("pixel_size", f"{self.pixel_size:g} leaves a {width} × {height} picture no whole "
+                                               "cell")
         palette = None if self.palette_image is None else _kmeans_palette(
             _image(self.palette_image, "palette_image")[0], self.palette_colors)
         masks = None if self.mask is None else _image(self.mask, "mask")
@@ -1254,9 +1257,115 @@ class FillPixelArtShader(Node):
             pixelated = F.interpolate(planes, size=(height, width), mode="nearest")[0].movedim(0, -1)
             pixelated = torch.floor(pixelated * self.color_depth) / self.color_depth
             if palette is not None:
-                pixelated = palette[torch.cdist(pixelated.reshape(-1, 3), palette).argmin(dim=1)].reshape(pixelated.shape)
+                nearest = torch.cdist(pixelated.reshape(-1, 3), palette).argmin(dim=1)
+                pixelated = palette[nearest].reshape(pixelated.shape)
             if masks is not None:
                 weight = _mask_levels(masks[index % masks.shape[0]], width, height)[..., None]
                 pixelated = pixelated * weight + levels * (1 - weight)
             out.append(torch.from_numpy((pixelated.numpy() * 255).astype(np.uint8).astype(np.float32) / 255.0))
         return torch.stack(out).to(images.device)
+
+
+def _folder_tree_path(structure, name: str = "folder_structure") -> list[str]:
+    """The pack's create_folder_path: every folder name of the tree in depth-first order, each
+    inside the one before (siblings too)."""
+    parts = []
+    for folder in structure:
+        if not isinstance(folder, dict) or not isinstance(folder.get("name"), str) or not isinstance(
+                folder.get("children", []), list):
+            raise NodeInputError(name, f"{folder!r}: expected {{\"name\": text, \"children\": [...]}}")
+        parts.append(folder["name"])
+        for child in folder.get("children", []):
+            parts += _folder_tree_path([child], name)
+    return parts
+
+
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+def _file_name(template: str, index: int) -> str:
+    """file_name_template with {index} (and a plain integer format such as {index:04d}) filled in;
+    other fields are refused (the pack runs Python's str.format on it)."""
+    import re
+    import string
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise NodeInputError("file_name_template", f"{template!r}: {e}") from None
+    for _, field, spec, conversion in fields:
+        if field is not None and (field != "index" or conversion or not re.fullmatch(r"0?\d{0,3}d?", spec or "")):
+            raise NodeInputError("file_name_template", f"{template!r}: expected {{index}} (or {{index:04d}}) as its "
+                                                       "only field")
+    return template.format(index=index)
+
+
+class FillSaveImages(Node):
+    """Save each image (8-bit levels, x · 255 cut) as file_name_template with {index} from
+    start_index (the next free number where a file of that name exists), in the format its
+    extension names (.png, .jpg / .jpeg, .webp, .bmp), in base_directory inside the outputs folder
+    (the pack's default ./output, ComfyUI's outputs, is the outputs folder itself; the pack writes
+    anywhere) and the folders of folder_structure (JSON [{"name": ..., "children": [...]}], each
+    name inside the one before, depth first, as the pack joins them). With metadata, its text goes
+    to <file stem>_metadata.txt beside each (UTF-8). Gives the saved files' paths in the outputs
+    folder joined by ", "."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Save Images"
+    output_node = True
+    images: IMAGE
+    base_directory: str = Text("./output")
+    folder_structure: str = Text("[]")
+    file_name_template: str = Text("image_{index}.png")
+    start_index: int = Int(1, min=0, max=1000000)
+    metadata: str = Text("")
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_SaveImages",), optional=("metadata",))
+
+    def run(self):
+        import json
+
+        from PIL import Image
+
+        from graphflow.api import folders
+        from graphflow.folders import file_name_problem
+        from nodes.image import _write_at
+        from nodes.pack_nodes_fill import _caption_folder, _write_replacing
+        images = _image(self.images, "images")
+        _channels(images, "images", (3, 4))
+        try:
+            structure = json.loads(self.folder_structure)
+        except ValueError as e:
+            raise NodeInputError("folder_structure", f"not JSON ({e}): expected a list of folders") from None
+        if not isinstance(structure, list):
+            raise NodeInputError("folder_structure", 'expected a list of {"name": text, "children": [...]}')
+        base = [part for part in self.base_directory.replace("\\", "/").split("/") if part not in ("", ".")]
+        base = base[1:] if base[:1] == ["output"] else base
+        parts = base + _folder_tree_path(structure)
+        folder = _caption_folder("/".join(parts), "folder_structure" if len(parts) > len(base) else
+                                 "base_directory") if parts else folders.outputs
+        saved = []
+        for offset, image in enumerate(images):
+            check_interrupted()
+            levels = _levels(image)
+            picture = Image.fromarray(levels)
+            index = self.start_index + offset
+            while True:
+                name = _file_name(self.file_name_template, index)
+                extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+                if extension not in SAVE_FORMATS:
+                    raise NodeInputError("file_name_template", f"{name!r}: expected a name ending in "
+                                                               f"{', '.join(SAVE_FORMATS)}")
+                if "/" in name or "\\" in name:
+                    raise NodeInputError("file_name_template", f"{name!r}: expected a file name without folders")
+                if problem := file_name_problem(name):
+                    raise NodeInputError("file_name_template", f"{name!r}: {problem}")
+                try:
+                    if _write_at(lambda path: picture.save(path, format=SAVE_FORMATS[extension]), folder / name):
+                        break
+                except OSError as e:
+                    raise NodeInputError("file_name_template", f"can't save {name}: {e}") from None
+                index += 1
+            if self.metadata:
+                notes = folder / f"{name.rsplit('.', 1)[0]}_metadata.txt"
+                _write_replacing(notes, lambda path: path.write_text(self.metadata, encoding="utf-8"))
+            saved.append((folder / name).relative_to(folders.outputs).as_posix())
+        return ", ".join(saved)

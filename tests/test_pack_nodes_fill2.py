@@ -59,7 +59,8 @@ PACK_INPUTS = {
                             ("Pass_1_CFG", "FLOAT", 6.0, -10.0, 100.0, 0.1),
                             ("Pass_2_CFG", "FLOAT", 6.0, -10.0, 100.0, 0.1),
                             ("Pass_2_denoise", "FLOAT", 0.5, -10.0, 100.0, 0.001),
-                            ("scale_factor", "FLOAT", 1.5, 1.0, 10.0, 0.1), ("sampler", "COMBO", None, None, None, None),
+                            ("scale_factor", "FLOAT", 1.5, 1.0, 10.0, 0.1),
+                            ("sampler", "COMBO", None, None, None, None),
                             ("scheduler", "COMBO", None, None, None, None)],
     "FL_PromptBasic": [(name, "STRING", "", None, None, None) for name in ("prepend", "prompt", "append")],
     "FL_PromptMulti": [("positive_text", "STRING", "", None, None, None),
@@ -101,7 +102,8 @@ PACK_INPUTS = {
                            ("caption_input_type", "COMBO", None, None, None, None),
                            ("folder_name", "STRING", "output_folder", None, None, None),
                            ("overwrite", "BOOLEAN", True, None, None, None),
-                           ("downsize_factor", "COMBO", None, None, None, None), ("images", "IMAGE", None, None, None, None),
+                           ("downsize_factor", "COMBO", None, None, None, None),
+                           ("images", "IMAGE", None, None, None, None),
                            ("input_directory", "STRING", "", None, None, None),
                            ("single_caption", "STRING", "Your caption here", None, None, None),
                            ("multiple_captions", "STRING", "", None, None, None)],
@@ -127,6 +129,11 @@ PACK_INPUTS = {
                           ("use_aspect_ratio", "BOOLEAN", True, None, None, None),
                           ("palette_image", "IMAGE", None, None, None, None), ("palette_colors", "INT", 16, 2, 16, 1),
                           ("mask", "IMAGE", None, None, None, None)],
+    "FL_SaveImages": [("images", "IMAGE", None, None, None, None), ("base_directory", "STRING", "./output", None, None,
+                                                                   None),
+                      ("folder_structure", "STRING", "[]", None, None, None),
+                      ("file_name_template", "STRING", "image_{index}.png", None, None, None),
+                      ("start_index", "INT", 1, 0, 1000000, None), ("metadata", "STRING", "", None, None, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
@@ -134,10 +141,10 @@ PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING
                 "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"], "FL_MadLibGenerator": ["STRING"],
                 "FL_SaveWebPImage(SaveImage)": ["IMAGE", "STRING"], "FL_CaptionToCSV": ["CSV"], "FL_SaveCSV": [],
                 "FL_CaptionSaver_V2": ["STRING"], "FL_ZipSave": ["STRING"],
-                "FL_InpaintCrop": ["STITCH", "IMAGE", "MASK"]}
+                "FL_InpaintCrop": ["STITCH", "IMAGE", "MASK"], "FL_SaveImages": ["STRING"]}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
                  "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5,
-                 "FL_InpaintCrop": 15, "FL_PixelArtShader": 1}
+                 "FL_InpaintCrop": 15, "FL_PixelArtShader": 1, "FL_SaveImages": 5}
 
 
 def test_inputs_and_outputs_are_the_packs(registry):
@@ -562,6 +569,31 @@ def test_zip_save_zips_a_folder_of_the_outputs(registry, tmp_folders, tmp_path):
     _refused(registry, "FillZipSave", "input_directory", "inside the outputs", input_directory="../..")
     _refused(registry, "FillZipSave", "input_directory", "no folder", input_directory="nothing")
     _refused(registry, "FillZipSave", "zip_filename", "file name", input_directory="caps", zip_filename="a/b.zip")
+
+
+def test_save_images_numbers_files_in_the_folder_tree(registry, tmp_folders):
+    from PIL import Image
+    images = _images(batch=2, height=6, width=5, channels=4)
+    tree = json.dumps([{"name": "a", "children": [{"name": "b", "children": []}, {"name": "c", "children": []}]},
+                       {"name": "d", "children": []}])  # the pack nests every name in the one before: a/b/c/d
+    first = call(registry, "FillSaveImages", images=images, folder_structure=tree, metadata="seed 5")
+    assert first == "a/b/c/d/image_1.png, a/b/c/d/image_2.png"
+    folder = tmp_folders.outputs / "a" / "b" / "c" / "d"
+    for index, image in enumerate(images, start=1):
+        np.testing.assert_array_equal(np.asarray(Image.open(folder / f"image_{index}.png")), _levels(image))
+        assert (folder / f"image_{index}_metadata.txt").read_text(encoding="utf-8") == "seed 5"
+    # taken names are skipped: the first image looks from 1 (to 3), the second from 2 (to 4)
+    again = call(registry, "FillSaveImages", images=images, folder_structure=tree)
+    assert again == "a/b/c/d/image_3.png, a/b/c/d/image_4.png"
+    named = call(registry, "FillSaveImages", images=images[:1, ..., :3], base_directory="./output/runs",
+                 file_name_template="shot_{index:04d}.jpg", start_index=7)
+    assert named == "runs/shot_0007.jpg" and Image.open(tmp_folders.outputs / named).format == "JPEG"
+    _refused(registry, "FillSaveImages", "file_name_template", "only field", images=images,
+             file_name_template="{index.__class__}.png")
+    _refused(registry, "FillSaveImages", "file_name_template", "ending in", images=images, file_name_template="x.tif")
+    _refused(registry, "FillSaveImages", "folder_structure", "not JSON", images=images, folder_structure="[")
+    _refused(registry, "FillSaveImages", "folder_structure", "inside the output", images=images,
+             folder_structure=json.dumps([{"name": "..", "children": [{"name": "..", "children": []}]}]))
 
 
 # -- inpaint crop and stitch ----------------------------------------------------------------------
