@@ -19,14 +19,15 @@ Read from the pack's nodes/*.py at these commits:
   3f60945cef4a3a8b4acca3121a9ccb5430ae0daf FL_InpaintCrop.py (FL_InpaintCrop, FL_Inpaint_Stitch); FL_PixelArt.py
   (FL_PixelArtShader) in its layout with use_aspect_ratio, palette_image, palette_colors and mask (its later one
   adds envelope_json, blend_intensity, invert first); FL_PaperDrawn.py (left out: an OpenGL shader);
-  852542d7df34e09ff37981ac91a0fc9ae0b2dd8a FL_SaveImages.py.
+  852542d7df34e09ff37981ac91a0fc9ae0b2dd8a FL_SaveImages.py; 13509480ac9c597d4cb75c6004194acc62888e3b
+  FL_LoadImage.py.
 (Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
 FL_PromptMulti, FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch,
 FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_PixelArtShader,
 FL_SeparateMaskComponents,
-FL_PasteOnCanvas; FL_SaveImages, FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
+FL_PasteOnCanvas; FL_LoadImage, FL_SaveImages, FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
 FL_CaptionSaver_V2, FL_ZipSave (files
 read only inside the inputs folder and written only inside the outputs folder, as round 1's
 FL_ImageCaptionSaver; the pack reads and writes anywhere on disk); FL_InpaintCrop and
@@ -1369,3 +1370,74 @@ class FillSaveImages(Node):
                 _write_replacing(notes, lambda path: path.write_text(self.metadata, encoding="utf-8"))
             saved.append((folder / name).relative_to(folders.outputs).as_posix())
         return ", ".join(saved)
+
+
+def _selected_file(name: str):
+    """FL_LoadImage's selected_file inside the inputs folder (the pack opens any path), or None
+    where it names no file."""
+    from graphflow.api import folders
+    from graphflow.folders import UnsafePathError
+    cleaned = name.strip().replace("\\", "/")
+    cleaned = cleaned[2:] if cleaned.startswith("./") else cleaned
+    if not cleaned:
+        return None
+    if cleaned.startswith("/") or cleaned[1:3] == ":/":
+        raise NodeInputError("selected_file", f"{name!r} is a path on disk: files are read only inside the inputs "
+                                              "folder; give the file's path there (the pack reads any)")
+    try:
+        path = safe_join(folders.inputs, cleaned)
+    except UnsafePathError:
+        raise NodeInputError("selected_file", f"{name!r} is not inside the inputs folder") from None
+    return path if path.is_file() else None
+
+
+class FillLoadImage(Node):
+    """The picture selected_file names, a path inside the inputs folder (the pack's editor browses
+    root_directory, anywhere on disk, and writes the path), as its pixels / 255 (the first frame;
+    RGB and RGBA kept, other modes made RGB, where the pack gives their raw values: palette indices,
+    a grey picture without its channel axis), and that path; no file selected gives a black 1 × 1
+    picture and empty text, as in the pack. root_directory, where the editor starts browsing, must
+    be a folder inside the inputs folder ("./": the inputs folder). Read again when the file
+    changes."""
+    category = "🏵️Fill Nodes/Image"
+    display_name = "FL Load Image"
+    output_node = True
+    root_directory: str = Text("./")
+    selected_file: str = Text("")
+    outputs = {"IMAGE": IMAGE, "STRING": STRING}
+    comfy = ComfyAlias(("FL_LoadImage",), optional=("selected_file",))
+
+    @classmethod
+    def fingerprint(cls, root_directory="./", selected_file="", **widgets):
+        try:
+            path = _selected_file(selected_file)
+            return "none" if path is None else f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
+        except (NodeInputError, OSError):
+            return "missing"
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, UnidentifiedImageError
+
+        from graphflow.api import folders
+        from nodes.image import check_folder_pictures
+        from nodes.pack_nodes_fill import _randomizer_folder
+        root = self.root_directory.strip().replace("\\", "/")
+        if root not in ("", ".", "./"):
+            _randomizer_folder(root, "root_directory")
+        path = _selected_file(self.selected_file)
+        if path is None:
+            if self.selected_file.strip():
+                raise NodeInputError("selected_file", f"no file {self.selected_file!r} in the inputs folder")
+            return torch.zeros(1, 1, 1, 3), ""
+        check_folder_pictures([path], "selected_file", "selected_file")
+        try:
+            with Image.open(path) as picture:
+                picture.seek(0)
+                picture = picture if picture.mode in ("RGB", "RGBA") else picture.convert(
+                    "RGBA" if "transparency" in picture.info or picture.mode in ("LA", "PA") else "RGB")
+                pixels = np.asarray(picture).astype(np.float32) / 255.0
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+            raise NodeInputError("selected_file", f"can't read {self.selected_file!r} as a picture: {e}") from None
+        return torch.from_numpy(pixels)[None], path.relative_to(folders.inputs).as_posix()

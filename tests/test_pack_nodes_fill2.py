@@ -134,6 +134,8 @@ PACK_INPUTS = {
                       ("folder_structure", "STRING", "[]", None, None, None),
                       ("file_name_template", "STRING", "image_{index}.png", None, None, None),
                       ("start_index", "INT", 1, 0, 1000000, None), ("metadata", "STRING", "", None, None, None)],
+    "FL_LoadImage": [("root_directory", "STRING", "./", None, None, None),
+                     ("selected_file", "STRING", "", None, None, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
@@ -141,10 +143,11 @@ PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING
                 "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"], "FL_MadLibGenerator": ["STRING"],
                 "FL_SaveWebPImage(SaveImage)": ["IMAGE", "STRING"], "FL_CaptionToCSV": ["CSV"], "FL_SaveCSV": [],
                 "FL_CaptionSaver_V2": ["STRING"], "FL_ZipSave": ["STRING"],
-                "FL_InpaintCrop": ["STITCH", "IMAGE", "MASK"], "FL_SaveImages": ["STRING"]}
+                "FL_InpaintCrop": ["STITCH", "IMAGE", "MASK"], "FL_SaveImages": ["STRING"],
+                "FL_LoadImage": ["IMAGE", "STRING"]}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
                  "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5,
-                 "FL_InpaintCrop": 15, "FL_PixelArtShader": 1, "FL_SaveImages": 5}
+                 "FL_InpaintCrop": 15, "FL_PixelArtShader": 1, "FL_SaveImages": 5, "FL_LoadImage": 1}
 
 
 def test_inputs_and_outputs_are_the_packs(registry):
@@ -594,6 +597,25 @@ def test_save_images_numbers_files_in_the_folder_tree(registry, tmp_folders):
     _refused(registry, "FillSaveImages", "folder_structure", "not JSON", images=images, folder_structure="[")
     _refused(registry, "FillSaveImages", "folder_structure", "inside the output", images=images,
              folder_structure=json.dumps([{"name": "..", "children": [{"name": "..", "children": []}]}]))
+
+
+def test_load_image_reads_the_selected_file_inside_the_inputs(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    (tmp_folders.inputs / "shots").mkdir()
+    rgba = np.random.default_rng(3).integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_folders.inputs / "shots" / "a.png")
+    Image.fromarray(rgba[..., 0]).save(tmp_folders.inputs / "shots" / "grey.png")
+    image, path = call(registry, "FillLoadImage", root_directory="shots", selected_file="shots/a.png")
+    assert path == "shots/a.png" and torch.equal(image[0], torch.from_numpy(rgba.astype(np.float32) / 255.0))
+    grey, _ = call(registry, "FillLoadImage", selected_file="./shots/grey.png")
+    want = np.repeat(rgba[..., :1], 3, axis=-1).astype(np.float32) / 255.0
+    assert torch.equal(grey[0], torch.from_numpy(want))  # made RGB (the pack gives a [1, H, W] tensor)
+    empty, text = call(registry, "FillLoadImage")
+    assert torch.equal(empty, torch.zeros(1, 1, 1, 3)) and text == ""
+    Image.fromarray(rgba).save(tmp_path / "outside.png")
+    _refused(registry, "FillLoadImage", "selected_file", "inputs folder", selected_file=str(tmp_path / "outside.png"))
+    _refused(registry, "FillLoadImage", "selected_file", "no file", selected_file="shots/none.png")
+    _refused(registry, "FillLoadImage", "root_directory", "no folder", root_directory="nowhere")
 
 
 # -- inpaint crop and stitch ----------------------------------------------------------------------
