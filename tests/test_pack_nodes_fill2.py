@@ -761,9 +761,13 @@ def test_a_ui_save_with_the_packs_classes_runs_and_round_trips(registry):
         ui_node(3, "FL_ImageAdjuster", [10, 0, 0, 20, 0], [("image", "IMAGE", 2, False)], [("IMAGE", "IMAGE", [])]),
         ui_node(4, "FL_SchedulerStrings", [True, False, False, False, True, False, False],
                 outputs=[("STRING", "STRING", [])]),
+        ui_node(5, "FL_RandomNumber", [0.0, 10.0, 5, "fixed"], outputs=[("INT", "INT", []), ("FLOAT", "FLOAT", [])]),
     ]
     graph = ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]])
-    values = run_graph(registry, graph, ["3", "4"]).values
+    values = run_graph(registry, graph, ["3", "4", "5"]).values
+    draws = random.Random(5)
+    fraction = 10.0 * draws.random()
+    assert values["5"] == (int(10.0 * draws.random()), fraction)
     gradient = call(registry, "FillGradGenerator", width=64, height=64, interpolation="Ease In", gradient_colors=stops)
     assert torch.equal(values["1"][0], gradient)
     rippled = call(registry, "FillRipple", images=gradient, amplitude=2.0, frequency=10.0)
