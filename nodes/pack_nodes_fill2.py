@@ -6,36 +6,39 @@ Read from the pack's nodes/*.py at these commits:
   seven-scheduler layout (the version beside that FL_SamplerStrings; a later one lists ComfyUI's
   schedulers, and its saves, of another length, are refused naming the layout);
   f03863ef365c64241187520b35122a3fd9383606 FL_Prompt.py (FL_PromptBasic);
-  f502e9bfa47d26c22b3caf8001f5680cf6a4d0ef FL_PromptMulti.py;
-  FL_RandomRange.py (FL_RandomNumber) and FL_ImageBatchListConverter.py (the version that resizes
-  every other image to the first's), as the index holds them;
-  40d4853393652bdd12f0693145b18bf64aa370e6 FL_GradGen.py; 66e3b52cea6871fbe045cc5aee45ce2f71adac48
-  FL_ImageAdjuster.py; FL_Ripple.py in the layout with center_x, center_y and modulation (its later one adds
-  envelope_json, blend_intensity, invert, mask); FL_SeparateMasks.py; ab164ec202a0de86306cc805db865d5006785076
-  FL_KsamplerSettings.py; 7c9bd3fb169766e7be0ce9ad00e7e27e34bef509 FL_PasteOnCanvas.py;
-  a8c92f83832b49920796685be3b002286b853457 FL_MadLibGenerator.py; 5d9f67074ba74659e2bb3e2c757d0e15eeade220
-  FL_CaptionToCSV.py; e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Caption_Saver_V2.py; FL_SaveCSV.py,
+  f502e9bfa47d26c22b3caf8001f5680cf6a4d0ef FL_PromptMulti.py; FL_RandomRange.py (FL_RandomNumber)
+  and FL_ImageBatchListConverter.py (the version that resizes every other image to the first's), as
+  the index holds them; 40d4853393652bdd12f0693145b18bf64aa370e6 FL_GradGen.py;
+  66e3b52cea6871fbe045cc5aee45ce2f71adac48 FL_ImageAdjuster.py; FL_Ripple.py in the layout with
+  center_x, center_y and modulation (its later one adds envelope_json, blend_intensity, invert,
+  mask); FL_SeparateMasks.py; ab164ec202a0de86306cc805db865d5006785076 FL_KsamplerSettings.py;
+  7c9bd3fb169766e7be0ce9ad00e7e27e34bef509 FL_PasteOnCanvas.py;
+  a8c92f83832b49920796685be3b002286b853457 FL_MadLibGenerator.py;
+  5d9f67074ba74659e2bb3e2c757d0e15eeade220 FL_CaptionToCSV.py;
+  e9eaa6fc2a4bf3482cb97f21ee499d7452333397 FL_Caption_Saver_V2.py; FL_SaveCSV.py,
   FL_SaveWebpImages.py (FL_SaveWebPImage(SaveImage)), FL_SaveAndDisplayImage.py, FL_ZipSave.py;
-  3f60945cef4a3a8b4acca3121a9ccb5430ae0daf FL_InpaintCrop.py (FL_InpaintCrop, FL_Inpaint_Stitch); FL_PixelArt.py
-  (FL_PixelArtShader) in its layout with use_aspect_ratio, palette_image, palette_colors and mask (its later one
-  adds envelope_json, blend_intensity, invert first); FL_PaperDrawn.py (left out: an OpenGL shader);
-  852542d7df34e09ff37981ac91a0fc9ae0b2dd8a FL_SaveImages.py; 13509480ac9c597d4cb75c6004194acc62888e3b
-  FL_LoadImage.py.
+  3f60945cef4a3a8b4acca3121a9ccb5430ae0daf FL_InpaintCrop.py (FL_InpaintCrop, FL_Inpaint_Stitch);
+  FL_PixelArt.py (FL_PixelArtShader) in its layout with use_aspect_ratio, palette_image,
+  palette_colors and mask (its later one adds envelope_json, blend_intensity, invert first);
+  FL_PaperDrawn.py (left out: an OpenGL shader); 852542d7df34e09ff37981ac91a0fc9ae0b2dd8a
+  FL_SaveImages.py; 13509480ac9c597d4cb75c6004194acc62888e3b FL_LoadImage.py;
+  06ade96ea24e1e73110b81b59c15f00c9aa3b720 FL_KsamplerPlus.py;
+  ab164ec202a0de86306cc805db865d5006785076 FL_KsamplerBasic.py.
 (Files named without a commit are those the public index holds without one.)
 
-Nodes here: FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic,
-FL_PromptMulti, FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch,
-FL_ImageBatchToImageList, FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_PixelArtShader,
-FL_SeparateMaskComponents,
-FL_PasteOnCanvas; FL_LoadImage, FL_SaveImages, FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
-FL_CaptionSaver_V2, FL_ZipSave (files
-read only inside the inputs folder and written only inside the outputs folder, as round 1's
-FL_ImageCaptionSaver; the pack reads and writes anywhere on disk); FL_InpaintCrop and
-FL_Inpaint_Stitch (lquesada's first Inpaint Crop and Stitch as the pack forked it: bislerp rescales,
-no blending; its maths differ from graphflow's lquesada nodes, so they are built here on
-graphflow's bislerp, ComfyUI composite and the old nodes' hole filling; their STITCH socket is the
-old lquesada nodes' one, each stitch refusing the other's value). The pack's other classes
-are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
+Nodes here: FL_KsamplerPlus, FL_KsamplerBasic (graphflow's KSampler run slice by slice),
+FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic, FL_PromptMulti,
+FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch, FL_ImageBatchToImageList,
+FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_PixelArtShader, FL_SeparateMaskComponents,
+FL_PasteOnCanvas; FL_LoadImage, FL_SaveImages, FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage,
+FL_CaptionToCSV, FL_SaveCSV, FL_CaptionSaver_V2, FL_ZipSave (files read only inside the inputs
+folder and written only inside the outputs folder, as round 1's FL_ImageCaptionSaver; the pack reads
+and writes anywhere on disk); FL_InpaintCrop and FL_Inpaint_Stitch (lquesada's first Inpaint Crop
+and Stitch as the pack forked it: bislerp rescales, no blending; its maths differ from graphflow's
+lquesada nodes, so they are built here on graphflow's bislerp, ComfyUI composite and the old nodes'
+hole filling; their STITCH socket is the old lquesada nodes' one, each stitch refusing the other's
+value). The pack's other classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why,
+FILL_LATER not built yet).
 
 Where the pack draws from the clock or Python's global random state (FL_RandomNumber's seed 0)
 ours is seeded, so a run repeats; each such node's help says so.
@@ -47,8 +50,8 @@ import math
 from dataclasses import dataclass
 
 from graphflow.api import (
-    FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, ListOf, Node, NodeInputError, Size,
-    Text, check_interrupted, safe_join, socket_type,
+    CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, Estimate, Float,
+    Int, ListOf, Node, NodeInputError, Size, Text, check_interrupted, safe_join, socket_type,
 )
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.image import SaveImage, _image
@@ -820,7 +823,7 @@ class FillCaptionSaverV2(Node):
                 levels = _levels(image)
                 return Image.fromarray(levels.repeat(3, axis=-1) if levels.shape[-1] == 1 else levels)
             return [(f"image_{i}", lambda image=image: picture(image)) for i, image in enumerate(images)]
-        from nodes.image import _load_picture, check_folder_pictures
+        from nodes.image import check_folder_pictures
         folder, names = _folder_pictures(self.input_directory, "input_directory", CAPTION_PICTURES)
         if not names:
             raise NodeInputError("input_directory", f"no .png, .jpg, .jpeg, .bmp or .gif pictures in "
@@ -1441,3 +1444,212 @@ class FillLoadImage(Node):
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             raise NodeInputError("selected_file", f"can't read {self.selected_file!r} as a picture: {e}") from None
         return torch.from_numpy(pixels)[None], path.relative_to(folders.inputs).as_posix()
+
+
+# -- sliced samplers -------------------------------------------------------------------------------
+
+SLICED_STRENGTH = 1.2  # the pack's factor on each slice's prompt embeddings with sliced conditioning
+
+
+def _slice_region(region, canvas, size):
+    """The pack's resize_region: region (x1, y1, x2, y2) of a canvas (width, height) in a picture of
+    `size`, read as (width, height) as the pack reads a hint's (height, width)."""
+    (x1, y1, x2, y2), (width, height), (new_width, new_height) = region, canvas, size
+    return (math.floor(x1 * new_width / width), math.floor(y1 * new_height / height),
+            math.ceil(x2 * new_width / width), math.ceil(y2 * new_height / height))
+
+
+def _sliced_control(applied, region, canvas, tile):
+    """A control chain with each hint cut as the pack's crop_controlnet cuts it: the region scaled to
+    the hint by resize_region (with the hint's height and width swapped), then resized (nearest-exact)
+    to tile (width, height) read as (height, width)."""
+    import torch.nn.functional as F
+    if applied is None:
+        return None
+    if getattr(applied, "vae", None) is not None or getattr(applied, "mask", None) is not None:
+        raise NodeInputError("positive", "a ControlNet that takes a VAE or an inpainting mask: its hint can't be "
+                                         "cut to a slice; turn use_sliced_conditioning off")
+    hint = applied.image.movedim(-1, 1)
+    x1, y1, x2, y2 = _slice_region(region, canvas, tuple(hint.shape[2:]))
+    cut = hint[:, :, y1:y2, x1:x2]
+    if min(cut.shape[2:]) < 1:
+        raise NodeInputError("positive", "a ControlNet hint cut to a slice is empty (the pack swaps the hint's "
+                                         "width and height when it cuts it)")
+    cut = F.interpolate(cut, size=tile, mode="nearest-exact")
+    return applied.with_hint(cut.movedim(1, -1), _sliced_control(applied.previous, region, canvas, tile))
+
+
+def _sliced_conditioning(conditioning, region, canvas, tile, name):
+    """The pack's crop_cond then adjust_conditioning_strength: each entry's embeddings × 1.2 and its
+    ControlNet hints cut to the slice."""
+    out = []
+    for cond, options in conditioning:
+        options = dict(options)
+        if options.get("control") is not None:
+            try:
+                options["control"] = _sliced_control(options["control"], region, canvas, tile)
+            except NodeInputError as e:
+                raise NodeInputError(name, str(e)) from None
+        out.append((cond * SLICED_STRENGTH, options))
+    return out
+
+
+def _ramp(size: int, cosine: bool, power: float):
+    import torch
+    if cosine:
+        return 0.5 * (1 - torch.cos(torch.linspace(0, math.pi, size)))
+    return torch.linspace(0, 1, size) ** power
+
+
+def _blend_mask(height, width, overlap_h, overlap_w, edges, cosine: bool, power: float):
+    """The pack's create_blend_mask: ramps (raised cosine for FL_KsamplerPlus; linear, or to the 0.3
+    power with sliced conditioning, for FL_KsamplerBasic) over the overlaps on the sides that are not
+    the latent's edges (top, left, bottom, right)."""
+    import torch
+    mask = torch.ones(height, width)
+    top, left, bottom, right = edges
+    if overlap_h > 0:
+        ramp = _ramp(overlap_h, cosine, power)
+        if not top:
+            mask[:overlap_h] *= ramp[:, None]
+        if not bottom:
+            mask[-overlap_h:] *= ramp.flip(0)[:, None]
+    if overlap_w > 0:
+        ramp = _ramp(overlap_w, cosine, power)
+        if not left:
+            mask[:, :overlap_w] *= ramp[None]
+        if not right:
+            mask[:, -overlap_w:] *= ramp.flip(0)[None]
+    return mask
+
+
+def _sliced_sample(node, cosine: bool):
+    """FL_KsamplerPlus / FL_KsamplerBasic's sampling, on the node's inputs; cosine: the Plus blend."""
+    import torch
+    from nodes.pack_nodes import _core
+    from nodes.sampling import KSampler
+    from nodes.vae import VAEDecode, VAEEncode
+    if node.input_type == "image":
+        if node.image is None or node.vae is None:
+            raise NodeInputError("image" if node.image is None else "vae", "input_type image needs both image "
+                                                                           "and vae")
+        latent = _core(VAEEncode, {"pixels": "image"}, pixels=node.image, vae=node.vae)
+    elif node.latent_image is None:
+        raise NodeInputError("latent_image", "not connected, and input_type is latent")
+    else:
+        latent = node.latent_image
+    if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim != 4:
+        raise NodeInputError("latent_image", "expected a LATENT of [B, C, H, W] samples")
+    source = latent["samples"]
+    batch, _, height, width = source.shape
+    tile_h, tile_w = height // node.y_slices, width // node.x_slices
+    if min(tile_h, tile_w) < 1:
+        raise NodeInputError("x_slices" if tile_w < 1 else "y_slices", f"more slices than the latent's "
+                             f"{width} × {height} pixels")
+    over_h, over_w = int(tile_h * node.overlap), int(tile_w * node.overlap)
+    per_batch = 1 if node.use_sliced_conditioning else node.batch_size
+    slices = []
+    for y in range(node.y_slices):
+        for x in range(node.x_slices):
+            top, bottom = max(0, y * tile_h - over_h), min(height, (y + 1) * tile_h + over_h)
+            left, right = max(0, x * tile_w - over_w), min(width, (x + 1) * tile_w + over_w)
+            slices.append((top, bottom, left, right))
+    samples = None
+    for first in range(0, len(slices), per_batch):
+        check_interrupted()
+        group = slices[first:first + per_batch]
+        if len({(b - t, r - l) for t, b, l, r in group}) > 1:
+            raise NodeInputError("batch_size", f"slices of different sizes in one batch of {per_batch}: the "
+                                               "latent doesn't divide into equal slices (the pack fails)")
+        parts = torch.cat([source[:, :, t:b, l:r] for t, b, l, r in group])
+        if node.use_sliced_conditioning:
+            top, bottom, left, right = group[0]
+            region, canvas = (left * 8, top * 8, right * 8, bottom * 8), (width * 8, height * 8)
+            tile = ((right - left) * 8, (bottom - top) * 8)
+            positive = _sliced_conditioning(node.positive, region, canvas, tile, "positive")
+            negative = _sliced_conditioning(node.negative, region, canvas, tile, "negative")
+        else:
+            positive, negative = list(node.positive) * len(group), list(node.negative) * len(group)
+        done = _core(KSampler, {"latent_image": "latent_image"}, model=node.model, seed=node.seed + first,
+                     steps=node.steps, cfg=node.cfg, sampler_name=node.sampler_name, scheduler=node.scheduler,
+                     positive=positive, negative=negative, latent_image={"samples": parts},
+                     denoise=node.denoise)["samples"]
+        if samples is None:
+            samples = torch.zeros(batch, done.shape[1], height, width, device=done.device, dtype=done.dtype)
+        for (t, b, l, r), part in zip(group, torch.split(done, batch)):
+            weight = _blend_mask(b - t, r - l, over_h, over_w, (t == 0, l == 0, b == height, r == width),
+                                 cosine, 0.3 if node.use_sliced_conditioning else 1.0)
+            weight = weight.to(samples)
+            samples[:, :, t:b, l:r] = samples[:, :, t:b, l:r] * (1 - weight) + part.to(samples) * weight
+    out = {"samples": samples}
+    image = None if node.vae is None else _core(VAEDecode, {"samples": "latent_image"}, samples=out, vae=node.vae)
+    return node.model, node.positive, node.negative, out, node.vae, image
+
+
+class FillKsamplerPlus(Node):
+    """KSampler in x_slices × y_slices overlapping slices of the latent (each slice h // y_slices
+    by w // x_slices latent pixels, grown by overlap of that on each inner side), sampled in turn,
+    batch_size at a time, slice i (row by row) with seed + i (of its batch's first), and laid over
+    what is there through a mask ramping over the overlaps (a raised cosine) on its inner sides;
+    as the pack does. With use_sliced_conditioning (one slice a batch) each slice's prompt
+    embeddings are × 1.2 and ControlNet hints cut to the slice as the pack cuts them (with the
+    hint's width and height swapped). input_type image encodes image with vae first; with a vae
+    the result is decoded too. A latent's noise mask is not used, as in the pack. Slices of
+    different sizes can't share a batch (the pack fails on them)."""
+    category = KSAMPLERS
+    display_name = "FL KSampler Plus"
+    model: MODEL
+    positive: CONDITIONING
+    negative: CONDITIONING
+    seed: int = Int(0, min=0, max=0xffffffffffffffff)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
+    scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    input_type: str = Choice(["latent", "image"], "latent")
+    x_slices: int = Int(2, min=1, max=8)
+    y_slices: int = Int(2, min=1, max=8)
+    overlap: float = Float(0.25, min=0.0, max=0.9, step=0.01)
+    batch_size: int = Int(1, min=1, max=64)
+    use_sliced_conditioning: bool = Bool(True)
+    latent_image: LATENT = None
+    vae: VAE = None
+    image: IMAGE = None
+    outputs = {"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "vae": VAE,
+               "image": IMAGE}
+    comfy = ComfyAlias(("FL_KsamplerPlus",), optional=("latent_image", "vae", "image"))
+
+    def run(self):
+        return _sliced_sample(self, cosine=True)
+
+
+class FillKsamplerBasic(Node):
+    """FL KSampler Plus with the pack's other blend: a linear ramp over the overlaps, or that ramp
+    to the 0.3 power with use_sliced_conditioning (its inputs: image before vae)."""
+    category = "FL/Sampling"
+    display_name = "FL KSampler Basic"
+    model: MODEL
+    positive: CONDITIONING
+    negative: CONDITIONING
+    seed: int = Int(0, min=0, max=0xffffffffffffffff)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
+    scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    input_type: str = Choice(["latent", "image"], "latent")
+    x_slices: int = Int(2, min=1, max=8)
+    y_slices: int = Int(2, min=1, max=8)
+    overlap: float = Float(0.25, min=0.0, max=0.9, step=0.01)
+    batch_size: int = Int(1, min=1, max=64)
+    use_sliced_conditioning: bool = Bool(True)
+    latent_image: LATENT = None
+    image: IMAGE = None
+    vae: VAE = None
+    outputs = {"model": MODEL, "positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT, "vae": VAE,
+               "image": IMAGE}
+    comfy = ComfyAlias(("FL_KsamplerBasic",), optional=("latent_image", "image", "vae"))
+
+    def run(self):
+        return _sliced_sample(self, cosine=False)

@@ -49,6 +49,15 @@ SAMPLERS = ["euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp"
             "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm",
             "ipndm", "ipndm_v", "deis", "ddim", "uni_pc", "uni_pc_bh2"]
 SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta"]
+SLICED_SAMPLER = [("model", "MODEL", None, None, None, None), ("positive", "CONDITIONING", None, None, None, None),
+    ("negative", "CONDITIONING", None, None, None, None), ("seed", "INT", 0, 0, 0xffffffffffffffff, None),
+    ("steps", "INT", 20, 1, 10000, None), ("cfg", "FLOAT", 7.0, 0.0, 100.0, None),
+    ("sampler_name", "COMBO", None, None, None, None), ("scheduler", "COMBO", None, None, None, None),
+    ("denoise", "FLOAT", 1.0, 0.0, 1.0, 0.01), ("input_type", "COMBO", None, None, None, None),
+    ("x_slices", "INT", 2, 1, 8, None), ("y_slices", "INT", 2, 1, 8, None), ("overlap", "FLOAT", 0.25, 0.0, 0.9, 0.01),
+    ("batch_size", "INT", 1, 1, 64, None), ("use_sliced_conditioning", "BOOLEAN", True, None, None, None)]
+SLICED_PLUS = (("latent_image", "LATENT"), ("vae", "VAE"), ("image", "IMAGE"))
+SLICED_BASIC = (("latent_image", "LATENT"), ("image", "IMAGE"), ("vae", "VAE"))
 # class: [(input, type, default, min, max, step)] in INPUT_TYPES order (None where the pack gives none)
 PACK_INPUTS = {
     "FL_SamplerStrings": [(name, "BOOLEAN", False, None, None, None) for name in SAMPLERS],
@@ -136,6 +145,8 @@ PACK_INPUTS = {
                       ("start_index", "INT", 1, 0, 1000000, None), ("metadata", "STRING", "", None, None, None)],
     "FL_LoadImage": [("root_directory", "STRING", "./", None, None, None),
                      ("selected_file", "STRING", "", None, None, None)],
+    "FL_KsamplerPlus": SLICED_SAMPLER + [(name, kind, None, None, None, None) for name, kind in SLICED_PLUS],
+    "FL_KsamplerBasic": SLICED_SAMPLER + [(name, kind, None, None, None, None) for name, kind in SLICED_BASIC],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
@@ -144,10 +155,13 @@ PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING
                 "FL_SaveWebPImage(SaveImage)": ["IMAGE", "STRING"], "FL_CaptionToCSV": ["CSV"], "FL_SaveCSV": [],
                 "FL_CaptionSaver_V2": ["STRING"], "FL_ZipSave": ["STRING"],
                 "FL_InpaintCrop": ["STITCH", "IMAGE", "MASK"], "FL_SaveImages": ["STRING"],
-                "FL_LoadImage": ["IMAGE", "STRING"]}
+                "FL_LoadImage": ["IMAGE", "STRING"],
+                **dict.fromkeys(("FL_KsamplerPlus", "FL_KsamplerBasic"),
+                                ["MODEL", "CONDITIONING", "CONDITIONING", "LATENT", "VAE", "IMAGE"])}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
                  "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5,
-                 "FL_InpaintCrop": 15, "FL_PixelArtShader": 1, "FL_SaveImages": 5, "FL_LoadImage": 1}
+                 "FL_InpaintCrop": 15, "FL_PixelArtShader": 1, "FL_SaveImages": 5, "FL_LoadImage": 1,
+                 "FL_KsamplerPlus": 15, "FL_KsamplerBasic": 15}
 
 
 def test_inputs_and_outputs_are_the_packs(registry):
@@ -165,7 +179,7 @@ def test_inputs_and_outputs_are_the_packs(registry):
                 if want is not None:
                     assert options.get(key) == want, (name, input_name, key)
         assert entry["output"] == PACK_OUTPUTS.get(name, ["IMAGE"]), name
-        assert entry["category"].startswith("🏵️Fill Nodes/"), name
+        assert entry["category"].startswith("🏵️Fill Nodes/") or name == "FL_KsamplerBasic", name
         if name in PACK_OPTIONAL:
             assert entry["input_order"].get("required", []) == [i[0] for i in inputs[:PACK_OPTIONAL[name]]], name
     assert info["FL_PromptMulti"]["output_is_list"] == [True, True, True]
@@ -747,6 +761,89 @@ def test_pixel_art_is_the_packs_cells_levels_palette_and_mask(registry):
     torch.testing.assert_close(square[1], _pack_pixel_art(images[1], 5.0, 50.0, False, None, None), atol=0, rtol=0)
     _refused(registry, "FillPixelArtShader", "pixel_size", "no whole cell", images=images, pixel_size=50.0)
     _refused(registry, "FillPixelArtShader", "images", "channels", images=_images(channels=4), mask=masks)
+
+
+# -- sliced samplers ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(registry):
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "graphflow-demo.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["1", 1]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blue", "clip": ["1", 1]}},
+    }
+    values = run_graph(registry, graph, ["1", "2", "3"]).values
+    return values["1"][0], values["2"][0], values["3"][0]
+
+
+def test_one_slice_is_ksampler(registry, demo):
+    model, positive, negative = demo
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
+    settings = dict(model=model, positive=positive, negative=negative, seed=3, steps=2, cfg=5.0,
+                    sampler_name="euler", scheduler="karras", denoise=0.8)
+    out = call(registry, "FillKsamplerPlus", latent_image=latent, x_slices=1, y_slices=1, overlap=0.0,
+               use_sliced_conditioning=False, **settings)
+    assert out[0] is model and out[1] is positive and out[5] is None
+    assert torch.equal(out[3]["samples"], call(registry, "KSampler", latent_image=latent, **settings)["samples"])
+
+
+# ramps over 3 and 4 latent pixels: 0.5 (1 - cos(π k / (n - 1))) for Plus, (k / (n - 1))^0.3 for Basic
+RAMPS = {True: {3: [0.0, 0.5, 1.0], 4: [0.0, 0.25, 0.75, 1.0]},
+         False: {3: [0.0, 0.5 ** 0.3, 1.0], 4: [0.0, (1 / 3) ** 0.3, (2 / 3) ** 0.3, 1.0]}}
+
+
+@pytest.mark.parametrize("node_type, cosine", [("FillKsamplerPlus", True), ("FillKsamplerBasic", False)])
+def test_slices_are_ksampler_runs_with_stronger_prompts_blended_over_the_overlaps(registry, demo, node_type, cosine):
+    model, positive, negative = demo
+    latent = {"samples": torch.randn(1, 4, 8, 10, generator=torch.Generator().manual_seed(2))}
+    settings = dict(model=model, steps=2, cfg=5.0, sampler_name="euler", scheduler="karras", denoise=1.0)
+    out = call(registry, node_type, positive=positive, negative=negative, seed=4, latent_image=latent, x_slices=2,
+               y_slices=2, overlap=0.9, **settings)[3]["samples"]
+    # slices of 4 × 5 grown by int(4 · 0.9) = 3 rows and int(5 · 0.9) = 4 columns on their inner sides
+    slices = [(0, 7, 0, 9), (0, 7, 1, 10), (1, 8, 0, 9), (1, 8, 1, 10)]
+    stronger = lambda cond: [(c * 1.2, dict(o)) for c, o in cond]  # noqa: E731
+    want = torch.zeros(1, 4, 8, 10)
+    for index, (top, bottom, left, right) in enumerate(slices):
+        part = call(registry, "KSampler", positive=stronger(positive), negative=stronger(negative), seed=4 + index,
+                    latent_image={"samples": latent["samples"][:, :, top:bottom, left:right]}, **settings)["samples"]
+        weight = torch.ones(bottom - top, right - left)
+        rows, columns = torch.tensor(RAMPS[cosine][3]), torch.tensor(RAMPS[cosine][4])
+        if top > 0:
+            weight[:3] *= rows[:, None]
+        if bottom < 8:
+            weight[-3:] *= rows.flip(0)[:, None]
+        if left > 0:
+            weight[:, :4] *= columns[None]
+        if right < 10:
+            weight[:, -4:] *= columns.flip(0)[None]
+        want[:, :, top:bottom, left:right] = want[:, :, top:bottom, left:right] * (1 - weight) + part * weight
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-5)
+    _refused(registry, node_type, "batch_size", "different sizes", positive=positive, negative=negative,
+             latent_image={"samples": torch.zeros(1, 4, 8, 9)}, use_sliced_conditioning=False, batch_size=2, **settings)
+    _refused(registry, node_type, "latent_image", "not connected", positive=positive, negative=negative, **settings)
+
+
+def test_sliced_controlnet_hints_are_cut_as_the_pack_cuts_them():
+    import torch.nn.functional as F
+
+    from graphflow.models.controlnet import ControlApplied
+    from nodes.pack_nodes_fill2 import _sliced_conditioning
+    first = ControlApplied(object(), torch.rand(1, 24, 40, 3), 0.7)
+    second = ControlApplied(object(), torch.rand(1, 12, 16, 3), 0.5, previous=first)
+    cond = [(torch.ones(1, 3, 8), {"control": second, "pooled_output": torch.ones(1, 8)})]
+    region, canvas, tile = (16, 8, 56, 40), (80, 48), (40, 32)  # a slice 40 × 32 pixels of an 80 × 48 latent
+    (emb, options), = _sliced_conditioning(cond, region, canvas, tile, "positive")
+    assert torch.equal(emb, torch.full((1, 3, 8), 1.2)) and torch.equal(options["pooled_output"], torch.ones(1, 8))
+    for got, applied in ((options["control"], second), (options["control"].previous, first)):
+        hint = applied.image.movedim(-1, 1)
+        height, width = hint.shape[2:]
+        # resize_region with (height, width) read as (width, height): x by height / 80, y by width / 48
+        x1, x2 = math.floor(16 * height / 80), math.ceil(56 * height / 80)
+        y1, y2 = math.floor(8 * width / 48), math.ceil(40 * width / 48)
+        want = F.interpolate(hint[:, :, y1:y2, x1:x2], size=(40, 32), mode="nearest-exact")  # (w, h) as (h, w)
+        assert torch.equal(got.image, want.movedim(1, -1)) and got.strength == applied.strength
+    assert second.image.shape == (1, 12, 16, 3)  # the original chain is left alone
 
 
 # -- workflows -------------------------------------------------------------------------------------
