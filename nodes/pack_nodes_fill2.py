@@ -192,7 +192,8 @@ class FillPromptBasic(Node):
 class FillPromptMulti(Node):
     """One prompt a line: the non-blank lines of positive_text and negative_text, stripped, paired in
     order, as lists (what follows runs once a pair). The shorter side repeats its last line to the
-    other's length (empty text when it has none); name is name_prefix and the pair's number from 1."""
+    other's length (empty text when it has none); name is name_prefix and the pair's number from 1.
+    No line on either side is refused."""
     category = PROMPTING
     display_name = "FL Prompt Multi"
     positive_text: str = Text("", multiline=True)
@@ -205,6 +206,9 @@ class FillPromptMulti(Node):
         positives = [line.strip() for line in self.positive_text.split("\n") if line.strip()]
         negatives = [line.strip() for line in self.negative_text.split("\n") if line.strip()]
         count = max(len(positives), len(negatives))
+        if not count:
+            raise NodeInputError("positive_text", "no prompt lines here or in negative_text: expected one prompt a "
+                                                  "line (the pack gives empty lists, on which nothing after it runs)")
         positives += [positives[-1] if positives else ""] * (count - len(positives))
         negatives += [negatives[-1] if negatives else ""] * (count - len(negatives))
         return positives, negatives, [f"{self.name_prefix}{i}" for i in range(1, count + 1)]
@@ -1548,6 +1552,8 @@ def _sliced_sample(node, cosine: bool):
                              f"{width} × {height} pixels")
     over_h, over_w = int(tile_h * node.overlap), int(tile_w * node.overlap)
     per_batch = 1 if node.use_sliced_conditioning else node.batch_size
+    if node.seed + node.x_slices * node.y_slices - 1 > 0xffffffffffffffff:
+        raise NodeInputError("seed", f"{node.seed}: the last slice's seed + slice number passes 2⁶⁴ − 1")
     slices = []
     for y in range(node.y_slices):
         for x in range(node.x_slices):

@@ -223,6 +223,7 @@ def test_prompts_join_as_they_are_and_pair_line_by_line(registry):
     assert positive == ["red", "blue", "green"] and negative == ["blurry"] * 3 and names == ["p1", "p2", "p3"]
     positive, negative, names = call(registry, "FillPromptMulti", positive_text="", negative_text="a\nb")
     assert positive == ["", ""] and negative == ["a", "b"] and names == ["prompt_1", "prompt_2"]
+    _refused(registry, "FillPromptMulti", "positive_text", "no prompt lines", positive_text=" \n", negative_text="")
 
 
 def test_random_number_follows_pythons_mersenne_twister(registry):
