@@ -23,22 +23,23 @@ Read from the pack's nodes/*.py at these commits:
   FL_PaperDrawn.py (left out: an OpenGL shader); 852542d7df34e09ff37981ac91a0fc9ae0b2dd8a
   FL_SaveImages.py; 13509480ac9c597d4cb75c6004194acc62888e3b FL_LoadImage.py;
   06ade96ea24e1e73110b81b59c15f00c9aa3b720 FL_KsamplerPlus.py;
-  ab164ec202a0de86306cc805db865d5006785076 FL_KsamplerBasic.py.
+  ab164ec202a0de86306cc805db865d5006785076 FL_KsamplerBasic.py; 5d9f67074ba74659e2bb3e2c757d0e15eeade220
+  FL_DirectoryCrawl.py; FL_PathTypeChecker.py.
 (Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_KsamplerPlus, FL_KsamplerBasic (graphflow's KSampler run slice by slice),
 FL_SamplerStrings, FL_SchedulerStrings, FL_KsamplerSettings, FL_PromptBasic, FL_PromptMulti,
 FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch, FL_ImageBatchToImageList,
 FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_PixelArtShader, FL_SeparateMaskComponents,
-FL_PasteOnCanvas; FL_LoadImage, FL_SaveImages, FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage,
-FL_CaptionToCSV, FL_SaveCSV, FL_CaptionSaver_V2, FL_ZipSave (files read only inside the inputs
-folder and written only inside the outputs folder, as round 1's FL_ImageCaptionSaver; the pack reads
-and writes anywhere on disk); FL_InpaintCrop and FL_Inpaint_Stitch (lquesada's first Inpaint Crop
-and Stitch as the pack forked it: bislerp rescales, no blending; its maths differ from graphflow's
-lquesada nodes, so they are built here on graphflow's bislerp, ComfyUI composite and the old nodes'
-hole filling; their STITCH socket is the old lquesada nodes' one, each stitch refusing the other's
-value). The pack's other classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why,
-FILL_LATER not built yet).
+FL_PasteOnCanvas, FL_PathTypeChecker; FL_DirectoryCrawl, FL_LoadImage, FL_SaveImages,
+FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
+FL_CaptionSaver_V2, FL_ZipSave (files read only inside the inputs folder and written only inside the
+outputs folder, as round 1's FL_ImageCaptionSaver; the pack reads and writes anywhere on disk);
+FL_InpaintCrop and FL_Inpaint_Stitch (lquesada's first Inpaint Crop and Stitch as the pack forked
+it: bislerp rescales, no blending; its maths differ from graphflow's lquesada nodes, so they are
+built here on graphflow's bislerp, ComfyUI composite and the old nodes' hole filling; their STITCH
+socket is the old lquesada nodes' one, each stitch refusing the other's value). The pack's other
+classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
 Where the pack draws from the clock or Python's global random state (FL_RandomNumber's seed 0)
 ours is seeded, so a run repeats; each such node's help says so.
@@ -56,7 +57,7 @@ from graphflow.api import (
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.image import SaveImage, _image
 from nodes.pack_nodes_crop_stitch_old import STITCH
-from nodes.pack_nodes_fill import _channels, _levels
+from nodes.pack_nodes_fill import PATH, _channels, _levels
 
 COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -1659,3 +1660,112 @@ class FillKsamplerBasic(Node):
 
     def run(self):
         return _sliced_sample(self, cosine=False)
+
+
+# -- paths and folders -----------------------------------------------------------------------------
+
+
+class FillPathTypeChecker(Node):
+    """What kind of path input_path is, as the pack tells on this server's system (pathlib): "Empty
+    path provided." for blank text, "Absolute path" for an absolute one, else "Relative path" (the
+    pack's further answers, drive-specific, UNC and URL-like, are never reached: every other path
+    reads as relative). The text only; nothing on disk is looked at."""
+    category = "🏵️Fill Nodes/Utility"
+    display_name = "FL Path Type Checker"
+    input_path: str = Text("")
+    outputs = {"PATH": PATH}
+    comfy = ComfyAlias(("FL_PathTypeChecker",))
+
+    def run(self):
+        from pathlib import Path
+        text = self.input_path.strip()
+        if not text:
+            return "Empty path provided."
+        return "Absolute path" if Path(text).is_absolute() else "Relative path"
+
+
+CRAWL_PICTURES = ("jpg", "jpeg", "png", "bmp", "gif")  # FL_DirectoryCrawl's, by the text after the last dot
+
+
+class FillDirectoryCrawl(Node):
+    """Load the first max_files pictures (.jpg .jpeg .png .bmp .gif, any case) or text files (.txt)
+    of directory_path, a folder inside the inputs folder, and every folder below it (the pack reads
+    any folder on disk, in the order the file system lists them; here sorted by path). Pictures:
+    turned by their EXIF orientation, made RGB, and padded with black at the right and bottom to
+    the largest one's size, as one batch; the text output is empty. Text: the files' UTF-8 text
+    joined by "\\n---\\n"; the image output is a black 1 × 1 picture (the pack gives a bare 1-value
+    tensor). Links leading out of the folder are left out; at most 100,000 files and folders are
+    looked at."""
+    category = UTILITY_LOWER
+    display_name = "FL Directory Crawl"
+    directory_path: str = Text("")
+    file_type: str = Choice(["images", "text"], "images")
+    max_files: int = Int(100, min=1, max=10000)
+    outputs = {"IMAGE": IMAGE, "STRING": STRING}
+    comfy = ComfyAlias(("FL_DirectoryCrawl",))
+
+    @classmethod
+    def fingerprint(cls, directory_path="", file_type="images", **widgets):
+        try:
+            return ",".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in _crawled(directory_path,
+                                                                                             file_type))
+        except (NodeInputError, OSError):
+            return "missing"
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
+        from graphflow.api import check_run_memory
+        from nodes.image import check_folder_pictures
+        if not self.directory_path.strip():
+            raise NodeInputError("directory_path", "give a folder inside the inputs folder")
+        paths = _crawled(self.directory_path, self.file_type)[:self.max_files]
+        if not paths:
+            raise NodeInputError("directory_path", f"no {self.file_type} in {self.directory_path!r} or its folders")
+        if self.file_type == "text":
+            try:
+                texts = [path.read_text(encoding="utf-8") for path in paths]
+            except (OSError, UnicodeDecodeError) as e:
+                raise NodeInputError("directory_path", f"can't read a text file: {e}") from None
+            return torch.zeros(1, 1, 1, 3), "\n---\n".join(texts)
+        check_folder_pictures(paths, "max_files", "directory_path")
+        pictures = []
+        for path in paths:
+            check_interrupted()
+            try:
+                with Image.open(path) as picture:
+                    pictures.append(np.asarray(ImageOps.exif_transpose(picture).convert("RGB")))
+            except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+                raise NodeInputError("directory_path", f"can't read {path.name!r} as a picture: {e}") from None
+        height, width = max(p.shape[0] for p in pictures), max(p.shape[1] for p in pictures)
+        check_run_memory("max_files", "the pictures padded to the largest", images=Size(len(pictures), height, width))
+        batch = np.zeros((len(pictures), height, width, 3), dtype=np.float32)
+        for index, picture in enumerate(pictures):
+            batch[index, :picture.shape[0], :picture.shape[1]] = picture.astype(np.float32) / 255.0
+        return torch.from_numpy(batch), ""
+
+
+def _crawled(directory_path: str, file_type: str) -> list:
+    """FL_DirectoryCrawl's files below the folder, sorted by path (linked folders not entered, as
+    os.walk does; linked files leading out of the folder left out)."""
+    import os
+    from pathlib import Path
+
+    from graphflow.folders import _stays_inside
+    from nodes.pack_nodes_fill import MOST_FOLDER_FILES, _randomizer_folder
+    folder = _randomizer_folder(directory_path)
+    kinds = CRAWL_PICTURES if file_type == "images" else ("txt",)
+    found, seen = [], 0
+    for parent, subfolders, names in os.walk(folder):
+        check_interrupted()
+        seen += len(names) + len(subfolders)
+        if seen > MOST_FOLDER_FILES:
+            raise NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES:,} files and folders in "
+                                                   f"{directory_path!r}: give a smaller folder")
+        for name in names:
+            path = Path(parent) / name
+            if name.rsplit(".", 1)[-1].lower() in kinds and _stays_inside(folder, path) and path.is_file():
+                found.append(path)
+    return sorted(found)

@@ -147,6 +147,9 @@ PACK_INPUTS = {
                      ("selected_file", "STRING", "", None, None, None)],
     "FL_KsamplerPlus": SLICED_SAMPLER + [(name, kind, None, None, None, None) for name, kind in SLICED_PLUS],
     "FL_KsamplerBasic": SLICED_SAMPLER + [(name, kind, None, None, None, None) for name, kind in SLICED_BASIC],
+    "FL_PathTypeChecker": [("input_path", "STRING", "", None, None, None)],
+    "FL_DirectoryCrawl": [("directory_path", "STRING", "", None, None, None),
+                          ("file_type", "COMBO", None, None, None, None), ("max_files", "INT", 100, 1, 10000, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
@@ -157,7 +160,8 @@ PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING
                 "FL_InpaintCrop": ["STITCH", "IMAGE", "MASK"], "FL_SaveImages": ["STRING"],
                 "FL_LoadImage": ["IMAGE", "STRING"],
                 **dict.fromkeys(("FL_KsamplerPlus", "FL_KsamplerBasic"),
-                                ["MODEL", "CONDITIONING", "CONDITIONING", "LATENT", "VAE", "IMAGE"])}
+                                ["MODEL", "CONDITIONING", "CONDITIONING", "LATENT", "VAE", "IMAGE"]),
+                "FL_PathTypeChecker": ["PATH"], "FL_DirectoryCrawl": ["IMAGE", "STRING"]}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
                  "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5,
                  "FL_InpaintCrop": 15, "FL_PixelArtShader": 1, "FL_SaveImages": 5, "FL_LoadImage": 1,
@@ -631,6 +635,41 @@ def test_load_image_reads_the_selected_file_inside_the_inputs(registry, tmp_fold
     _refused(registry, "FillLoadImage", "selected_file", "inputs folder", selected_file=str(tmp_path / "outside.png"))
     _refused(registry, "FillLoadImage", "selected_file", "no file", selected_file="shots/none.png")
     _refused(registry, "FillLoadImage", "root_directory", "no folder", root_directory="nowhere")
+
+
+def test_path_type_checker_tells_absolute_from_relative(registry):
+    assert call(registry, "FillPathTypeChecker", input_path="  ") == "Empty path provided."
+    assert call(registry, "FillPathTypeChecker", input_path=" /data/x.png ") == "Absolute path"
+    for text in ("shots/a.png", "./a", "../b", "http://x/y"):  # the pack's pathlib reads these as relative here
+        assert call(registry, "FillPathTypeChecker", input_path=text) == "Relative path", text
+
+
+def test_directory_crawl_pads_the_folders_pictures_and_joins_its_texts(registry, tmp_folders, tmp_path):
+    from PIL import Image
+    folder = tmp_folders.inputs / "crawl"
+    (folder / "deep").mkdir(parents=True)
+    generator = np.random.default_rng(4)
+    small, tall = (generator.integers(0, 256, shape, dtype=np.uint8) for shape in ((3, 5, 3), (6, 2, 3)))
+    Image.fromarray(small).save(folder / "b.PNG")
+    Image.fromarray(tall).save(folder / "deep" / "a.bmp")
+    Image.fromarray(small[..., 0]).save(folder / "c.gif")
+    (folder / "note.txt").write_text("first", encoding="utf-8")
+    (folder / "deep" / "more.txt").write_text("second ü", encoding="utf-8")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside")
+    (folder / "leak.txt").symlink_to(outside)  # leads out of the folder: left out
+    images, text = call(registry, "FillDirectoryCrawl", directory_path="crawl")
+    assert images.shape == (3, 6, 5, 3) and text == ""
+    # sorted by path: b.PNG, c.gif, deep/a.bmp; each padded with black at the right and bottom
+    for index, picture in enumerate((small, np.repeat(small[..., :1], 3, axis=-1), tall)):
+        want = np.zeros((6, 5, 3), dtype=np.float32)
+        want[:picture.shape[0], :picture.shape[1]] = picture / 255.0
+        np.testing.assert_allclose(images[index].numpy(), want, atol=1e-7)
+    assert call(registry, "FillDirectoryCrawl", directory_path="crawl", max_files=1)[0].shape == (1, 3, 5, 3)
+    blank, text = call(registry, "FillDirectoryCrawl", directory_path="crawl", file_type="text")
+    assert text == "second ü\n---\nfirst" and blank.shape == (1, 1, 1, 3)
+    _refused(registry, "FillDirectoryCrawl", "directory_path", "give a folder")
+    _refused(registry, "FillDirectoryCrawl", "directory_path", "inputs folder", directory_path="/etc")
 
 
 # -- inpaint crop and stitch ----------------------------------------------------------------------
