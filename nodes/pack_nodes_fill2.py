@@ -359,7 +359,7 @@ class FillGradGenerator(Node):
         image = np.broadcast_to((row / 255.0).astype(np.float32), (self.height, self.width, 3))
         if self.color_mode == "HSV":
             levels = (image * 255).astype(np.uint8)
-            image = np.asarray(Image.fromarray(levels, mode="RGB").convert("HSV")).astype(np.float32) / 255.0
+            image = np.asarray(Image.fromarray(levels).convert("HSV")).astype(np.float32) / 255.0
         return torch.from_numpy(np.ascontiguousarray(image))[None]
 
 

@@ -306,7 +306,7 @@ def test_gradient_in_hsv_is_pillows_hsv_of_the_8_bit_gradient(registry):
     from PIL import Image
     out = call(registry, "FillGradGenerator", width=64, height=64, color_mode="HSV", gradient_colors=json.dumps(STOPS))
     rgb = (_pack_gradient(64, 64, "Linear", STOPS) * 255).astype(np.uint8)
-    want = np.asarray(Image.fromarray(rgb, mode="RGB").convert("HSV")).astype(np.float32) / 255.0
+    want = np.asarray(Image.fromarray(rgb).convert("HSV")).astype(np.float32) / 255.0
     np.testing.assert_array_equal(out[0].numpy(), want)
 
 
