@@ -314,13 +314,12 @@ FILL_LEFT_OUT = {
 }
 FILL_LATER = ("FL_VideoCaptionSaver", "FL_NFTGenerator", "FL_SDUltimate_Slices", "FL_BatchAlign",
               "FL_VideoRecompose", "FL_VideoCropMask", "FL_BulletHellGame", "FL_TetrisGame", "FL_SystemCheck",
-              "FL_MirrorAndAppendCaptions", "FL_ImageCaptionLayout", "FL_ZipDirectory", "FL_TimeLine",
-              "FL_FractalKSampler", "FL_UpscaleModel", "FL_KSamplerXYZPlot", "FL_ImageCaptionLayoutPDF",
-              "FL_PDFLoader", "FL_PDFToImages", "FL_PDFSaver", "FL_ImagesToPDF", "FL_PDFMerger",
-              "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader", "FL_TextToPDF", "FL_PDFEncryptor",
-              "FL_ProResVideo", "FL_API_Base64_ImageLoader", "FL_API_ImageSaver", "FL_AnimeLineExtractor",
-              "FL_HunyuanDelight", "FL_ClipScanner", "FL_SceneCut", "FL_WF_Agent", "FL_BlackFrameReject",
-              "FL_PasteByMask")
+              "FL_ImageCaptionLayout", "FL_ZipDirectory", "FL_TimeLine", "FL_FractalKSampler", "FL_UpscaleModel",
+              "FL_KSamplerXYZPlot", "FL_ImageCaptionLayoutPDF", "FL_PDFLoader", "FL_PDFToImages", "FL_PDFSaver",
+              "FL_ImagesToPDF", "FL_PDFMerger", "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader",
+              "FL_TextToPDF", "FL_PDFEncryptor", "FL_ProResVideo", "FL_API_Base64_ImageLoader", "FL_API_ImageSaver",
+              "FL_AnimeLineExtractor", "FL_HunyuanDelight", "FL_ClipScanner", "FL_SceneCut", "FL_WF_Agent",
+              "FL_BlackFrameReject", "FL_PasteByMask")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",

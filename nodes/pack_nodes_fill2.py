@@ -24,7 +24,7 @@ Read from the pack's nodes/*.py at these commits:
   FL_SaveImages.py; 13509480ac9c597d4cb75c6004194acc62888e3b FL_LoadImage.py;
   06ade96ea24e1e73110b81b59c15f00c9aa3b720 FL_KsamplerPlus.py;
   ab164ec202a0de86306cc805db865d5006785076 FL_KsamplerBasic.py; 5d9f67074ba74659e2bb3e2c757d0e15eeade220
-  FL_DirectoryCrawl.py; FL_PathTypeChecker.py.
+  FL_DirectoryCrawl.py, FL_MirrorAndAppendCaptions.py; FL_PathTypeChecker.py.
 (Files named without a commit are those the public index holds without one.)
 
 Nodes here: FL_KsamplerPlus, FL_KsamplerBasic (graphflow's KSampler run slice by slice),
@@ -33,13 +33,14 @@ FL_MadLibGenerator, FL_RandomNumber, FL_ImageListToImageBatch, FL_ImageBatchToIm
 FL_GradGenerator, FL_ImageAdjuster, FL_Ripple, FL_PixelArtShader, FL_SeparateMaskComponents,
 FL_PasteOnCanvas, FL_PathTypeChecker; FL_DirectoryCrawl, FL_LoadImage, FL_SaveImages,
 FL_SaveWebPImage(SaveImage), FL_SaveAndDisplayImage, FL_CaptionToCSV, FL_SaveCSV,
-FL_CaptionSaver_V2, FL_ZipSave (files read only inside the inputs folder and written only inside the
-outputs folder, as round 1's FL_ImageCaptionSaver; the pack reads and writes anywhere on disk);
-FL_InpaintCrop and FL_Inpaint_Stitch (lquesada's first Inpaint Crop and Stitch as the pack forked
-it: bislerp rescales, no blending; its maths differ from graphflow's lquesada nodes, so they are
-built here on graphflow's bislerp, ComfyUI composite and the old nodes' hole filling; their STITCH
-socket is the old lquesada nodes' one, each stitch refusing the other's value). The pack's other
-classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
+FL_CaptionSaver_V2, FL_MirrorAndAppendCaptions, FL_ZipSave (files read only inside the inputs folder
+and written only inside the outputs folder, as round 1's FL_ImageCaptionSaver; the pack reads and
+writes anywhere on disk); FL_InpaintCrop and FL_Inpaint_Stitch (lquesada's first Inpaint Crop and
+Stitch as the pack forked it: bislerp rescales, no blending; its maths differ from graphflow's
+lquesada nodes, so they are built here on graphflow's bislerp, ComfyUI composite and the old nodes'
+hole filling; their STITCH socket is the old lquesada nodes' one, each stitch refusing the other's
+value). The pack's other classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why,
+FILL_LATER not built yet).
 
 Where the pack draws from the clock or Python's global random state (FL_RandomNumber's seed 0)
 ours is seeded, so a run repeats; each such node's help says so.
@@ -1769,3 +1770,71 @@ def _crawled(directory_path: str, file_type: str) -> list:
             if name.rsplit(".", 1)[-1].lower() in kinds and _stays_inside(folder, path) and path.is_file():
                 found.append(path)
     return sorted(found)
+
+
+class FillMirrorAndAppendCaptions(Node):
+    """Double a captioned picture set in place: for each .png / .jpg / .webp / .jpeg picture (any
+    case, sorted by name) of image_directory, a folder inside the outputs folder (the pack works on
+    any folder on disk), a left-right mirrored copy <stem>_Mirror<extension> is saved beside it;
+    where the picture has a caption file (its stem + caption_extension), the picture's caption gets
+    "<additional_text>_<2i>" and the mirror's "<additional_text>_<2i + 1>" (i: the picture's place)
+    after it (append, ", " between) or before it (prepend), both written as UTF-8. The originals
+    are left as they are (the pack saves each again, which re-encodes a JPEG or WebP). Gives the
+    folder."""
+    category = CAPTIONING
+    display_name = "FL Mirror And Append Captions"
+    output_node = True
+    cacheable = False  # it changes the folder it reads: each run works on what is there
+    image_directory: str = Text("X://path/to/images")
+    caption_extension: str = Choice([".caption", ".txt"], ".txt")
+    additional_text: str = Text("Frame")
+    text_position: str = Choice(["append", "prepend"], "append")
+    outputs = {"directory": STRING}
+    comfy = ComfyAlias(("FL_MirrorAndAppendCaptions",))
+
+    def run(self):
+        import os
+
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
+        from graphflow.api import folders
+        from graphflow.folders import UnsafePathError
+        from nodes.image import check_folder_pictures
+        from nodes.pack_nodes_fill import MOST_FOLDER_FILES, _write_replacing
+        name = self.image_directory.strip().replace("\\", "/").strip("/")
+        try:
+            folder = safe_join(folders.outputs, name) if name else None
+        except UnsafePathError:
+            folder = None
+        if folder is None or not folder.is_dir():
+            raise NodeInputError("image_directory", f"no folder {self.image_directory!r} in the outputs folder (the "
+                                                    "pack works on any folder; here only on those inside the outputs)")
+        entries = [entry.name for _, entry in zip(range(MOST_FOLDER_FILES + 1), os.scandir(folder))]
+        if len(entries) > MOST_FOLDER_FILES:
+            raise NodeInputError("image_directory", f"more than {MOST_FOLDER_FILES:,} entries: give a smaller folder")
+        pictures = sorted(n for n in entries if n.lower().endswith((".png", ".jpg", ".webp", ".jpeg")))
+        check_folder_pictures([folder / n for n in pictures], "image_directory", "image_directory")
+        for index, picture_name in enumerate(pictures):
+            check_interrupted()
+            stem, extension = os.path.splitext(picture_name)
+            mirror_name = f"{stem}_Mirror{extension}"
+            try:
+                with Image.open(folder / picture_name) as picture:
+                    mirrored = ImageOps.mirror(picture)
+                    image_format = picture.format
+            except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+                raise NodeInputError("image_directory", f"can't read {picture_name!r} as a picture: {e}") from None
+            _write_replacing(folder / mirror_name, lambda path: mirrored.save(path, format=image_format))
+            caption_path = folder / (stem + self.caption_extension)
+            if not caption_path.is_file():
+                continue
+            try:
+                caption = caption_path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as e:
+                raise NodeInputError("image_directory", f"can't read {caption_path.name!r}: {e}") from None
+            for target, number in ((stem, 2 * index), (f"{stem}_Mirror", 2 * index + 1)):
+                frame = f"{self.additional_text}_{number}"
+                text = f"{caption}, {frame}" if self.text_position == "append" else f"{frame}, {caption}"
+                _write_replacing(folder / (target + self.caption_extension),
+                                 lambda path, text=text: path.write_text(text, encoding="utf-8"))
+        return self.image_directory

@@ -150,6 +150,10 @@ PACK_INPUTS = {
     "FL_PathTypeChecker": [("input_path", "STRING", "", None, None, None)],
     "FL_DirectoryCrawl": [("directory_path", "STRING", "", None, None, None),
                           ("file_type", "COMBO", None, None, None, None), ("max_files", "INT", 100, 1, 10000, None)],
+    "FL_MirrorAndAppendCaptions": [("image_directory", "STRING", "X://path/to/images", None, None, None),
+                                   ("caption_extension", "COMBO", ".txt", None, None, None),
+                                   ("additional_text", "STRING", "Frame", None, None, None),
+                                   ("text_position", "COMBO", "append", None, None, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
@@ -161,7 +165,8 @@ PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING
                 "FL_LoadImage": ["IMAGE", "STRING"],
                 **dict.fromkeys(("FL_KsamplerPlus", "FL_KsamplerBasic"),
                                 ["MODEL", "CONDITIONING", "CONDITIONING", "LATENT", "VAE", "IMAGE"]),
-                "FL_PathTypeChecker": ["PATH"], "FL_DirectoryCrawl": ["IMAGE", "STRING"]}
+                "FL_PathTypeChecker": ["PATH"], "FL_DirectoryCrawl": ["IMAGE", "STRING"],
+                "FL_MirrorAndAppendCaptions": ["STRING"]}
 PACK_OPTIONAL = {"FL_KsamplerSettings": 2, "FL_PromptMulti": 2, "FL_RandomNumber": 0, "FL_Ripple": 1,
                  "FL_PasteOnCanvas": 10, "FL_MadLibGenerator": 11, "FL_CaptionSaver_V2": 5,
                  "FL_InpaintCrop": 15, "FL_PixelArtShader": 1, "FL_SaveImages": 5, "FL_LoadImage": 1,
@@ -670,6 +675,24 @@ def test_directory_crawl_pads_the_folders_pictures_and_joins_its_texts(registry,
     assert text == "second ü\n---\nfirst" and blank.shape == (1, 1, 1, 3)
     _refused(registry, "FillDirectoryCrawl", "directory_path", "give a folder")
     _refused(registry, "FillDirectoryCrawl", "directory_path", "inputs folder", directory_path="/etc")
+
+
+def test_mirror_and_append_captions_doubles_a_set_in_place(registry, tmp_folders):
+    from PIL import Image
+    folder = tmp_folders.outputs / "set"
+    folder.mkdir()
+    pixels = np.random.default_rng(5).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "a.png")
+    Image.fromarray(pixels[::-1]).save(folder / "b.PNG")
+    (folder / "a.txt").write_text(" a cat \n", encoding="utf-8")
+    assert call(registry, "FillMirrorAndAppendCaptions", image_directory="set", text_position="prepend") == "set"
+    np.testing.assert_array_equal(np.asarray(Image.open(folder / "a_Mirror.png")), pixels[:, ::-1])
+    np.testing.assert_array_equal(np.asarray(Image.open(folder / "b_Mirror.PNG")), pixels[::-1, ::-1])
+    assert (folder / "a.txt").read_text(encoding="utf-8") == "Frame_0, a cat"
+    assert (folder / "a_Mirror.txt").read_text(encoding="utf-8") == "Frame_1, a cat"
+    assert not (folder / "b.txt").exists() and not (folder / "b_Mirror.txt").exists()
+    _refused(registry, "FillMirrorAndAppendCaptions", "image_directory", "outputs folder")
+    _refused(registry, "FillMirrorAndAppendCaptions", "image_directory", "outputs folder", image_directory="../..")
 
 
 # -- inpaint crop and stitch ----------------------------------------------------------------------
