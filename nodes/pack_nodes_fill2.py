@@ -467,22 +467,31 @@ class FillSeparateMaskComponents(Node):
         import cv2
         import numpy as np
         import torch
+        from graphflow.api import check_run_memory
         mask = self.mask
         if not torch.is_tensor(mask) or mask.ndim not in (3, 4):
             raise NodeInputError("mask", "expected an IMAGE ([B, H, W, C]) or a MASK ([B, H, W])")
         mask = mask[..., None] if mask.ndim == 3 else mask
-        parts, mapping = [], []
-        for index, picture in enumerate(mask):
+        labelled = []  # every image labelled first: the regions' count sizes the output before it is built
+        for picture in mask:
             check_interrupted()
             inside = (picture.float().mean(dim=-1).cpu().numpy() > 0).astype(np.uint8)
-            count, labels = cv2.connectedComponents(inside)
+            labelled.append(cv2.connectedComponents(inside))
+        total = sum(count - 1 for count, _ in labelled)
+        if not total:
+            raise NodeInputError("mask", "no pixel above 0 in any image: nothing to separate")
+        height, width = mask.shape[1:3]
+        check_run_memory("mask", f"{total} regions, each a picture of its own", images=Size(total, height, width))
+        parts = torch.empty(total, *mask.shape[1:], dtype=mask.dtype, device=mask.device)
+        mapping, at = [], 0
+        for index, ((count, labels), picture) in enumerate(zip(labelled, mask)):
+            check_interrupted()
             labels = torch.from_numpy(labels).to(mask.device)
             for label in range(1, count):
-                parts.append((labels == label)[..., None] * picture)
+                parts[at] = (labels == label)[..., None] * picture
+                at += 1
                 mapping.append(index)
-        if not parts:
-            raise NodeInputError("mask", "no pixel above 0 in any image: nothing to separate")
-        return torch.stack(parts), torch.tensor(mapping, device=mask.device)
+        return parts, torch.tensor(mapping, device=mask.device)
 
 
 def _rgba(images):

@@ -395,6 +395,19 @@ def test_separate_mask_components_are_scipys_8_connected_regions(registry):
     _refused(registry, "FillSeparateMaskComponents", "mask", "no pixel", mask=torch.zeros(1, 4, 4, 3))
 
 
+def test_separate_mask_components_checks_the_memory_before_building_them(registry):
+    from tests.test_pack_nodes_essentials_params import run_context
+    from graphflow.resource_limits import RunLimits
+    mask = torch.zeros(1, 8, 8, 3)
+    mask[0, ::3, ::3] = 1.0  # 9 single pixels, none touching: 9 regions
+    needed = 9 * 8 * 8 * 3 * 4  # float32 bytes of 9 pictures of 8 × 8 × 3
+    with run_context(RunLimits(ram_bytes=needed)):
+        assert call(registry, "FillSeparateMaskComponents", mask=mask)[0].shape == (9, 8, 8, 3)
+    with run_context(RunLimits(ram_bytes=needed - 1)), pytest.raises(NodeInputError, match="9 regions") as caught:
+        call(registry, "FillSeparateMaskComponents", mask=mask)
+    assert caught.value.input == "mask"
+
+
 # -- pasting on a canvas --------------------------------------------------------------------------
 
 
