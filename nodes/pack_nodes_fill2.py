@@ -687,15 +687,24 @@ CAPTION_PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # FL_CaptionSaver_
 
 def _folder_pictures(directory: str, input_name: str, extensions: tuple) -> tuple:
     """(folder inside the inputs folder, its pictures of these extensions, any case, sorted by name),
-    at most MOST_FOLDER_FILES entries looked at."""
+    a folder of more than MOST_FOLDER_FILES entries refused; links leading out of it left out."""
     import os
+    from nodes.image import folder_files
     from nodes.pack_nodes_fill import MOST_FOLDER_FILES, _randomizer_folder
     folder = _randomizer_folder(directory, input_name)
-    entries = [entry for _, entry in zip(range(MOST_FOLDER_FILES + 1), os.scandir(folder))]
-    if len(entries) > MOST_FOLDER_FILES:
-        raise NodeInputError(input_name, f"more than {MOST_FOLDER_FILES:,} entries in {directory!r}: give a smaller "
-                                         "folder")
-    return folder, sorted(e.name for e in entries if e.is_file() and e.name.lower().endswith(extensions))
+    with os.scandir(folder) as entries:
+        if sum(1 for _, _ in zip(range(MOST_FOLDER_FILES + 1), entries)) > MOST_FOLDER_FILES:
+            raise NodeInputError(input_name, f"more than {MOST_FOLDER_FILES:,} entries in {directory!r}: give a "
+                                             "smaller folder")
+    return folder, [path.name for path in folder_files(folder, extensions)]
+
+
+def _caption_inside(folder, name: str):
+    """The caption file `name` in `folder`, or None when there is none or it is a link leading out of
+    the folder (read as no caption: a folder's files are read only inside it)."""
+    from graphflow.folders import _stays_inside
+    path = folder / name
+    return path if path.is_file() and _stays_inside(folder, path) else None
 
 
 class FillSaveWebPImage(Node):
@@ -757,11 +766,12 @@ class FillCaptionToCSV(Node):
         writer = csv.writer(text)
         writer.writerow(["image_file", "caption"])
         for name in names:
-            caption = folder / (name.rsplit(".", 1)[0] + ".txt")
+            caption = _caption_inside(folder, name.rsplit(".", 1)[0] + ".txt")
+            if caption is None:
+                writer.writerow([name, "No caption found"])
+                continue
             try:
                 writer.writerow([name, caption.read_text(encoding="utf-8").strip()])
-            except FileNotFoundError:
-                writer.writerow([name, "No caption found"])
             except (OSError, UnicodeDecodeError) as e:
                 raise NodeInputError("image_directory", f"can't read {caption.name}: {e}") from None
         return text.getvalue().encode("utf-8")
@@ -1808,7 +1818,7 @@ class FillMirrorAndAppendCaptions(Node):
 
         from graphflow.api import folders
         from graphflow.folders import UnsafePathError
-        from nodes.image import check_folder_pictures
+        from nodes.image import check_folder_pictures, folder_files
         from nodes.pack_nodes_fill import MOST_FOLDER_FILES, _write_replacing
         name = self.image_directory.strip().replace("\\", "/").strip("/")
         try:
@@ -1818,10 +1828,11 @@ class FillMirrorAndAppendCaptions(Node):
         if folder is None or not folder.is_dir():
             raise NodeInputError("image_directory", f"no folder {self.image_directory!r} in the outputs folder (the "
                                                     "pack works on any folder; here only on those inside the outputs)")
-        entries = [entry.name for _, entry in zip(range(MOST_FOLDER_FILES + 1), os.scandir(folder))]
-        if len(entries) > MOST_FOLDER_FILES:
-            raise NodeInputError("image_directory", f"more than {MOST_FOLDER_FILES:,} entries: give a smaller folder")
-        pictures = sorted(n for n in entries if n.lower().endswith((".png", ".jpg", ".webp", ".jpeg")))
+        with os.scandir(folder) as entries:
+            if sum(1 for _, _ in zip(range(MOST_FOLDER_FILES + 1), entries)) > MOST_FOLDER_FILES:
+                raise NodeInputError("image_directory", f"more than {MOST_FOLDER_FILES:,} entries: give a smaller "
+                                                        "folder")
+        pictures = [path.name for path in folder_files(folder, (".png", ".jpg", ".webp", ".jpeg"))]
         check_folder_pictures([folder / n for n in pictures], "image_directory", "image_directory")
         for index, picture_name in enumerate(pictures):
             check_interrupted()
@@ -1834,8 +1845,8 @@ class FillMirrorAndAppendCaptions(Node):
             except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
                 raise NodeInputError("image_directory", f"can't read {picture_name!r} as a picture: {e}") from None
             _write_replacing(folder / mirror_name, lambda path: mirrored.save(path, format=image_format))
-            caption_path = folder / (stem + self.caption_extension)
-            if not caption_path.is_file():
+            caption_path = _caption_inside(folder, stem + self.caption_extension)
+            if caption_path is None:
                 continue
             try:
                 caption = caption_path.read_text(encoding="utf-8").strip()

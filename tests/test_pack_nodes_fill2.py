@@ -553,6 +553,36 @@ def test_caption_csv_lists_the_folders_pictures_and_saves_inside_the_outputs(reg
     _refused(registry, "FillCaptionToCSV", "image_directory", "only inside", image_directory="/etc")
 
 
+def _outside_links(tmp_folders, tmp_path, folder):
+    """folder with a.png of its own, a.txt and b.png linking to a secret caption and picture outside
+    the inputs and outputs folders."""
+    from PIL import Image
+    secret = tmp_path / "secret"
+    secret.mkdir(parents=True)
+    (secret / "s.txt").write_text("TOP SECRET", encoding="utf-8")
+    Image.new("RGB", (3, 3), (9, 9, 9)).save(secret / "s.png")
+    folder.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(folder / "a.png")
+    (folder / "a.txt").symlink_to(secret / "s.txt")
+    (folder / "b.png").symlink_to(secret / "s.png")
+
+
+def test_caption_nodes_read_no_link_leading_out_of_their_folder(registry, tmp_folders, tmp_path):
+    import csv
+    import io
+    _outside_links(tmp_folders, tmp_path, tmp_folders.inputs / "caps")
+    want = io.StringIO()
+    csv.writer(want).writerows([["image_file", "caption"], ["a.png", "No caption found"]])
+    assert call(registry, "FillCaptionToCSV", image_directory="caps") == want.getvalue().encode("utf-8")
+    call(registry, "FillCaptionSaverV2", input_type="Directory Input", input_directory="caps", folder_name="saved")
+    assert sorted(p.name for p in (tmp_folders.outputs / "saved").iterdir()) == ["a.png", "a.txt"]
+    _outside_links(tmp_folders, tmp_path / "again", tmp_folders.outputs / "set")
+    call(registry, "FillMirrorAndAppendCaptions", image_directory="set")
+    folder = tmp_folders.outputs / "set"
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a.txt", "a_Mirror.png", "b.png"]
+    assert (tmp_path / "again" / "secret" / "s.txt").read_text() == "TOP SECRET"  # the link's target untouched
+
+
 def test_caption_saver_v2_saves_images_and_folders_with_cleaned_captions(registry, tmp_folders):
     from PIL import Image
     images = _images(batch=3, height=9, width=13)
