@@ -1403,10 +1403,13 @@ class FillSaveImages(Node):
 def _selected_file(name: str):
     """FL_LoadImage's selected_file inside the inputs folder (the pack opens any path), or None
     where it names no file."""
+    import re
+
     from graphflow.api import folders
     from graphflow.folders import UnsafePathError
     cleaned = name.strip().replace("\\", "/")
-    cleaned = cleaned[2:] if cleaned.startswith("./") else cleaned
+    # the pack's editor writes its folder + "/" + the file, from "./" at first: ".//a.png"
+    cleaned = re.sub(r"^(\./+)+", "", cleaned)
     if not cleaned:
         return None
     if cleaned.startswith("/") or cleaned[1:3] == ":/":
@@ -1425,8 +1428,9 @@ class FillLoadImage(Node):
     RGB and RGBA kept, other modes made RGB, where the pack gives their raw values: palette indices,
     a grey picture without its channel axis), and that path; no file selected gives a black 1 × 1
     picture and empty text, as in the pack. root_directory, where the editor starts browsing, must
-    be a folder inside the inputs folder ("./": the inputs folder). Read again when the file
-    changes."""
+    be a folder inside the inputs folder ("./": the inputs folder; the editor's ".//a.png" is a.png
+    there). A path on disk, as the editor writes after browsing to a folder by its full path, is
+    refused. Read again when the file changes."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Load Image"
     output_node = True

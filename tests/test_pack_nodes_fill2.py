@@ -677,6 +677,10 @@ def test_load_image_reads_the_selected_file_inside_the_inputs(registry, tmp_fold
     grey, _ = call(registry, "FillLoadImage", selected_file="./shots/grey.png")
     want = np.repeat(rgba[..., :1], 3, axis=-1).astype(np.float32) / 255.0
     assert torch.equal(grey[0], torch.from_numpy(want))  # made RGB (the pack gives a [1, H, W] tensor)
+    Image.fromarray(rgba).save(tmp_folders.inputs / "top.png")
+    for written in (".//top.png", ".//shots/a.png"):  # the pack's editor's "./" + "/" + the file
+        image, _ = call(registry, "FillLoadImage", selected_file=written)
+        assert torch.equal(image[0], torch.from_numpy(rgba.astype(np.float32) / 255.0)), written
     empty, text = call(registry, "FillLoadImage")
     assert torch.equal(empty, torch.zeros(1, 1, 1, 3)) and text == ""
     Image.fromarray(rgba).save(tmp_path / "outside.png")
