@@ -683,6 +683,7 @@ CAPTIONING = "🏵️Fill Nodes/Captioning"
 CSV = socket_type("CSV", "#4caf50", "CSV text as UTF-8 bytes (FL_CaptionToCSV → FL_SaveCSV)")
 CSV_PICTURES = (".png", ".jpg", ".jpeg")  # FL_CaptionToCSV's
 CAPTION_PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # FL_CaptionSaver_V2's directory input
+PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")  # the Pillow modes a PNG file holds
 
 
 def _folder_pictures(directory: str, input_name: str, extensions: tuple) -> tuple:
@@ -813,7 +814,8 @@ class FillCaptionSaverV2(Node):
     the output folder (the pack's is relative to ComfyUI's working folder). Image Input saves the
     images as image_<i>.png (i from 0; one channel as RGB); Directory Input the .png / .jpg /
     .jpeg / .bmp / .gif pictures (any case, sorted by name) of input_directory, a folder inside the
-    inputs folder, under their own stems. downsize_factor above 1 shrinks each (lanczos) to
+    inputs folder, under their own stems (CMYK, YCbCr, LAB and HSV pictures, which PNG can't hold,
+    made RGB; the pack fails on them). downsize_factor above 1 shrinks each (lanczos) to
     width // factor × height // factor. Single Caption gives every picture single_caption;
     Multiple Captions one line each (blank lines skipped; the last repeats for more pictures).
     Captions keep only letters, digits, whitespace and . , ! ? - as the pack's clean-up does.
@@ -857,9 +859,13 @@ class FillCaptionSaverV2(Node):
 
         def opened(name):
             try:
-                return Image.open(folder / name)
-            except OSError as e:
-                raise NodeInputError("input_directory", f"can't read {name}: {e}") from None
+                picture = Image.open(folder / name)
+                if picture.mode in PNG_MODES:
+                    return picture
+                # CMYK, YCbCr, LAB, HSV (a JPEG's, a TIFF's): PNG holds none of them
+                return picture.convert("RGBA" if picture.getbands()[-1] in ("A", "a") else "RGB")
+            except (OSError, ValueError) as e:
+                raise NodeInputError("input_directory", f"can't read {name} as a picture to save as PNG: {e}") from None
         return [(name.rsplit(".", 1)[0], lambda name=name: opened(name)) for name in names]
 
     def run(self):

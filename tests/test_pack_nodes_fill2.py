@@ -609,6 +609,18 @@ def test_caption_saver_v2_saves_images_and_folders_with_cleaned_captions(registr
     _refused(registry, "FillCaptionSaverV2", "folder_name", images=images, folder_name="../x")
 
 
+def test_caption_saver_v2_saves_a_cmyk_jpeg_as_pillows_rgb(registry, tmp_folders):
+    from PIL import Image
+    source = tmp_folders.inputs / "print"
+    source.mkdir()
+    pixels = np.random.default_rng(8).integers(0, 256, (6, 5, 4), dtype=np.uint8)
+    Image.fromarray(pixels, mode="CMYK").save(source / "ink.jpg", format="JPEG")
+    call(registry, "FillCaptionSaverV2", input_type="Directory Input", input_directory="print", folder_name="out")
+    want = Image.open(source / "ink.jpg").convert("RGB")
+    saved = Image.open(tmp_folders.outputs / "out" / "ink.png")
+    assert saved.mode == "RGB" and np.array_equal(np.asarray(saved), np.asarray(want))
+
+
 def test_save_and_display_saves_comfyuis_png_and_gives_the_images_on(registry, tmp_folders):
     from PIL import Image
     images = _images(batch=2, height=6, width=5)
