@@ -1338,9 +1338,10 @@ class FillSaveImages(Node):
     """Save each image (8-bit levels, x · 255 cut) as file_name_template with {index} from
     start_index (the next free number where a file of that name exists), in the format its
     extension names (.png, .jpg / .jpeg, .webp, .bmp), in base_directory inside the outputs folder
-    (the pack's default ./output, ComfyUI's outputs, is the outputs folder itself; the pack writes
-    anywhere) and the folders of folder_structure (JSON [{"name": ..., "children": [...]}], each
-    name inside the one before, depth first, as the pack joins them). With metadata, its text goes
+    (the pack's default ./output, ComfyUI's outputs, is the outputs folder itself; a path on disk
+    is refused, where the pack writes anywhere) and the folders of folder_structure (JSON
+    [{"name": ..., "children": [...]}], each name inside the one before, depth first, as the pack
+    joins them). With metadata, its text goes
     to <file stem>_metadata.txt beside each (UTF-8). Gives the saved files' paths in the outputs
     folder joined by ", "."""
     category = "🏵️Fill Nodes/Image"
@@ -1372,7 +1373,11 @@ class FillSaveImages(Node):
             raise NodeInputError("folder_structure", f"not JSON ({e}): expected a list of folders") from None
         if not isinstance(structure, list):
             raise NodeInputError("folder_structure", 'expected a list of {"name": text, "children": [...]}')
-        base = [part for part in self.base_directory.replace("\\", "/").split("/") if part not in ("", ".")]
+        given = self.base_directory.strip()
+        if given.startswith(("/", "\\")) or given[1:3] in (":/", ":\\"):
+            raise NodeInputError("base_directory", f"{given!r} is a path on disk: files are saved only inside the "
+                                                   "outputs folder; give a folder there (the pack writes anywhere)")
+        base = [part for part in given.replace("\\", "/").split("/") if part not in ("", ".")]
         base = base[1:] if base[:1] == ["output"] else base
         parts = base + _folder_tree_path(structure)
         folder = _caption_folder("/".join(parts), "folder_structure" if len(parts) > len(base) else

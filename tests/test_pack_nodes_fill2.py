@@ -674,6 +674,9 @@ def test_save_images_numbers_files_in_the_folder_tree(registry, tmp_folders):
              file_name_template="{index.__class__}.png")
     _refused(registry, "FillSaveImages", "file_name_template", "ending in", images=images, file_name_template="x.tif")
     _refused(registry, "FillSaveImages", "folder_structure", "not JSON", images=images, folder_structure="[")
+    for on_disk in ("/etc/evil", "\\srv\\x", "C:\\Users\\x", "c:/x"):
+        _refused(registry, "FillSaveImages", "base_directory", "path on disk", images=images, base_directory=on_disk)
+    assert not (tmp_folders.outputs / "etc").exists()
     _refused(registry, "FillSaveImages", "folder_structure", "inside the output", images=images,
              folder_structure=json.dumps([{"name": "..", "children": [{"name": "..", "children": []}]}]))
 
