@@ -899,11 +899,11 @@ def demo(registry):
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blue", "clip": ["1", 1]}},
     }
     values = run_graph(registry, graph, ["1", "2", "3"]).values
-    return values["1"][0], values["2"][0], values["3"][0]
+    return values["1"][0], values["2"][0], values["3"][0], values["1"][2]
 
 
 def test_one_slice_is_ksampler(registry, demo):
-    model, positive, negative = demo
+    model, positive, negative, _ = demo
     latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
     settings = dict(model=model, positive=positive, negative=negative, seed=3, steps=2, cfg=5.0,
                     sampler_name="euler", scheduler="karras", denoise=0.8)
@@ -913,6 +913,22 @@ def test_one_slice_is_ksampler(registry, demo):
     assert torch.equal(out[3]["samples"], call(registry, "KSampler", latent_image=latent, **settings)["samples"])
 
 
+@pytest.mark.parametrize("node_type", ["FillKsamplerPlus", "FillKsamplerBasic"])
+def test_image_input_is_encoded_sampled_and_decoded(registry, demo, node_type):
+    model, positive, negative, vae = demo
+    image = torch.rand(1, 32, 24, 3, generator=torch.Generator().manual_seed(4))
+    settings = dict(model=model, positive=positive, negative=negative, seed=3, steps=2, cfg=5.0,
+                    sampler_name="euler", scheduler="karras", denoise=0.6)
+    out = call(registry, node_type, input_type="image", image=image, vae=vae, x_slices=1, y_slices=1, overlap=0.0,
+               use_sliced_conditioning=False, **settings)
+    encoded = call(registry, "VAEEncode", pixels=image, vae=vae)
+    want = call(registry, "KSampler", latent_image=encoded, **settings)
+    assert torch.equal(out[3]["samples"], want["samples"]) and out[4] is vae
+    assert torch.equal(out[5], call(registry, "VAEDecode", samples=want, vae=vae))
+    _refused(registry, node_type, "vae", "both image and vae", input_type="image", image=image, **settings)
+    _refused(registry, node_type, "image", "both image and vae", input_type="image", vae=vae, **settings)
+
+
 # ramps over 3 and 4 latent pixels: 0.5 (1 - cos(π k / (n - 1))) for Plus, (k / (n - 1))^0.3 for Basic
 RAMPS = {True: {3: [0.0, 0.5, 1.0], 4: [0.0, 0.25, 0.75, 1.0]},
          False: {3: [0.0, 0.5 ** 0.3, 1.0], 4: [0.0, (1 / 3) ** 0.3, (2 / 3) ** 0.3, 1.0]}}
@@ -920,7 +936,7 @@ RAMPS = {True: {3: [0.0, 0.5, 1.0], 4: [0.0, 0.25, 0.75, 1.0]},
 
 @pytest.mark.parametrize("node_type, cosine", [("FillKsamplerPlus", True), ("FillKsamplerBasic", False)])
 def test_slices_are_ksampler_runs_with_stronger_prompts_blended_over_the_overlaps(registry, demo, node_type, cosine):
-    model, positive, negative = demo
+    model, positive, negative, _ = demo
     latent = {"samples": torch.randn(1, 4, 8, 10, generator=torch.Generator().manual_seed(2))}
     settings = dict(model=model, steps=2, cfg=5.0, sampler_name="euler", scheduler="karras", denoise=1.0)
     out = call(registry, node_type, positive=positive, negative=negative, seed=4, latent_image=latent, x_slices=2,
@@ -1012,7 +1028,7 @@ def test_the_docs_say_fills_layout_checks_refuse_other_layouts():
     rows = {line.split("`")[1]: line for line in tool.render().splitlines() if line.startswith("| `FL_")}
     for name in ("FL_Ascii", "FL_ImageNotes", "FL_ImageRandomizer"):
         assert "later layout refused" in rows[name] and "read too" not in rows[name], name
-    for name in ("FL_Ripple", "FL_SamplerStrings", "FL_SchedulerStrings"):
+    for name in ("FL_Ripple", "FL_SamplerStrings", "FL_SchedulerStrings", "FL_PixelArtShader"):
         assert "other layouts refused" in rows[name] and "read too" not in rows[name], name
 
 
