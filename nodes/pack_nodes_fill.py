@@ -475,27 +475,47 @@ def randomizer_files(directory_path: str, search_subdirectories: bool) -> list:
     tree below the folder with search_subdirectories (its linked folders not entered, as os.walk
     does); links leading out of the folder left out. At most MOST_FOLDER_FILES entries (files and
     folders) are looked at."""
+    folder = _randomizer_folder(directory_path)
+    if not search_subdirectories:
+        return listed_files(folder, RANDOMIZER_EXTENSIONS, "directory_path", directory_path)
+    files = walked_files(folder, lambda name: name.lower().endswith(RANDOMIZER_EXTENSIONS), "directory_path",
+                         directory_path)
+    # the pack sorts the joined path strings: by str, not Path's part-by-part order ("img.png" before "img/x.png")
+    return sorted(files, key=str)
+
+
+def listed_files(folder, extensions: tuple, input_name: str, given: str) -> list:
+    """nodes.image.folder_files (names ending in one of extensions, any case, sorted; links leading
+    out left out) of a folder of at most MOST_FOLDER_FILES entries; more is refused, naming
+    input_name and the folder as `given`."""
+    import os
+
+    from nodes.image import folder_files
+    with os.scandir(folder) as entries:
+        if sum(1 for _ in zip(range(MOST_FOLDER_FILES + 1), entries)) > MOST_FOLDER_FILES:
+            raise NodeInputError(input_name, f"more than {MOST_FOLDER_FILES:,} files and folders in {given!r}: "
+                                             "give a smaller folder")
+    return folder_files(folder, extensions)
+
+
+def walked_files(folder, keep, input_name: str, given: str, inside=None) -> list:
+    """The files below folder whose names keep(name) holds, unsorted: linked folders not entered (as
+    os.walk does), linked files leading out of `inside` (default: folder) left out. More than
+    MOST_FOLDER_FILES files and folders is refused, naming input_name and the folder as `given`."""
     import os
     from pathlib import Path
 
     from graphflow.folders import _stays_inside
-    from nodes.image import folder_files
-    folder = _randomizer_folder(directory_path)
-    too_many = NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES} files and folders in "
-                                                f"{directory_path!r}: give a smaller folder")
-    if not search_subdirectories:
-        if sum(1 for _ in zip(range(MOST_FOLDER_FILES + 1), os.scandir(folder))) > MOST_FOLDER_FILES:
-            raise too_many
-        return folder_files(folder, RANDOMIZER_EXTENSIONS)
-    files, seen = [], 0
-    for root, subfolders, names in os.walk(folder):
+    found, seen = [], 0
+    for parent, subfolders, names in os.walk(folder):
         check_interrupted()
         seen += len(names) + len(subfolders)
         if seen > MOST_FOLDER_FILES:
-            raise too_many
-        files += [Path(root) / n for n in names if n.lower().endswith(RANDOMIZER_EXTENSIONS)]
-    # the pack sorts the joined path strings: by str, not Path's part-by-part order ("img.png" before "img/x.png")
-    return sorted((p for p in files if p.is_file() and _stays_inside(folder, p)), key=str)
+            raise NodeInputError(input_name, f"more than {MOST_FOLDER_FILES:,} files and folders in {given!r}: "
+                                             "give a smaller folder")
+        paths = (Path(parent) / name for name in names if keep(name))
+        found += [path for path in paths if _stays_inside(inside or folder, path) and path.is_file()]
+    return found
 
 
 def _randomizer_widgets(values: list) -> list:

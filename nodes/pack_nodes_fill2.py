@@ -689,15 +689,9 @@ PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")  # the Pillow mode
 def _folder_pictures(directory: str, input_name: str, extensions: tuple) -> tuple:
     """(folder inside the inputs folder, its pictures of these extensions, any case, sorted by name),
     a folder of more than MOST_FOLDER_FILES entries refused; links leading out of it left out."""
-    import os
-    from nodes.image import folder_files
-    from nodes.pack_nodes_fill import MOST_FOLDER_FILES, _randomizer_folder
+    from nodes.pack_nodes_fill import _randomizer_folder, listed_files
     folder = _randomizer_folder(directory, input_name)
-    with os.scandir(folder) as entries:
-        if sum(1 for _, _ in zip(range(MOST_FOLDER_FILES + 1), entries)) > MOST_FOLDER_FILES:
-            raise NodeInputError(input_name, f"more than {MOST_FOLDER_FILES:,} entries in {directory!r}: give a "
-                                             "smaller folder")
-    return folder, [path.name for path in folder_files(folder, extensions)]
+    return folder, [path.name for path in listed_files(folder, extensions, input_name, directory)]
 
 
 def _caption_inside(folder, name: str):
@@ -918,26 +912,12 @@ class FillSaveAndDisplayImage(SaveImage):
 MOST_ZIP_BYTES = 4 << 30  # FL_ZipSave's files together (an archive of a whole disk would fill it)
 
 
-def _zip_sources(folder, root):
+def _zip_sources(folder, root, given: str):
     """The files below folder (its linked folders not entered, as os.walk does; linked files leading
     out of root left out), with their names in the archive, sorted."""
-    import os
-    from pathlib import Path
-
-    from graphflow.folders import _stays_inside
-    from nodes.pack_nodes_fill import MOST_FOLDER_FILES
-    found, seen = [], 0
-    for parent, subfolders, names in os.walk(folder):
-        check_interrupted()
-        seen += len(names) + len(subfolders)
-        if seen > MOST_FOLDER_FILES:
-            raise NodeInputError("input_directory", f"more than {MOST_FOLDER_FILES:,} files and folders: give a "
-                                                    "smaller folder")
-        for name in names:
-            path = Path(parent) / name
-            if _stays_inside(root, path) and path.is_file():
-                found.append((path, path.relative_to(folder).as_posix()))
-    return sorted(found, key=lambda item: item[1])
+    from nodes.pack_nodes_fill import walked_files
+    found = walked_files(folder, lambda name: True, "input_directory", given, inside=root)
+    return sorted(((path, path.relative_to(folder).as_posix()) for path in found), key=lambda item: item[1])
 
 
 class FillZipSave(Node):
@@ -977,7 +957,7 @@ class FillZipSave(Node):
         if "/" in archive_name or "\\" in archive_name or file_name_problem(archive_name):
             raise NodeInputError("zip_filename", f"{self.zip_filename!r}: expected a file name, without folders")
         archive = target / archive_name
-        files = [(path, inside) for path, inside in _zip_sources(source, folders.outputs)
+        files = [(path, inside) for path, inside in _zip_sources(source, folders.outputs, self.input_directory)
                  if path.resolve() != archive.resolve()]
         if sum(path.stat().st_size for path, _ in files) > MOST_ZIP_BYTES:
             raise NodeInputError("input_directory", f"more than {MOST_ZIP_BYTES >> 30} GiB of files to zip")
@@ -1785,25 +1765,11 @@ class FillDirectoryCrawl(Node):
 def _crawled(directory_path: str, file_type: str) -> list:
     """FL_DirectoryCrawl's files below the folder, sorted by path (linked folders not entered, as
     os.walk does; linked files leading out of the folder left out)."""
-    import os
-    from pathlib import Path
-
-    from graphflow.folders import _stays_inside
-    from nodes.pack_nodes_fill import MOST_FOLDER_FILES, _randomizer_folder
+    from nodes.pack_nodes_fill import _randomizer_folder, walked_files
     folder = _randomizer_folder(directory_path)
     kinds = CRAWL_PICTURES if file_type == "images" else ("txt",)
-    found, seen = [], 0
-    for parent, subfolders, names in os.walk(folder):
-        check_interrupted()
-        seen += len(names) + len(subfolders)
-        if seen > MOST_FOLDER_FILES:
-            raise NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES:,} files and folders in "
-                                                   f"{directory_path!r}: give a smaller folder")
-        for name in names:
-            path = Path(parent) / name
-            if name.rsplit(".", 1)[-1].lower() in kinds and _stays_inside(folder, path) and path.is_file():
-                found.append(path)
-    return sorted(found)
+    return sorted(walked_files(folder, lambda name: name.rsplit(".", 1)[-1].lower() in kinds, "directory_path",
+                               directory_path))
 
 
 class FillMirrorAndAppendCaptions(Node):
@@ -1833,8 +1799,8 @@ class FillMirrorAndAppendCaptions(Node):
 
         from graphflow.api import folders
         from graphflow.folders import UnsafePathError
-        from nodes.image import check_folder_pictures, folder_files
-        from nodes.pack_nodes_fill import MOST_FOLDER_FILES, _write_replacing
+        from nodes.image import check_folder_pictures
+        from nodes.pack_nodes_fill import _write_replacing, listed_files
         name = self.image_directory.strip().replace("\\", "/").strip("/")
         try:
             folder = safe_join(folders.outputs, name) if name else None
@@ -1843,11 +1809,8 @@ class FillMirrorAndAppendCaptions(Node):
         if folder is None or not folder.is_dir():
             raise NodeInputError("image_directory", f"no folder {self.image_directory!r} in the outputs folder (the "
                                                     "pack works on any folder; here only on those inside the outputs)")
-        with os.scandir(folder) as entries:
-            if sum(1 for _, _ in zip(range(MOST_FOLDER_FILES + 1), entries)) > MOST_FOLDER_FILES:
-                raise NodeInputError("image_directory", f"more than {MOST_FOLDER_FILES:,} entries: give a smaller "
-                                                        "folder")
-        pictures = [path.name for path in folder_files(folder, (".png", ".jpg", ".webp", ".jpeg"))]
+        pictures = [path.name for path in listed_files(folder, (".png", ".jpg", ".webp", ".jpeg"), "image_directory",
+                                                       self.image_directory)]
         check_folder_pictures([folder / n for n in pictures], "image_directory", "image_directory")
         for index, picture_name in enumerate(pictures):
             check_interrupted()

@@ -583,6 +583,24 @@ def test_caption_nodes_read_no_link_leading_out_of_their_folder(registry, tmp_fo
     assert (tmp_path / "again" / "secret" / "s.txt").read_text() == "TOP SECRET"  # the link's target untouched
 
 
+def test_folder_readers_refuse_a_folder_of_too_many_entries(registry, tmp_folders, monkeypatch):
+    import nodes.pack_nodes_fill as fill
+    from PIL import Image
+    for root in (tmp_folders.inputs, tmp_folders.outputs):
+        (root / "many" / "sub").mkdir(parents=True)
+        for name in ("a.png", "b.png", "sub/c.png"):
+            Image.new("RGB", (2, 2)).save(root / "many" / name)
+    monkeypatch.setattr(fill, "MOST_FOLDER_FILES", 2)  # a.png, b.png and sub: 3 entries
+    for node_type, input_name, inputs in (
+            ("FillCaptionToCSV", "image_directory", {}),
+            ("FillCaptionSaverV2", "input_directory", {"input_type": "Directory Input"}),
+            ("FillDirectoryCrawl", "directory_path", {}),
+            ("FillZipSave", "input_directory", {}),
+            ("FillMirrorAndAppendCaptions", "image_directory", {})):
+        _refused(registry, node_type, input_name, "more than 2 files and folders in 'many'",
+                 **{input_name: "many"}, **inputs)
+
+
 def test_caption_saver_v2_saves_images_and_folders_with_cleaned_captions(registry, tmp_folders):
     from PIL import Image
     images = _images(batch=3, height=9, width=13)
