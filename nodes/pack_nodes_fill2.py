@@ -1514,37 +1514,45 @@ def _sliced_conditioning(conditioning, region, canvas, tile, name):
     return out
 
 
-def _ramp(size: int, cosine: bool, power: float):
+def _cosine_ramp(size: int, sliced: bool):
+    """FL_KsamplerPlus's ramp over an overlap: a raised cosine from 0 to 1."""
     import torch
-    if cosine:
-        return 0.5 * (1 - torch.cos(torch.linspace(0, math.pi, size)))
-    return torch.linspace(0, 1, size) ** power
+    return 0.5 * (1 - torch.cos(torch.linspace(0, math.pi, size)))
 
 
-def _blend_mask(height, width, overlap_h, overlap_w, edges, cosine: bool, power: float):
-    """The pack's create_blend_mask: ramps (raised cosine for FL_KsamplerPlus; linear, or to the 0.3
-    power with sliced conditioning, for FL_KsamplerBasic) over the overlaps on the sides that are not
-    the latent's edges (top, left, bottom, right)."""
+def _power_ramp(size: int, sliced: bool):
+    """FL_KsamplerBasic's ramp over an overlap: linear from 0 to 1, to the 0.3 power with sliced
+    conditioning."""
+    import torch
+    return torch.linspace(0, 1, size) ** (0.3 if sliced else 1.0)
+
+
+def _blend_mask(height, width, overlap_h, overlap_w, edges, ramp):
+    """The pack's create_blend_mask: ramp(size) over the overlaps on the sides that are not the
+    latent's edges (top, left, bottom, right)."""
     import torch
     mask = torch.ones(height, width)
     top, left, bottom, right = edges
     if overlap_h > 0:
-        ramp = _ramp(overlap_h, cosine, power)
+        rising = ramp(overlap_h)
         if not top:
-            mask[:overlap_h] *= ramp[:, None]
+            mask[:overlap_h] *= rising[:, None]
         if not bottom:
-            mask[-overlap_h:] *= ramp.flip(0)[:, None]
+            mask[-overlap_h:] *= rising.flip(0)[:, None]
     if overlap_w > 0:
-        ramp = _ramp(overlap_w, cosine, power)
+        rising = ramp(overlap_w)
         if not left:
-            mask[:, :overlap_w] *= ramp[None]
+            mask[:, :overlap_w] *= rising[None]
         if not right:
-            mask[:, -overlap_w:] *= ramp.flip(0)[None]
+            mask[:, -overlap_w:] *= rising.flip(0)[None]
     return mask
 
 
-def _sliced_sample(node, cosine: bool):
-    """FL_KsamplerPlus / FL_KsamplerBasic's sampling, on the node's inputs; cosine: the Plus blend."""
+def _sliced_sample(node, ramp):
+    """FL_KsamplerPlus / FL_KsamplerBasic's sampling, on the node's inputs, blended by
+    ramp(size, sliced) (_cosine_ramp or _power_ramp)."""
+    from functools import partial
+
     import torch
     from nodes.pack_nodes import _core
     from nodes.sampling import KSampler
@@ -1600,7 +1608,7 @@ def _sliced_sample(node, cosine: bool):
             samples = torch.zeros(batch, done.shape[1], height, width, device=done.device, dtype=done.dtype)
         for (t, b, l, r), part in zip(group, torch.split(done, batch)):
             weight = _blend_mask(b - t, r - l, over_h, over_w, (t == 0, l == 0, b == height, r == width),
-                                 cosine, 0.3 if node.use_sliced_conditioning else 1.0)
+                                 partial(ramp, sliced=node.use_sliced_conditioning))
             weight = weight.to(samples)
             samples[:, :, t:b, l:r] = samples[:, :, t:b, l:r] * (1 - weight) + part.to(samples) * weight
     out = {"samples": samples}
@@ -1643,7 +1651,7 @@ class FillKsamplerPlus(Node):
     comfy = ComfyAlias(("FL_KsamplerPlus",), optional=("latent_image", "vae", "image"))
 
     def run(self):
-        return _sliced_sample(self, cosine=True)
+        return _sliced_sample(self, _cosine_ramp)
 
 
 class FillKsamplerBasic(Node):
@@ -1674,7 +1682,7 @@ class FillKsamplerBasic(Node):
     comfy = ComfyAlias(("FL_KsamplerBasic",), optional=("latent_image", "image", "vae"))
 
     def run(self):
-        return _sliced_sample(self, cosine=False)
+        return _sliced_sample(self, _power_ramp)
 
 
 # -- paths and folders -----------------------------------------------------------------------------
