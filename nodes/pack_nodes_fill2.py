@@ -535,7 +535,7 @@ class FillPasteOnCanvas(Node):
     divide it); an image whose mask is empty leaves its canvas bare. Without a mask,
     use_full_mask takes the whole image. A one-channel image is used in all four channels, as in
     the pack. include_alpha gives RGBA, else RGB."""
-    category = "🏵️Fill Nodes/Utility"
+    category = UTILITY_LOWER  # the pack's, lower case here
     display_name = "FL Paste On Canvas"
     image: IMAGE
     canvas_width: int = Int(512, min=64, max=4096, step=32)
