@@ -371,9 +371,10 @@ class FillImageAdjuster(Node):
     0..255; then ImageEnhance Brightness and Contrast at 1 + value / 100; then, for sharpness above
     0, an unsharp mask of radius 2 at 100 + sharpness percent, threshold 3. Gives RGB. Each image of
     the batch is adjusted alone (the pack takes a batch of one); the pack's editor preview is not
-    sent."""
+    sent. An output node, as in the pack: a workflow may end at it."""
     category = "🏵️Fill Nodes/Image"
     display_name = "FL Image Adjuster"
+    output_node = True
     image: IMAGE
     hue: float = Float(0, min=-180, max=180, step=1)
     saturation: float = Float(0, min=-100, max=100, step=1)

@@ -191,6 +191,7 @@ def test_inputs_and_outputs_are_the_packs(registry):
         assert entry["category"].startswith("🏵️Fill Nodes/") or name == "FL_KsamplerBasic", name
         if name in PACK_OPTIONAL:
             assert entry["input_order"].get("required", []) == [i[0] for i in inputs[:PACK_OPTIONAL[name]]], name
+    assert info["FL_ImageAdjuster"]["output_node"]  # the pack's OUTPUT_NODE: a workflow may end at it
     assert info["FL_PasteOnCanvas"]["category"] == "🏵️Fill Nodes/utility"  # the pack's lower case
     assert info["FL_PromptMulti"]["output_is_list"] == [True, True, True]
     assert info["FL_ImageBatchToImageList"]["output_is_list"] == [True]
