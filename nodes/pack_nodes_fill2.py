@@ -145,7 +145,9 @@ class FillSchedulerStrings(Node):
 class FillKsamplerSettings(Node):
     """Settings for a two-pass (hires fix) sampling, given on as they are: the aspect ratio's width and
     height (swapped for portrait), the batch size, each pass's steps and CFG, the second pass's
-    denoise, the scale factor, the sampler and the scheduler."""
+    denoise, the scale factor, the sampler and the scheduler. SAMPLER and SCHEDULER are text here,
+    as graphflow's other selectors give them (the pack's are ComfyUI's sampler and scheduler lists,
+    the editor's COMBO); they link to a sampler's sampler_name and scheduler all the same."""
     category = KSAMPLERS
     display_name = "FL KSampler Settings"
     Aspect_Ratio: str = Choice([title for title, _, _ in RATIOS], "1:1___XL 1024x1024")

@@ -156,6 +156,7 @@ PACK_INPUTS = {
                                    ("text_position", "COMBO", "append", None, None, None)],
 }
 PACK_OUTPUTS = {"FL_SamplerStrings": ["STRING"], "FL_SchedulerStrings": ["STRING"],
+                # the pack's last two are ComfyUI's sampler / scheduler lists (the editor's COMBO): text here
                 "FL_KsamplerSettings": ["INT"] * 5 + ["FLOAT"] * 4 + ["STRING"] * 2,
                 "FL_PromptBasic": ["STRING"], "FL_PromptMulti": ["STRING"] * 3, "FL_RandomNumber": ["INT", "FLOAT"],
                 "FL_SeparateMaskComponents": ["IMAGE", "MASK_MAPPING"], "FL_MadLibGenerator": ["STRING"],
