@@ -318,8 +318,10 @@ class FillGradGenerator(Node):
     editor writes it: [{"pos": 0..1, "color": [r, g, b]}, ...], 0..255, positions ascending): the
     first colour up to the first stop, the last from the last, linear between neighbouring stops,
     at column i's position i / (width − 1). The easings remap that position first (Ease In x²,
-    Ease Out 1 − (1 − x)², Ease In-Out 2x² below ½ else 1 − (2 − 2x)² / 2); the pack means this
-    but fails with an IndexError for fewer stops than columns. HSV gives the gradient's Pillow HSV
+    Ease Out 1 − (1 − x)², Ease In-Out 2x² below ½ else 1 − (2 − 2x)² / 2). The pack instead puts
+    the columns' eased positions in place of the stops' positions, keeping the stops' colours: it
+    fails with an IndexError for fewer stops than columns (width is at least 64), and with as many
+    or more gives another picture (the n-th colour at the n-th column's eased position). HSV gives the gradient's Pillow HSV
     channels (8-bit, x · 255 cut to a level) as the picture's three channels, as in the pack."""
     category = "🏵️Fill Nodes/experiments"
     display_name = "FL Grad Generator"
