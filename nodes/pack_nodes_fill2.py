@@ -1630,7 +1630,9 @@ class FillKsamplerPlus(Node):
     embeddings are × 1.2 and ControlNet hints cut to the slice as the pack cuts them (with the
     hint's width and height swapped). input_type image encodes image with vae first; with a vae
     the result is decoded too. A latent's noise mask is not used, as in the pack. Slices of
-    different sizes can't share a batch (the pack fails on them)."""
+    different sizes can't share a batch (the pack fails on them). Where the overlap is narrower
+    than what the division leaves over (h % y_slices rows, w % x_slices columns), the last rows or
+    columns no slice reaches are 0 in the result, as in the pack."""
     category = KSAMPLERS
     display_name = "FL KSampler Plus"
     model: MODEL

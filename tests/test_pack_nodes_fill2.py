@@ -981,6 +981,10 @@ def test_slices_are_ksampler_runs_with_stronger_prompts_blended_over_the_overlap
             weight[:, -4:] *= columns.flip(0)[None]
         want[:, :, top:bottom, left:right] = want[:, :, top:bottom, left:right] * (1 - weight) + part * weight
     torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-5)
+    # 9 columns in 2 slices of 4 without overlap: no slice reaches the last column, left 0 as the help says
+    uneven = call(registry, node_type, positive=positive, negative=negative, seed=4, x_slices=2, y_slices=1,
+                  overlap=0.0, latent_image={"samples": latent["samples"][..., :9]}, **settings)[3]["samples"]
+    assert not uneven[..., 8].any() and uneven[..., :8].ne(0).all()
     _refused(registry, node_type, "batch_size", "different sizes", positive=positive, negative=negative,
              latent_image={"samples": torch.zeros(1, 4, 8, 9)}, use_sliced_conditioning=False, batch_size=2, **settings)
     _refused(registry, node_type, "latent_image", "not connected", positive=positive, negative=negative, **settings)
