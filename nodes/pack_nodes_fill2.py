@@ -1787,10 +1787,14 @@ def _crawled(directory_path: str, file_type: str) -> list:
                                directory_path))
 
 
+MIRROR_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".webp": "WEBP", ".jpeg": "JPEG"}  # FL_MirrorAndAppendCaptions's
+
+
 class FillMirrorAndAppendCaptions(Node):
     """Double a captioned picture set in place: for each .png / .jpg / .webp / .jpeg picture (any
     case, sorted by name) of image_directory, a folder inside the outputs folder (the pack works on
-    any folder on disk), a left-right mirrored copy <stem>_Mirror<extension> is saved beside it;
+    any folder on disk), a left-right mirrored copy <stem>_Mirror<extension> is saved beside it, in
+    the format its extension names, as in the pack (a mode that format can't hold is refused);
     where the picture has a caption file (its stem + caption_extension), the picture's caption gets
     "<additional_text>_<2i>" and the mirror's "<additional_text>_<2i + 1>" (i: the picture's place)
     after it (append, ", " between) or before it (prepend), both written as UTF-8. The originals
@@ -1824,7 +1828,7 @@ class FillMirrorAndAppendCaptions(Node):
         if folder is None or not folder.is_dir():
             raise NodeInputError("image_directory", f"no folder {self.image_directory!r} in the outputs folder (the "
                                                     "pack works on any folder; here only on those inside the outputs)")
-        pictures = [path.name for path in listed_files(folder, (".png", ".jpg", ".webp", ".jpeg"), "image_directory",
+        pictures = [path.name for path in listed_files(folder, tuple(MIRROR_FORMATS), "image_directory",
                                                        self.image_directory)]
         check_folder_pictures([folder / n for n in pictures], "image_directory", "image_directory")
         for index, picture_name in enumerate(pictures):
@@ -1834,10 +1838,13 @@ class FillMirrorAndAppendCaptions(Node):
             try:
                 with Image.open(folder / picture_name) as picture:
                     mirrored = ImageOps.mirror(picture)
-                    image_format = picture.format
             except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
                 raise NodeInputError("image_directory", f"can't read {picture_name!r} as a picture: {e}") from None
-            _write_replacing(folder / mirror_name, lambda path: mirrored.save(path, format=image_format))
+            image_format = MIRROR_FORMATS[extension.lower()]  # by the name, as the pack's save picks it
+            try:
+                _write_replacing(folder / mirror_name, lambda path: mirrored.save(path, format=image_format))
+            except (OSError, ValueError) as e:
+                raise NodeInputError("image_directory", f"can't save {mirror_name!r} as {image_format}: {e}") from None
             caption_path = _caption_inside(folder, stem + self.caption_extension)
             if caption_path is None:
                 continue

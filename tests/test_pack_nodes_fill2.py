@@ -774,6 +774,10 @@ def test_mirror_and_append_captions_doubles_a_set_in_place(registry, tmp_folders
     assert (folder / "a.txt").read_text(encoding="utf-8") == "Frame_0, a cat"
     assert (folder / "a_Mirror.txt").read_text(encoding="utf-8") == "Frame_1, a cat"
     assert not (folder / "b.txt").exists() and not (folder / "b_Mirror.txt").exists()
+    Image.fromarray(pixels).save(folder / "c.jpg", format="PNG")  # a PNG named .jpg: its mirror is a JPEG
+    Image.new("RGBA", (2, 2)).save(folder / "d.jpeg", format="PNG")  # RGBA, which JPEG can't hold
+    _refused(registry, "FillMirrorAndAppendCaptions", "image_directory", "d_Mirror.jpeg", image_directory="set")
+    assert Image.open(folder / "c_Mirror.jpg").format == "JPEG"
     _refused(registry, "FillMirrorAndAppendCaptions", "image_directory", "outputs folder")
     _refused(registry, "FillMirrorAndAppendCaptions", "image_directory", "outputs folder", image_directory="../..")
 
