@@ -21,7 +21,8 @@ Read from the pack's nodes/*.py at these commits:
   FL_PixelArt.py (FL_PixelArtShader) in its layout with use_aspect_ratio, palette_image,
   palette_colors and mask (its later one adds envelope_json, blend_intensity, invert first);
   FL_PaperDrawn.py (left out: an OpenGL shader); 852542d7df34e09ff37981ac91a0fc9ae0b2dd8a
-  FL_SaveImages.py; 13509480ac9c597d4cb75c6004194acc62888e3b FL_LoadImage.py;
+  FL_SaveImages.py; 13509480ac9c597d4cb75c6004194acc62888e3b FL_LoadImage.py (and its editor,
+  web/nodes/FL_LoadImage.js at 357261837555b3acdc4d0cf012f0146fc52df7dc: the folder + "/" + the file);
   06ade96ea24e1e73110b81b59c15f00c9aa3b720 FL_KsamplerPlus.py;
   ab164ec202a0de86306cc805db865d5006785076 FL_KsamplerBasic.py; 5d9f67074ba74659e2bb3e2c757d0e15eeade220
   FL_DirectoryCrawl.py, FL_MirrorAndAppendCaptions.py; FL_PathTypeChecker.py.
