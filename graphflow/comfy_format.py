@@ -275,7 +275,7 @@ ART_VENTURE_LEFT_OUT = {
                                          "(Efficient)'s function with them, so it cannot run there (Fooocus_KSampler"
                                          "Advanced has the sharpness with KSamplerAdvanced's inputs)",
 }
-# filliptm's ComfyUI_Fill-Nodes (nodes/pack_nodes_fill.py, round 1): its classes left out on purpose, with
+# filliptm's ComfyUI_Fill-Nodes (nodes/pack_nodes_fill.py, round 1; nodes/pack_nodes_fill2.py, round 2): its classes left out on purpose, with
 # why, and FILL_LATER, those not built yet; from its __init__.py at 003fd21a70528c707c34178543948fa992458781
 # (the web-API classes also from its __init__.py at ce59dd105619de8c336a7fa0df30f4400069339e)
 # (every class is "FL_..."; CUSTOM_PACKS claims the prefix)
@@ -303,27 +303,17 @@ FILL_LEFT_OUT = {
     "FL_GoogleCloudStorage": "it uploads to Google Cloud Storage",
     "FL_OllamaCaptioner": "it asks an Ollama server's language model for captions",
     "FL_Glitch": "it needs the glitch_this package, which graphflow does not declare",
-    **dict.fromkeys(("FL_InfiniteZoom", "FL_Shadertoy"),
+    **dict.fromkeys(("FL_InfiniteZoom", "FL_Shadertoy", "FL_PaperDrawn"),
                     "it renders with an OpenGL shader (PyOpenGL and glfw, a window on a display)"),
 }
-FILL_LATER = ("FL_VideoCaptionSaver",
-              "FL_DirectoryCrawl", "FL_Ripple", "FL_NFTGenerator", "FL_RandomNumber",
-              "FL_PixelArtShader", "FL_PaperDrawn",
-              "FL_KsamplerSettings", "FL_InpaintCrop",
-              "FL_Inpaint_Stitch", "FL_SDUltimate_Slices", "FL_BatchAlign", "FL_VideoRecompose", "FL_VideoCropMask",
-              "FL_SeparateMaskComponents", "FL_PasteOnCanvas", "FL_BulletHellGame", "FL_TetrisGame",
-              "FL_SystemCheck", "FL_GradGenerator", "FL_MirrorAndAppendCaptions", "FL_ImageCaptionLayout",
-              "FL_ZipDirectory", "FL_ZipSave", "FL_TimeLine", "FL_CaptionToCSV", "FL_KsamplerPlus",
-              "FL_KsamplerBasic", "FL_FractalKSampler", "FL_UpscaleModel", "FL_SaveCSV", "FL_KSamplerXYZPlot",
-              "FL_SamplerStrings", "FL_SchedulerStrings", "FL_ImageCaptionLayoutPDF", "FL_SaveImages",
-              "FL_LoadImage", "FL_PDFLoader", "FL_PDFToImages", "FL_PDFSaver", "FL_ImagesToPDF", "FL_PDFMerger",
-              "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader", "FL_TextToPDF", "FL_PDFEncryptor",
-              "FL_SaveAndDisplayImage", "FL_ImageAdjuster", "FL_CaptionSaver_V2", "FL_PathTypeChecker",
-              "FL_SaveWebPImage(SaveImage)", "FL_MadLibGenerator", "FL_ImageListToImageBatch",
-              "FL_ImageBatchToImageList", "FL_ProResVideo",
-              "FL_API_Base64_ImageLoader", "FL_API_ImageSaver", "FL_AnimeLineExtractor", "FL_HunyuanDelight",
-              "FL_ClipScanner", "FL_SceneCut", "FL_WF_Agent", "FL_BlackFrameReject", "FL_PromptBasic",
-              "FL_PromptMulti", "FL_PasteByMask")
+FILL_LATER = ("FL_VideoCaptionSaver", "FL_NFTGenerator", "FL_SDUltimate_Slices", "FL_BatchAlign",
+              "FL_VideoRecompose", "FL_VideoCropMask", "FL_BulletHellGame", "FL_TetrisGame", "FL_SystemCheck",
+              "FL_ImageCaptionLayout", "FL_ZipDirectory", "FL_TimeLine", "FL_FractalKSampler", "FL_UpscaleModel",
+              "FL_KSamplerXYZPlot", "FL_ImageCaptionLayoutPDF", "FL_PDFLoader", "FL_PDFToImages", "FL_PDFSaver",
+              "FL_ImagesToPDF", "FL_PDFMerger", "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader",
+              "FL_TextToPDF", "FL_PDFEncryptor", "FL_ProResVideo", "FL_API_Base64_ImageLoader", "FL_API_ImageSaver",
+              "FL_AnimeLineExtractor", "FL_HunyuanDelight", "FL_ClipScanner", "FL_SceneCut", "FL_WF_Agent",
+              "FL_BlackFrameReject", "FL_PasteByMask")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
@@ -557,7 +547,7 @@ PACK_NOTES = {
                                      "properties name this pack (cnr_id / aux_id) or a save gives its inputs "
                                      "(blur_radius, sigma); else a saved `Blur` runs Masquerade's Blur, that "
                                      "name's default",
-    "ComfyUI_Fill-Nodes": "round 1; left out on purpose, with why in the error a save of one gets: "
+    "ComfyUI_Fill-Nodes": "rounds 1 and 2; left out on purpose, with why in the error a save of one gets: "
                           + ", ".join(f"`{n}`" for n in FILL_LEFT_OUT) + "; its other classes are not built yet",
 }
 

@@ -54,6 +54,8 @@ MOST_ASCII_CELLS = 1 << 20  # characters FL_Ascii draws an image (each a Pillow 
 MOST_ASCII_FONT_SIZE = 4096  # FL_Ascii's font_size (Pillow renders a whole glyph bitmap before clipping it)
 MOST_ASCII_AREA = 1 << 32  # FL_Ascii's characters × font_size², pixels rendered an image (about a minute here)
 MOST_COLLAGE_TILES = 1 << 18  # FL_ImageCollage's tiles an image (each a Pillow paste: about 40 s here)
+# docs/comfyui.md's note on a class whose widgets hook refuses the pack's later layout (tools/make_comfy_docs.py)
+LATER_LAYOUT_REFUSED = "UI saves of the pack's later layout refused, naming its version (see the node's help)"
 BAYER = ((0, 8, 2, 10), (12, 4, 14, 6), (3, 11, 1, 9), (15, 7, 13, 5))  # FL_Dither's 4 × 4 matrix, / 16
 
 
@@ -294,9 +296,10 @@ class FillImageSlicer(Node):
         return tiles.permute(0, 2, 1, 3, 4).reshape(-1, tile_height, tile_width, levels.shape[-1])
 
 
-def _caption_folder(folder_name: str):
-    """FL_ImageCaptionSaver's folder: inside the output folder (made when missing); the pack makes it
-    relative to ComfyUI's working folder, or anywhere for an absolute path."""
+def _caption_folder(folder_name: str, input_name: str = "folder_name"):
+    """FL_ImageCaptionSaver's folder (and other Fill savers'): inside the output folder (made when
+    missing); the pack makes it relative to ComfyUI's working folder, or anywhere for an absolute
+    path."""
     from graphflow.folders import file_name_problem
     name = folder_name.replace("\\", "/").strip().rstrip("/")
     try:
@@ -305,9 +308,9 @@ def _caption_folder(folder_name: str):
         folder = safe_join(folders.outputs, name)
         folder.mkdir(parents=True, exist_ok=True)
     except UnsafePathError as e:
-        raise NodeInputError("folder_name", f"{e}: expected a folder inside the output folder") from None
+        raise NodeInputError(input_name, f"{e}: expected a folder inside the output folder") from None
     except OSError as e:
-        raise NodeInputError("folder_name", f"can't make the folder: {e.strerror}") from None
+        raise NodeInputError(input_name, f"can't make the folder: {e.strerror}") from None
     return folder
 
 
@@ -370,6 +373,9 @@ def _notes_widgets(values: list) -> list:
                          "border, word_wrap and bar_position after them): not read; graphflow builds the layout of "
                          "13509480 (text, bar_height, text_size): put a new FL Image Notes in its place")
     return values
+
+
+_notes_widgets.doc_note = LATER_LAYOUT_REFUSED
 
 
 class FillImageNotes(Node):
@@ -446,20 +452,21 @@ class FillPromptSelector(Node):
 PATH = socket_type("PATH", "#a1887f", "A file's path as text (ComfyUI_Fill-Nodes' PATH)")
 
 
-def _randomizer_folder(directory_path: str):
-    """The folder FL_ImageRandomizer reads: inside the inputs folder (the pack reads any on disk)."""
+def _randomizer_folder(directory_path: str, input_name: str = "directory_path"):
+    """The folder FL_ImageRandomizer (and other Fill readers) read: inside the inputs folder (the
+    pack reads any on disk)."""
     if not directory_path.strip():
-        raise NodeInputError("directory_path", "give a folder inside the inputs folder")
+        raise NodeInputError(input_name, "give a folder inside the inputs folder")
     if directory_path.strip().startswith(("/", "\\")) or directory_path.strip()[1:3] in (":/", ":\\"):
-        raise NodeInputError("directory_path", f"{directory_path!r} is a path on disk: folders are read only inside "
+        raise NodeInputError(input_name, f"{directory_path!r} is a path on disk: folders are read only inside "
                                                "the inputs folder; give the folder's path there (the pack reads any)")
     try:
         folder = safe_join(folders.inputs, directory_path.strip().replace("\\", "/").strip("/"))
     except UnsafePathError:
-        raise NodeInputError("directory_path", f"{directory_path!r} is not inside the inputs folder; folders are read "
+        raise NodeInputError(input_name, f"{directory_path!r} is not inside the inputs folder; folders are read "
                                                f"only there (the pack reads any folder on disk)") from None
     if not folder.is_dir():
-        raise NodeInputError("directory_path", f"no folder {directory_path!r} in the inputs folder")
+        raise NodeInputError(input_name, f"no folder {directory_path!r} in the inputs folder")
     return folder
 
 
@@ -468,27 +475,47 @@ def randomizer_files(directory_path: str, search_subdirectories: bool) -> list:
     tree below the folder with search_subdirectories (its linked folders not entered, as os.walk
     does); links leading out of the folder left out. At most MOST_FOLDER_FILES entries (files and
     folders) are looked at."""
+    folder = _randomizer_folder(directory_path)
+    if not search_subdirectories:
+        return listed_files(folder, RANDOMIZER_EXTENSIONS, "directory_path", directory_path)
+    files = walked_files(folder, lambda name: name.lower().endswith(RANDOMIZER_EXTENSIONS), "directory_path",
+                         directory_path)
+    # the pack sorts the joined path strings: by str, not Path's part-by-part order ("img.png" before "img/x.png")
+    return sorted(files, key=str)
+
+
+def listed_files(folder, extensions: tuple, input_name: str, given: str) -> list:
+    """nodes.image.folder_files (names ending in one of extensions, any case, sorted; links leading
+    out left out) of a folder of at most MOST_FOLDER_FILES entries; more is refused, naming
+    input_name and the folder as `given`."""
+    import os
+
+    from nodes.image import folder_files
+    with os.scandir(folder) as entries:
+        if sum(1 for _ in zip(range(MOST_FOLDER_FILES + 1), entries)) > MOST_FOLDER_FILES:
+            raise NodeInputError(input_name, f"more than {MOST_FOLDER_FILES:,} files and folders in {given!r}: "
+                                             "give a smaller folder")
+    return folder_files(folder, extensions)
+
+
+def walked_files(folder, keep, input_name: str, given: str, inside=None) -> list:
+    """The files below folder whose names keep(name) holds, unsorted: linked folders not entered (as
+    os.walk does), linked files leading out of `inside` (default: folder) left out. More than
+    MOST_FOLDER_FILES files and folders is refused, naming input_name and the folder as `given`."""
     import os
     from pathlib import Path
 
     from graphflow.folders import _stays_inside
-    from nodes.image import folder_files
-    folder = _randomizer_folder(directory_path)
-    too_many = NodeInputError("directory_path", f"more than {MOST_FOLDER_FILES} files and folders in "
-                                                f"{directory_path!r}: give a smaller folder")
-    if not search_subdirectories:
-        if sum(1 for _ in zip(range(MOST_FOLDER_FILES + 1), os.scandir(folder))) > MOST_FOLDER_FILES:
-            raise too_many
-        return folder_files(folder, RANDOMIZER_EXTENSIONS)
-    files, seen = [], 0
-    for root, subfolders, names in os.walk(folder):
+    found, seen = [], 0
+    for parent, subfolders, names in os.walk(folder):
         check_interrupted()
         seen += len(names) + len(subfolders)
         if seen > MOST_FOLDER_FILES:
-            raise too_many
-        files += [Path(root) / n for n in names if n.lower().endswith(RANDOMIZER_EXTENSIONS)]
-    # the pack sorts the joined path strings: by str, not Path's part-by-part order ("img.png" before "img/x.png")
-    return sorted((p for p in files if p.is_file() and _stays_inside(folder, p)), key=str)
+            raise NodeInputError(input_name, f"more than {MOST_FOLDER_FILES:,} files and folders in {given!r}: "
+                                             "give a smaller folder")
+        paths = (Path(parent) / name for name in names if keep(name))
+        found += [path for path in paths if _stays_inside(inside or folder, path) and path.is_file()]
+    return found
 
 
 def _randomizer_widgets(values: list) -> list:
@@ -502,6 +529,9 @@ def _randomizer_widgets(values: list) -> list:
                          "graphflow builds the layout of 13509480 (directory_path, seed, search_subdirectories): "
                          "put a new FL Image Randomizer in its place")
     return values
+
+
+_randomizer_widgets.doc_note = LATER_LAYOUT_REFUSED
 
 
 class FillImageRandomizer(Node):
@@ -1100,6 +1130,9 @@ def _ascii_widgets(values: list) -> list:
                          "sequence_toggle a boolean, envelope_json, blend_intensity, invert): not read; graphflow "
                          "builds the layout of 5d9f6707 (spacing, font_size, characters, font, sequence_toggle off / on): put a new FL Ascii in its place")
     return values
+
+
+_ascii_widgets.doc_note = LATER_LAYOUT_REFUSED
 
 
 class FillAscii(Node):
