@@ -231,8 +231,9 @@ def test_other_formats_load_and_pick_the_packs_schedule_and_norms():
     assert not any("motion_modules" in k for k in hotshot)
     read = load_motion_model(hotshot, "hsxl_temporal_layers.safetensors")
     assert read.config.hotshot and read.frames_group_norm()
+    read_state = read.state_dict()  # once: a state_dict() per key made the test quadratic in the keys
     for key, value in load_motion_model(state).state_dict().items():
-        torch.testing.assert_close(read.state_dict()[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(read_state[key], value, rtol=0, atol=0)
     # the pack's GroupNorm hack: v1 yes, v2 only without apply_v2_models_properly, v3 never
     v1, v3 = (load_motion_model(motion_module_state(TINY, v, dtype=torch.float32)) for v in ("v1", "v3"))
     assert v1.frames_group_norm() and not load_motion_model(state).frames_group_norm()

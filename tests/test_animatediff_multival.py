@@ -13,7 +13,7 @@ from graphflow.models.animatediff import MotionSettings, TemporalAttention, load
 from graphflow.sampling.context_windows import batch_window, context_windows
 from graphflow.testing import motion_module_state
 from tests.test_animatediff import FRAMES, TINY
-from tests.test_animatediff_nodes import models, prompt, registry  # noqa: F401 (fixtures)
+from tests.test_animatediff_nodes import model_files, models, prompt, registry  # noqa: F401 (fixtures)
 from tests.test_pack_nodes import run_graph
 
 SCHEDULE = "0:(0.5), 3:(1.5), 5:(0.9)"

@@ -2,13 +2,14 @@
 API prompts and UI saves with the pack's class names, the beta schedules against ComfyUI's formula,
 context options against graphflow's context windows, and the clear errors."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from graphflow.comfy_format import export_api, export_ui
-from graphflow.registry import Registry
 from graphflow.sampling.context_windows import ContextWindows
 from graphflow.sampling.model_sampling import DiscreteSchedule
 from graphflow.testing import unet_config, write_checkpoint, write_motion_lora, write_motion_module
@@ -18,21 +19,28 @@ from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 
 
 @pytest.fixture(scope="module")
-def registry():
-    return Registry().load_builtin()
+def registry(builtin_registry):
+    return builtin_registry  # no test adds to it: the session's, not a second load
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """The models written once a module; each test gets copies in a models folder of its own."""
+    root = tmp_path_factory.mktemp("animatediff_models")
+    for sub in ("checkpoints", "animatediff_models", "animatediff_motion_lora"):
+        (root / sub).mkdir()
+    write_checkpoint(root / "checkpoints" / "tiny.safetensors", "sd1")
+    write_checkpoint(root / "checkpoints" / "tiny_xl.safetensors", "sdxl")
+    folder = root / "animatediff_models"
+    write_motion_module(folder / "mm_v2.safetensors", unet_config("sd1"), "v2", seed=5)
+    write_motion_module(folder / "mm_v1.safetensors", unet_config("sd1"), "v1", seed=6)
+    write_motion_lora(root / "animatediff_motion_lora" / "v2_lora_ZoomIn.ckpt", unet_config("sd1"), "v2", seed=8)
+    return root
 
 
 @pytest.fixture
-def models(tmp_folders):
-    for sub in ("checkpoints", "animatediff_models"):
-        (tmp_folders.models / sub).mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny_xl.safetensors", "sdxl")
-    folder = tmp_folders.models / "animatediff_models"
-    write_motion_module(folder / "mm_v2.safetensors", unet_config("sd1"), "v2", seed=5)
-    write_motion_module(folder / "mm_v1.safetensors", unet_config("sd1"), "v1", seed=6)
-    write_motion_lora(tmp_folders.models / "animatediff_motion_lora" / "v2_lora_ZoomIn.ckpt", unet_config("sd1"),
-                      "v2", seed=8)
+def models(tmp_folders, model_files):
+    shutil.copytree(model_files, tmp_folders.models, dirs_exist_ok=True)
     return tmp_folders
 
 

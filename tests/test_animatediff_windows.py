@@ -19,6 +19,7 @@ on a compute device named with an index the tensors' device lacks or the other w
 models in other orders take their locks in one order.
 """
 
+import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -44,12 +45,20 @@ WINDOWS = context_windows(FRAMES, LENGTH, OVERLAP)  # standard_static: 0-15, 12-
 STEP = 40  # hint frame k holds k / STEP everywhere
 
 
-@pytest.fixture
-def models(tmp_folders):
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The checkpoint and ControlNet, written once a module (no test writes to them)."""
+    root = tmp_path_factory.mktemp("windows_models")
     for sub in ("checkpoints", "controlnet"):
-        (tmp_folders.models / sub).mkdir(parents=True, exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_controlnet(tmp_folders.models / "controlnet" / "cn.safetensors", "sd1", seed=1)
+        (root / sub).mkdir()
+    write_checkpoint(root / "checkpoints" / "tiny.safetensors", "sd1")
+    write_controlnet(root / "controlnet" / "cn.safetensors", "sd1", seed=1)
+    return root
+
+
+@pytest.fixture
+def models(tmp_folders, files):
+    shutil.copytree(files, tmp_folders.models, dirs_exist_ok=True)
     return tmp_folders.models
 
 
@@ -300,11 +309,11 @@ def actions(manager, kind):
     return [e["action"] for e in manager.events if e.get("kind") == kind]
 
 
-def test_motion_model_is_counted_loaded_streamed_offloaded_and_shared(fresh_manager, monkeypatch, tmp_path):
+def test_motion_model_is_counted_loaded_streamed_offloaded_and_shared(fresh_manager, monkeypatch, files):
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.sampling.pipeline import sample
 
-    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu", dtype=torch.float32)
+    ckpt = load_checkpoint(files / "checkpoints" / "tiny.safetensors", device="cpu", dtype=torch.float32)
     mm = load_motion_model(motion_module_state(unet_config("sd1"), "v1", seed=6))  # v1: GroupNorms over the frames
     assert next(mm.parameters()).dtype == torch.float16
     m_models = [(mm, MotionSettings(), (0.0, 1.0))]
@@ -370,14 +379,14 @@ def test_same_device_takes_an_index_less_device_as_its_current_one():
     assert not same_device(None, torch.device("cpu"))
 
 
-def test_a_partly_loaded_motion_copy_is_placed_once_a_run(fresh_manager, cpu0_device, monkeypatch, tmp_path):
+def test_a_partly_loaded_motion_copy_is_placed_once_a_run(fresh_manager, cpu0_device, monkeypatch, files):
     """Each temporal call saw the manager's device ("cuda", here "cpu:0") unequal to x's (cuda:0, "cpu")
     and loaded the copy again: a partly loaded one was placed anew at every call."""
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.sampling.pipeline import sample
 
     assert fresh_manager.device != fresh_manager.offload_device
-    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu", dtype=torch.float32)
+    ckpt = load_checkpoint(files / "checkpoints" / "tiny.safetensors", device="cpu", dtype=torch.float32)
     mm = load_motion_model(motion_module_state(unet_config("sd1"), "v2", seed=6))
     video = evolved_model(ckpt.model, "autoselect", [(mm, MotionSettings(), (0.0, 1.0))])
     cond, _ = ckpt.clip.encode("a cat")
@@ -397,10 +406,10 @@ def test_a_partly_loaded_motion_copy_is_placed_once_a_run(fresh_manager, cpu0_de
     assert actions(fresh_manager, "motion_model") == ["partial"]  # once, not at each of the 3 steps' 14 calls
 
 
-def test_place_control_leaves_a_partly_loaded_controlnet_streamed(fresh_manager, cpu0_device, monkeypatch, tmp_path):
+def test_place_control_leaves_a_partly_loaded_controlnet_streamed(fresh_manager, cpu0_device, monkeypatch, files):
     from graphflow.models.controlnet import load_control_model, place_control
 
-    net = load_control_model(write_controlnet(tmp_path / "cn.safetensors", "sd1", seed=1), dtype=torch.float32)
+    net = load_control_model(files / "controlnet" / "cn.safetensors", dtype=torch.float32)
     budget(monkeypatch, memory.module_bytes(net) // 2)
     comp = fresh_manager.load(net, "control", "cn")
     assert comp.state == "partial"
@@ -413,7 +422,7 @@ def test_place_control_leaves_a_partly_loaded_controlnet_streamed(fresh_manager,
     assert len(moves) == 1
 
 
-def test_two_runs_with_motion_models_in_other_orders_do_not_deadlock(fresh_manager, monkeypatch, tmp_path):
+def test_two_runs_with_motion_models_in_other_orders_do_not_deadlock(fresh_manager, monkeypatch, files):
     """MODEL A runs motion models (M1, M2), MODEL B (M2, M1), on two threads (server workers): each used
     to hold its first motion copy's run lock while waiting for the other's. The barrier lets both reach
     their first motion copy before going on (when one run holds every lock, the other waits before
@@ -421,7 +430,7 @@ def test_two_runs_with_motion_models_in_other_orders_do_not_deadlock(fresh_manag
     from graphflow.models.checkpoint import load_checkpoint
     from graphflow.sampling.pipeline import sample
 
-    ckpt = load_checkpoint(write_checkpoint(tmp_path / "sd1.safetensors", "sd1"), device="cpu", dtype=torch.float32)
+    ckpt = load_checkpoint(files / "checkpoints" / "tiny.safetensors", device="cpu", dtype=torch.float32)
     m1 = load_motion_model(motion_module_state(unet_config("sd1"), "v2", seed=1))
     m2 = load_motion_model(motion_module_state(unet_config("sd1"), "v2", seed=2))
     s = MotionSettings()

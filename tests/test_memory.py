@@ -90,7 +90,12 @@ def test_vram_none_streams_everything_and_text_encoders_leave(fresh_manager, mon
 
 
 def run_workflow(registry, name):
-    result = Executor(registry).run(load_workflow(WORKFLOWS / f"{name}.json"))
+    workflow = load_workflow(WORKFLOWS / f"{name}.json")
+    # each step loads, streams and offloads as the others: 3 steps show it as the saved 20 do
+    for node in workflow.nodes.values():
+        if node.type == "KSampler":
+            node.inputs["steps"] = 3
+    result = Executor(registry).run(workflow)
     assert result.ok, result.error or result.problems
     return result
 
@@ -293,7 +298,8 @@ def test_separately_loaded_flux_files_are_dropped_and_read_back_each_from_its_fi
         assert comp.state == "dropped" and all(p.is_meta for p in module.parameters())
         fresh_manager.present(module)
         assert read == builds, name
-        assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items()), name
+        after = module.state_dict()
+        assert all(torch.equal(after[k], v) for k, v in before.items()), name
 
 
 def test_separately_loaded_sdxl_clip_files_are_read_back_each_from_its_file(fresh_manager, monkeypatch, tmp_path):
@@ -319,7 +325,8 @@ def test_separately_loaded_sdxl_clip_files_are_read_back_each_from_its_file(fres
         fresh_manager._drop(comp)
         fresh_manager.present(tower.model)
         assert built == [tower.name]
-        assert all(torch.equal(tower.model.state_dict()[k], v) for k, v in before.items()), tower.name
+        after = tower.model.state_dict()
+        assert all(torch.equal(after[k], v) for k, v in before.items()), tower.name
 
 
 def test_offload_idle_keeps_a_model_in_use_and_what_shares_its_weights(fresh_manager, cpu0_device):
