@@ -6,6 +6,8 @@ class names, and export round trips."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -27,12 +29,25 @@ def registry():
     return Registry().load_builtin()
 
 
+@pytest.fixture(scope="module")
+def written_models(tmp_path_factory):
+    """The tiny checkpoints, written once per test file: writing them takes seconds, and being
+    seeded they are the same bytes every time. (A file importing `models` imports this too.)"""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    write_checkpoint(folder / "tiny.safetensors", "sd1")
+    write_checkpoint(folder / "base.safetensors", "sdxl")
+    write_checkpoint(folder / "refiner.safetensors", "sdxl_refiner", seed=3)
+    return folder
+
+
 @pytest.fixture
-def models(tmp_folders):
-    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "refiner.safetensors", "sdxl_refiner", seed=3)
+def models(tmp_folders, written_models):
+    """Fresh model folders with copies of the written checkpoints (copies, not links: a test may
+    write over one of its own)."""
+    checkpoints = tmp_folders.models / "checkpoints"
+    checkpoints.mkdir(exist_ok=True)
+    for path in written_models.iterdir():
+        shutil.copyfile(path, checkpoints / path.name)
     return tmp_folders
 
 
