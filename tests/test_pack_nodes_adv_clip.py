@@ -29,25 +29,15 @@ def registry():
     return Registry().load_builtin()
 
 
-@pytest.fixture(scope="module")
-def written_models(tmp_path_factory):
-    """The tiny checkpoints, written once per test file: writing them takes seconds, and being
-    seeded they are the same bytes every time. (A file importing `models` imports this too.)"""
-    folder = tmp_path_factory.mktemp("checkpoints")
-    write_checkpoint(folder / "tiny.safetensors", "sd1")
-    write_checkpoint(folder / "base.safetensors", "sdxl")
-    write_checkpoint(folder / "refiner.safetensors", "sdxl_refiner", seed=3)
-    return folder
-
-
 @pytest.fixture
-def models(tmp_folders, written_models):
-    """Fresh model folders with copies of the written checkpoints (copies, not links: a test may
-    write over one of its own)."""
+def models(tmp_folders, written_once):
+    """Model folders with copies (a test may write over its own) of the tiny checkpoints, written
+    once per test file."""
     checkpoints = tmp_folders.models / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
-    for path in written_models.iterdir():
-        shutil.copyfile(path, checkpoints / path.name)
+    for name, arch, seed in (("tiny", "sd1", 0), ("base", "sdxl", 0), ("refiner", "sdxl_refiner", 3)):
+        written = written_once(f"{arch}-{seed}.safetensors", lambda path: write_checkpoint(path, arch, seed=seed))
+        shutil.copyfile(written, checkpoints / f"{name}.safetensors")
     return tmp_folders
 
 

@@ -22,7 +22,7 @@ from nodes import pack_nodes_cutoff
 from nodes.pack_nodes_adv_clip import advanced_encode
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
-from tests.test_pack_nodes_adv_clip import _clip, models, written_models  # noqa: F401  (fixtures)
+from tests.test_pack_nodes_adv_clip import _clip, models  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="module")
