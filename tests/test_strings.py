@@ -119,7 +119,8 @@ def test_a_trial_that_ended_is_not_run_again(builtin_registry, monkeypatch):
     monkeypatch.setattr(trial.subprocess, "run", lambda *a, **k: children.append(k["input"]) or real_run(*a, **k))
     text = f"remembered {time.time_ns()}"  # a text no other test judged
     assert call(builtin_registry, "RegexExtract", string=text, regex_pattern=r"\d", mode="All Matches") != ""
-    assert call(builtin_registry, "RegexReplace", string=text, regex_pattern=r"\d", replace="") == re.sub(r"\d", "", text)
+    replaced = call(builtin_registry, "RegexReplace", string=text, regex_pattern=r"\d", replace="")
+    assert replaced == re.sub(r"\d", "", text)
     # every match ended, so the first does too: no child for the search
     assert call(builtin_registry, "RegexMatch", string=text, regex_pattern=r"\d") is True
     assert len(children) == 1
