@@ -50,6 +50,24 @@ def tmp_folders(tmp_path):
     folders_module.folders.__dict__.update(saved)
 
 
+@pytest.fixture(scope="module")
+def written_once(tmp_path_factory):
+    """written_once(name, write) -> the path of a file `write(path)` wrote the first time this test
+    file asked for `name` (one name, one writer), the same file after that: for fixtures that give
+    each test copies of seeded test models, which take seconds to write and milliseconds to copy."""
+    folder = tmp_path_factory.mktemp("written_once")
+
+    def written(name: str, write) -> Path:
+        path = folder / name
+        if not path.exists():
+            part = folder / f"partial-{name}"  # renamed when whole: a writer that fails leaves no file
+            write(part)
+            part.rename(path)
+        return path
+
+    return written
+
+
 def _fresh_manager(patch: pytest.MonkeyPatch):
     """A memory manager of its own, with no budget from the environment; offloaded at the end."""
     from graphflow import memory

@@ -6,6 +6,8 @@ class names, and export round trips."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -28,11 +30,14 @@ def registry():
 
 
 @pytest.fixture
-def models(tmp_folders):
-    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "refiner.safetensors", "sdxl_refiner", seed=3)
+def models(tmp_folders, written_once):
+    """Model folders with copies (a test may write over its own) of the tiny checkpoints, written
+    once per test file."""
+    checkpoints = tmp_folders.models / "checkpoints"
+    checkpoints.mkdir(exist_ok=True)
+    for name, arch, seed in (("tiny", "sd1", 0), ("base", "sdxl", 0), ("refiner", "sdxl_refiner", 3)):
+        written = written_once(f"{arch}-{seed}.safetensors", lambda path: write_checkpoint(path, arch, seed=seed))
+        shutil.copyfile(written, checkpoints / f"{name}.safetensors")
     return tmp_folders
 
 

@@ -22,22 +22,12 @@ from nodes import pack_nodes_cutoff
 from nodes.pack_nodes_adv_clip import advanced_encode
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_adv_clip import _clip, models  # noqa: F401  (a fixture)
+
 
 @pytest.fixture(scope="module")
 def registry():
     return Registry().load_builtin()
-
-
-@pytest.fixture
-def models(tmp_folders):
-    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_checkpoint(tmp_folders.models / "checkpoints" / "base.safetensors", "sdxl")
-    return tmp_folders
-
-
-def _clip(registry, name="tiny.safetensors"):
-    return call(registry, "LoadCheckpoint", checkpoint=name)[1]
 
 
 def _regions(registry, clip, text, *regions):

@@ -15,7 +15,7 @@ from graphflow.comfy_format import export_api, export_ui
 from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.resource_limits import RunLimits, Size
-from graphflow.testing import write_checkpoint
+from graphflow.testing import write_checkpoint, write_vae
 from graphflow.validation import validate
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes import _core
@@ -156,16 +156,17 @@ def test_sdxl_text_encode_and_preview_from_latent_equal_the_core_nodes(registry,
 
 def test_preview_from_latent_tiles_overlap_as_the_packs_decode_tiled(registry, tmp_folders):
     """The pack calls vae.decode_tiled(tile_x=tile_size // 8, tile_y=tile_size // 8) with ComfyUI's
-    default overlap, 16 latent pixels: VAE Decode (Tiled) with an overlap of 128 pixels."""
-    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "xl.safetensors", "sdxl")
-    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl.safetensors"}},
-             "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 704, "height": 576, "batch_size": 1}},
-             "3": {"class_type": "ImagePreviewFromLatent+", "inputs": {"latent": ["2", 0], "vae": ["1", 2],
+    default overlap, 16 latent pixels: VAE Decode (Tiled) with an overlap of 128 pixels. A VAE file
+    alone (the checkpoint's text encoders are not used); the latent just over a 512-pixel tile each way."""
+    (tmp_folders.models / "vae").mkdir(exist_ok=True)
+    write_vae(tmp_folders.models / "vae" / "xl.safetensors")
+    graph = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "xl.safetensors"}},
+             "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 576, "height": 576, "batch_size": 1}},
+             "3": {"class_type": "ImagePreviewFromLatent+", "inputs": {"latent": ["2", 0], "vae": ["1", 0],
                                                                        "tile_size": 512, "image": "none"}}}
     for node_id, overlap in (("4", 128), ("5", 64)):
         graph[node_id] = {"class_type": "VAEDecodeTiled", "inputs": {
-            "samples": ["2", 0], "vae": ["1", 2], "tile_size": 512, "overlap": overlap, "temporal_size": 64,
+            "samples": ["2", 0], "vae": ["1", 0], "tile_size": 512, "overlap": overlap, "temporal_size": 64,
             "temporal_overlap": 8}}
     result = Executor(registry).run(parse_workflow(graph, registry), outputs=["3", "4", "5"])
     assert result.ok, (result.problems, result.error)

@@ -5,6 +5,7 @@ Node.widget), Constrain Image against Pillow, Repeater, Load / Save Text (inside
 Play Sound / System Notification and Reroute Primitive."""
 
 import json
+import shutil
 import time
 
 import numpy as np
@@ -30,11 +31,13 @@ def registry():
 
 
 @pytest.fixture
-def models(tmp_folders):
-    for sub in ("checkpoints", "loras"):
+def models(tmp_folders, written_once):
+    """Model folders with copies (a test may write over its own) of a tiny checkpoint and LoRA,
+    written once per test file."""
+    for sub, name, write in (("checkpoints", "tiny.safetensors", lambda path: write_checkpoint(path, "sd1")),
+                             ("loras", "first.safetensors", lambda path: write_lora(path, "sd1", seed=1))):
         (tmp_folders.models / sub).mkdir(exist_ok=True)
-    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
-    write_lora(tmp_folders.models / "loras" / "first.safetensors", "sd1", seed=1)
+        shutil.copyfile(written_once(f"{sub}-{name}", write), tmp_folders.models / sub / name)
     return tmp_folders
 
 

@@ -17,7 +17,7 @@ from graphflow.workflow import parse_workflow
 from nodes.pack_nodes_smz import parse_attention, prompt_schedule, sampler_steps, split_and
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
-from tests.test_pack_nodes_adv_clip import _clip, models  # noqa: F401  (a fixture: the same tiny checkpoints)
+from tests.test_pack_nodes_adv_clip import _clip, models  # noqa: F401  (a fixture)
 
 DEMO = "graphflow-demo.safetensors"
 

@@ -111,6 +111,27 @@ def test_catastrophic_backtracking_is_stopped_not_hung(builtin_registry, monkeyp
             assert e.value.input == "regex_pattern" and "backtracks" in str(e.value)
 
 
+def test_a_trial_that_ended_is_not_run_again(builtin_registry, monkeypatch):
+    import graphflow.regex_trial as trial
+
+    children = []
+    real_run = trial.subprocess.run
+    monkeypatch.setattr(trial.subprocess, "run", lambda *a, **k: children.append(k["input"]) or real_run(*a, **k))
+    text = f"remembered {time.time_ns()}"  # a text no other test judged
+    assert call(builtin_registry, "RegexExtract", string=text, regex_pattern=r"\d", mode="All Matches") != ""
+    replaced = call(builtin_registry, "RegexReplace", string=text, regex_pattern=r"\d", replace="")
+    assert replaced == re.sub(r"\d", "", text)
+    # every match ended, so the first does too: no child for the search
+    assert call(builtin_registry, "RegexMatch", string=text, regex_pattern=r"\d") is True
+    assert len(children) == 1
+    assert call(builtin_registry, "RegexMatch", string=text + "!", regex_pattern=r"\d") is True
+    assert call(builtin_registry, "RegexMatch", string=text, regex_pattern=r"\d+") is True
+    assert len(children) == 3  # another text, another pattern: judged again
+    # a first match that ended says nothing about every match
+    assert call(builtin_registry, "RegexExtract", string=text + "!", regex_pattern=r"\d", mode="All Matches") != ""
+    assert len(children) == 4
+
+
 def test_primitive_aliases_read_comfyui_workflows(builtin_registry):
     graph = {
         "1": {"class_type": "PrimitiveInt", "inputs": {"value": 7}},
