@@ -18,7 +18,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--no-zygote", "--disable-gpu", "--disable-quic
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  # a fake camera (a test pattern), granted without asking: WebcamCapture's widget
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-TEST_LIMIT_S = 150  # the slowest test takes ~25 s; one still running after this has a hung browser
+TEST_LIMIT_S = 150  # the slowest test takes ~6 s; one still running after this has a hung browser
 
 
 def _browser_processes() -> list[int]:
