@@ -7,6 +7,7 @@ Needs the `chromium` package (apt) and the `playwright` Python package; no brows
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
@@ -91,6 +92,16 @@ TEST_NODES = [Seeded, Swatch, Develop, toy_nodes.Number, toy_nodes.Fail, toy_nod
 
 # --- fixtures --------------------------------------------------------------------------------
 
+@functools.cache
+def editor_registry() -> Registry:
+    """The built-in nodes plus the test nodes, built once per process (loading the built-ins takes
+    seconds): the servers of both editor test modules read it and none changes it."""
+    registry = Registry().load_builtin()
+    for cls in TEST_NODES:
+        registry.add(cls, source="tests")
+    return registry
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real server (built-in nodes plus the test nodes) on 127.0.0.1, an ephemeral port,
@@ -105,9 +116,7 @@ def server(tmp_path_factory):
     folders_module.configure(home=home)
     (folders_module.folders.models / "checkpoints").mkdir(parents=True)
     write_checkpoint(folders_module.folders.models / "checkpoints" / CHECKPOINT, "sd1")
-    registry = Registry().load_builtin()
-    for cls in TEST_NODES:
-        registry.add(cls, source="tests")
+    registry = editor_registry()
     Develop.gate.set()
 
     # The server gets its own thread and loop (Playwright's sync API holds this thread's loop).
