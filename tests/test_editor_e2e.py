@@ -7,10 +7,10 @@ Needs the `chromium` package (apt) and the `playwright` Python package; no brows
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,17 +31,11 @@ from graphflow.registry import Registry
 from graphflow.validation import WIDGET_LINK_TYPES
 
 import toy_nodes
+from headless_chromium import (
+    CHROMIUM, CHROMIUM_ARGS, _browser_processes, hung_browser_watchdog, normal_scheduling)
 
 WEB = Path(__file__).resolve().parents[1] / "web"
-CHROMIUM = os.environ.get("GRAPHFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-# --no-zygote: renderers are started by the browser process, not forked by a zygote (whose reaping
-# of them livelocked in this VM's kernel twice, hanging the suite); it needs --no-sandbox
-CHROMIUM_ARGS = ["--no-sandbox", "--no-zygote", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 # a fake camera (a test pattern), granted without asking: WebcamCapture's widget
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 TIMEOUT_MS = 30_000  # an upper bound; every wait ends on a condition
-TEST_LIMIT_S = 150  # the slowest test takes ~25 s; one still running after this has a hung browser
 CHECKPOINT = "tiny-sd1.safetensors"
 
 
@@ -98,6 +92,16 @@ TEST_NODES = [Seeded, Swatch, Develop, toy_nodes.Number, toy_nodes.Fail, toy_nod
 
 # --- fixtures --------------------------------------------------------------------------------
 
+@functools.cache
+def editor_registry() -> Registry:
+    """The built-in nodes plus the test nodes, built once per process (loading the built-ins takes
+    seconds): the servers of both editor test modules read it and none changes it."""
+    registry = Registry().load_builtin()
+    for cls in TEST_NODES:
+        registry.add(cls, source="tests")
+    return registry
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real server (built-in nodes plus the test nodes) on 127.0.0.1, an ephemeral port,
@@ -112,9 +116,7 @@ def server(tmp_path_factory):
     folders_module.configure(home=home)
     (folders_module.folders.models / "checkpoints").mkdir(parents=True)
     write_checkpoint(folders_module.folders.models / "checkpoints" / CHECKPOINT, "sd1")
-    registry = Registry().load_builtin()
-    for cls in TEST_NODES:
-        registry.add(cls, source="tests")
+    registry = editor_registry()
     Develop.gate.set()
 
     # The server gets its own thread and loop (Playwright's sync API holds this thread's loop).
@@ -152,66 +154,10 @@ def server(tmp_path_factory):
         folders_module.folders.__dict__.update(saved)
 
 
-def _browser_processes() -> list[int]:
-    """Playwright's driver (node) and the Chromium processes it started: the processes under this
-    one with those commands (read from /proc)."""
-    children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, rest = stat.read_text().split(" (", 1)
-        except (OSError, ValueError):
-            continue
-        command, fields = rest.rsplit(") ", 1)  # a command may hold spaces and brackets
-        children.setdefault(int(fields.split()[1]), []).append((int(pid), command))
-    found, todo = [], [os.getpid()]
-    while todo:
-        for pid, command in children.get(todo.pop(), ()):
-            todo.append(pid)
-            if command.startswith(("node", "chrom")):  # node-MainThread; chromium, chrome_crashpad_handler
-                found.append(pid)
-    return found
-
-
-@contextlib.contextmanager
-def hung_browser_watchdog(what: str, limit_s: float = TEST_LIMIT_S):
-    """Past limit_s, kill Chromium and Playwright's driver: the Playwright call waiting on them then
-    raises (the driver's connection closed), so the test fails where it would wait for ever. Some
-    calls (new_page, close) have no timeout of their own, and Chromium hung this VM's suite for 25
-    minutes (a kernel livelock reaping children). Other tests of the module then fail at once (no
-    browser). The kill is reported as the test's error."""
-    killed = threading.Event()
-
-    def kill():
-        killed.set()
-        for pid in reversed(_browser_processes()):  # children before their parents: none left to reap
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    timer = threading.Timer(limit_s, kill)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        if killed.is_set():
-            pytest.fail(f"{what} ran past {limit_s} s: the browser was taken to hang and killed")
-
-
 @pytest.fixture(autouse=True)
 def time_limit(request):
     with hung_browser_watchdog(request.node.name):
         yield
-
-
-def normal_scheduling() -> None:
-    """Put this thread back on the normal time-sharing policy (SCHED_OTHER) if it is on a real-time
-    one. A pytest worker in this VM was found under SCHED_FIFO priority 99 (set by SVT-AV1 in an
-    earlier AV1 save, before graphflow.video put the policy back); Playwright's driver and Chromium,
-    which inherit the policy of the thread that starts them, then spun at real-time priority and
-    livelocked the kernel (load 80+). Kept as a second guard. Leaving a real-time policy needs no
-    privilege."""
-    if os.sched_getscheduler(0) != os.SCHED_OTHER:
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 @pytest.fixture(scope="module")
@@ -233,22 +179,32 @@ def browser():
             browser.close()
 
 
-@pytest.fixture
-def page(browser, server):
+@contextlib.contextmanager
+def editor_page(browser, server):
+    """The editor in a fresh browser context (its own storage), on an empty canvas; its JavaScript
+    errors are collected in page.errors."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
     page.accept_dialogs = lambda dialog: dialog.accept()  # "discard unsaved changes?": yes, unless a test asks
     page.on("dialog", page.accept_dialogs)
     page.goto(server.url)
     wait_ready(page)
     page.locator("#btn-new").click()  # start from an empty canvas
     expect_nodes(page, 0)
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors in the page: {errors}"
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    with editor_page(browser, server) as page:
+        yield page
+    assert not page.errors, f"JavaScript errors in the page: {page.errors}"
 
 
 # --- helpers: the UI as a user drives it -----------------------------------------------------
@@ -271,7 +227,9 @@ def add_node(page, node_type, x, y, search=None):
     before = set(page.eval_on_selector_all("#nodes .node", "ns => ns.map(n => n.dataset.nodeId)"))
     page.mouse.dblclick(x, y)
     page.wait_for_selector(".node-menu")
-    page.keyboard.type(search or node_type)
+    # one input event for the whole name (a paste): typing it key by key re-renders the ~2000-node
+    # list at each key, and the search is tested key by key in test_node_search_*
+    page.keyboard.insert_text(search or node_type)
     page.locator(f'.node-menu .menu-item[data-node-type="{node_type}"]').click()
     page.wait_for_function(f"document.querySelectorAll('#nodes .node').length === {len(before) + 1}")
     after = set(page.eval_on_selector_all("#nodes .node", "ns => ns.map(n => n.dataset.nodeId)"))
@@ -359,7 +317,7 @@ def test_a_hung_browser_call_fails_instead_of_waiting():
         import sys
         sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(WEB.parent)!r}]
         from playwright.sync_api import sync_playwright
-        from test_editor_e2e import CHROMIUM, CHROMIUM_ARGS, hung_browser_watchdog
+        from headless_chromium import CHROMIUM, CHROMIUM_ARGS, hung_browser_watchdog
 
         with sync_playwright() as p:
             page = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS).new_page()
@@ -415,7 +373,7 @@ def test_normal_scheduling_leaves_a_real_time_policy():
     script = textwrap.dedent(f"""
         import os, sys
         sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(WEB.parent)!r}]
-        from test_editor_e2e import normal_scheduling
+        from headless_chromium import normal_scheduling
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
         except PermissionError:
@@ -1014,11 +972,29 @@ def test_dropping_a_comfyui_ui_workflow_and_png_lays_them_out_as_saved(page, ser
 
 # --- issue 18: defects a new user hit ----------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def search_page(browser, server):
+    """One editor page for the search cases: each only adds a node from the menu, and gets an
+    empty canvas first."""
+    with editor_page(browser, server) as page:
+        yield page
+
+
+@pytest.fixture
+def menu_page(search_page):
+    search_page.locator("#btn-new").click()
+    expect_nodes(search_page, 0)
+    search_page.errors.clear()
+    yield search_page
+    assert not search_page.errors, f"JavaScript errors in the page: {search_page.errors}"
+
+
 @pytest.mark.parametrize("query,expected", [
     ("vae decode", "VAEDecode"), ("load image", "LoadImage"), ("Empty Latent", "EmptyLatent"),
     ("CLIPTextEncode", "CLIPEncode"), ("CheckpointLoaderSimple", "LoadCheckpoint"),
     ("EmptyLatentImage", "EmptyLatent"), ("ksmplr", "KSampler")])
-def test_node_search_is_multi_word_fuzzy_and_knows_comfyui_names(page, query, expected):
+def test_node_search_is_multi_word_fuzzy_and_knows_comfyui_names(menu_page, query, expected):
+    page = menu_page
     page.mouse.dblclick(400, 300)
     page.wait_for_selector(".node-menu")
     page.keyboard.type(query)
@@ -1461,8 +1437,9 @@ def tab_labels(page, expected=None):
     """The tabs' labels ('•': unsaved changes), once they are `expected` when given."""
     if expected is not None:
         try:
-            page.wait_for_function(f"JSON.stringify({TAB_LABELS}) === {json.dumps(json.dumps(expected, ensure_ascii=False))}",
-                                   timeout=5000)
+            # JSON.stringify's separators (no spaces): Python's default would never match, waiting out the timeout
+            wanted = json.dumps(expected, ensure_ascii=False, separators=(",", ":"))
+            page.wait_for_function(f"JSON.stringify({TAB_LABELS}) === {json.dumps(wanted)}", timeout=5000)
         except Exception:
             pass  # the assertion says what they are
     return page.evaluate(TAB_LABELS)
