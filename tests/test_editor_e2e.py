@@ -1005,6 +1005,40 @@ def test_node_search_is_multi_word_fuzzy_and_knows_comfyui_names(menu_page, quer
     expect_nodes(page, 1)
 
 
+def test_a_broad_search_draws_the_best_matches_and_counts_the_rest(menu_page):
+    """Typing must not redraw ~2000 rows a key: a query matching more than MOST_SHOWN nodes draws
+    the best MOST_SHOWN, in score order, and one row saying how many more there are."""
+    page = menu_page
+    page.mouse.dblclick(400, 300)
+    page.wait_for_selector(".node-menu")
+    page.keyboard.type("l")
+    page.wait_for_selector(".node-menu .menu-more")
+    most, ranked = page.evaluate("""async () => {
+        const {MOST_SHOWN} = await import("/web/js/menu.js");
+        const {score} = await import("/web/js/node_search.js");
+        const scores = [...Object.values(graphflow.catalogue.nodes), ...graphflow.menu.extras].map((s) => score(s, "l")).filter((x) => x > 0);
+        return [MOST_SHOWN, scores.length];
+    }""")
+    assert ranked > most  # "l" matches far more nodes than are drawn
+    drawn = page.locator(".node-menu .menu-item")
+    assert drawn.count() == most
+    assert page.locator(".node-menu .menu-more").inner_text() == f"{ranked - most} more: type more to narrow the search"
+    # the drawn rows are the best: no left-out node scores above the last one drawn
+    worst_drawn, best_left = page.evaluate("""async (most) => {
+        const {score} = await import("/web/js/node_search.js");
+        const drawn = new Set([...document.querySelectorAll(".node-menu .menu-item")].map((e) => e.dataset.nodeType));
+        const all = [...Object.values(graphflow.catalogue.nodes), ...graphflow.menu.extras];
+        const kept = all.filter((s) => drawn.has(s.type)).map((s) => score(s, "l"));
+        const left = all.filter((s) => !drawn.has(s.type)).map((s) => score(s, "l"));
+        return [Math.min(...kept), Math.max(...left)];
+    }""", most)
+    assert worst_drawn >= best_left
+    page.keyboard.type("oadimage")  # a narrow query: every match drawn, no count row
+    page.wait_for_function("document.querySelector('.node-menu .menu-item').dataset.nodeType === 'LoadImage'")
+    assert page.locator(".node-menu .menu-more").count() == 0
+    page.keyboard.press("Escape")
+
+
 def test_a_number_typed_off_its_step_is_snapped_in_the_widget(page):
     latent = add_node(page, "EmptyLatent", 300, 200, search="emptylatent")
     assert set_number(page, latent, "height", 100) == "104"  # step 8 from min 16

@@ -42,8 +42,9 @@ export class Catalogue {
   /** Node specs grouped by category (sorted), for the add-node menu. */
   byCategory() {
     const groups = new Map();
+    const collator = new Intl.Collator();  // one for all comparisons (localeCompare makes one per call)
     const specs = Object.values(this.nodes).sort((a, b) =>
-      a.category.localeCompare(b.category) || displayName(a).localeCompare(displayName(b)));
+      collator.compare(a.category, b.category) || collator.compare(displayName(a), displayName(b)));
     for (const spec of specs) {
       if (!groups.has(spec.category)) groups.set(spec.category, []);
       groups.get(spec.category).push(spec);

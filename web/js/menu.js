@@ -11,6 +11,12 @@ function el(tag, className, attrs = {}) {
   return node;
 }
 
+// One collator for every comparison (localeCompare makes one per call: ~10x slower over ~2000 names).
+const collator = new Intl.Collator();
+// Matches drawn for a query: building and laying out all ~2000 rows at every key made typing lag;
+// the best ones are drawn, and a last row says how many more a longer query would narrow down.
+export const MOST_SHOWN = 150;
+
 function place(box, clientX, clientY) {
   document.body.append(box);
   const r = box.getBoundingClientRect();
@@ -46,7 +52,8 @@ export class NodeMenu {
       box.append(head, body);
       this.box = box;
 
-      const specs = [...Object.values(this.catalogue.nodes), ...this.extras].filter((s) => !filter || filter(s));
+      const specs = [...Object.values(this.catalogue.nodes), ...this.extras].filter((s) => !filter || filter(s))
+        .sort((a, b) => collator.compare(a.category, b.category) || collator.compare(displayName(a), displayName(b)));
       let items = [];
       let active = 0;
       const activate = (i) => {
@@ -61,12 +68,12 @@ export class NodeMenu {
         const query = search.value.trim().toLowerCase();
         list.replaceChildren();
         items = [];
-        let shown;
+        let shown = specs, more = 0;
         if (query) {
           shown = specs.map((s) => [score(s, query), s]).filter(([sc]) => sc > 0)
-            .sort((a, b) => b[0] - a[0] || displayName(a[1]).localeCompare(displayName(b[1]))).map(([, s]) => s);
-        } else {
-          shown = specs.sort((a, b) => a.category.localeCompare(b.category) || displayName(a).localeCompare(displayName(b)));
+            .sort((a, b) => b[0] - a[0] || collator.compare(displayName(a[1]), displayName(b[1]))).map(([, s]) => s);
+          more = Math.max(0, shown.length - MOST_SHOWN);
+          shown = shown.slice(0, MOST_SHOWN);
         }
         let category = null;
         for (const spec of shown) {
@@ -90,6 +97,11 @@ export class NodeMenu {
           item.addEventListener("click", () => this.finish(spec));
           items.push({el: item, spec});
           list.append(item);
+        }
+        if (more) {
+          const rest = el("div", "menu-more");
+          rest.textContent = `${more} more: type more to narrow the search`;
+          list.append(rest);
         }
         if (!items.length) {
           const none = el("div", "menu-empty");

@@ -17,16 +17,27 @@ function subsequence(needle, haystack) {
   return i === needle.length;
 }
 
+// A spec's texts split and lowered once, not at every key for each of ~2000 specs (the menu scores all).
+const searchTexts = new WeakMap();
+
+function textsOf(spec) {
+  let texts = searchTexts.get(spec);
+  if (!texts) {
+    texts = {names: [displayName(spec), spec.type, ...(spec.comfy || [])].map((name) => ({flat: squash(name), parts: words(name)})),
+             category: (spec.category || "").toLowerCase(), description: (spec.description || "").toLowerCase()};
+    searchTexts.set(spec, texts);
+  }
+  return texts;
+}
+
 /** Higher is better; 0: no match. */
 export function score(spec, query) {
   const tokens = query.toLowerCase().split(/\s+/).filter(Boolean);
   const joined = tokens.join("");
   if (!joined) return 1;
-  const names = [displayName(spec), spec.type, ...(spec.comfy || [])];
+  const {names, category, description} = textsOf(spec);
   let best = 0;
-  for (const name of names) {
-    const flat = squash(name);
-    const parts = words(name);
+  for (const {flat, parts} of names) {
     // within a kind of match, the name the query covers more of first ("ksmplr": KSampler before
     // "KSampler //Inspire"), by less than one point so the kinds keep their order
     const closeness = flat ? joined.length / Math.max(flat.length, joined.length) : 0;
@@ -37,9 +48,7 @@ export function score(spec, query) {
     else if (flat[0] === joined[0] && subsequence(joined, flat)) best = Math.max(best, 20 + closeness);
   }
   if (best) return best;
-  const category = (spec.category || "").toLowerCase();
   if (tokens.every((t) => category.includes(t))) return 30;
-  const description = (spec.description || "").toLowerCase();
   if (tokens.every((t) => description.includes(t))) return 10;
   return 0;
 }
