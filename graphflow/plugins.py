@@ -27,7 +27,10 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
+import tempfile
+import threading
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -162,13 +165,32 @@ def _folder_importer(name: str, path: Path):
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
+            with _from_source():
+                spec.loader.exec_module(module)
         except BaseException:  # leave no half-imported modules behind
             _forget(module_name)
             raise
         return module
 
     return importer
+
+
+_source_lock = threading.Lock()
+
+
+@contextmanager
+def _from_source():
+    """Compile a folder plugin's modules from their source, neither reading nor writing bytecode:
+    a cached .pyc is trusted by its source's mtime (whole seconds) and size, so an edit of the same
+    length within the second of the last load ran the old code. The bytecode folder is pointed at
+    an empty one meanwhile (process-wide: an import in another thread compiles from source too)."""
+    with _source_lock, tempfile.TemporaryDirectory(prefix="graphflow-plugin-") as empty:
+        saved = sys.pycache_prefix, sys.dont_write_bytecode
+        sys.pycache_prefix, sys.dont_write_bytecode = empty, True
+        try:
+            yield
+        finally:
+            sys.pycache_prefix, sys.dont_write_bytecode = saved
 
 
 def _entry_point_importer(ep):

@@ -441,6 +441,30 @@ def test_reloading_imports_the_plugin_afresh(registry, tmp_path):
     assert registry.get("Edited")().run() == "before" and again.get("Edited")().run() == "after!"
 
 
+def test_reloading_a_package_plugin_imports_its_edited_submodule_afresh(registry, tmp_path, monkeypatch):
+    # with bytecode written (Python's default; the suite's environment may turn it off), a .pyc
+    # trusted by mtime and size would run the old submodule after an edit of the same length
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    folder = tmp_path / "plugins"
+    write(folder, "pack/__init__.py", """
+        from .part import Edited
+    """)
+    code = """
+        from graphflow.api import Node, STRING
+        class Edited(Node):
+            outputs = {"text": STRING}
+            def run(self):
+                return "%s"
+    """
+    write(folder, "pack/part.py", code % "before")
+    load_plugins(registry, [folder], entry_points=False)
+    write(folder, "pack/part.py", code % "after!")
+    again = Registry()
+    load_plugins(again, [folder], entry_points=False)
+    assert registry.get("Edited")().run() == "before" and again.get("Edited")().run() == "after!"
+    assert not list(folder.rglob("*.pyc"))  # nothing cached beside the user's files either
+
+
 # --- running -----------------------------------------------------------------------------
 
 def sepia_workflow(strength):
