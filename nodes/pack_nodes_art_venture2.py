@@ -199,8 +199,8 @@ class AVPrepareImageAndMaskForInpaint(Node):
     mask_blur: int = Int(4, min=0, max=64)
     inpaint_masked: bool = Bool(False)
     mask_padding: int = Int(32, min=0, max=1024)
-    width: int = Int(0, min=0, max=2048)
-    height: int = Int(0, min=0, max=2048)
+    width: int = Int(0, min=0, max=2048, resource="width")
+    height: int = Int(0, min=0, max=2048, resource="height")
     controlnet_image: IMAGE = None
     outputs = {"inpaint_image": IMAGE, "inpaint_mask": MASK, "overlay_image": IMAGE, "crop_region": CROP_REGION,
                "controlnet_image": IMAGE}
@@ -523,8 +523,7 @@ class AVCheckpointSave(CheckpointSave):
 
 # -- Fooocus' sharpness -------------------------------------------------------------------------------
 
-UNET_ARCHS = ("sd1", "sd2", "sdxl", "sdxl_refiner")
-SDXL_SIZE_SCALE = (1.5, 0.8)  # the pack's (positive, negative) factors on SDXL's original size  # ComfyUI's UNetModel, whose forward the pack patches
+SDXL_SIZE_SCALE = (1.5, 0.8)  # the pack's (positive, negative) factors on SDXL's original size
 BLUR_SIZE = 13  # the pack's bilateral_blur defaults: a 13 x 13 window, both sigmas 3, reflected borders
 BLUR_SIGMA = 3.0
 MAX_SHARPNESS = 100.0
@@ -596,7 +595,9 @@ def sharpened(model, sharpness: float, latent_image: dict):
         model.adm_size_scale = SDXL_SIZE_SCALE
     if sharpness == 0:
         return model
-    if arch not in UNET_ARCHS:
+    from graphflow.models.architectures import ARCHITECTURES
+
+    if getattr(ARCHITECTURES.get(arch), "saved_as", None) != "unet":  # the SD1 / SD2 / SDXL UNet families
         raise NodeInputError("model", f"a {arch} model: the pack's sharpness patches ComfyUI's SD1 / SD2 / SDXL UNet; "
                                       "set sharpness 0 for other models")
     samples = latent_image.get("samples") if isinstance(latent_image, dict) else None

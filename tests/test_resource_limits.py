@@ -89,6 +89,9 @@ NOT_OUTPUT_SIZES = {
     "UltimateSDUpscale": "batch_size: tiles sampled per batch",
     "UltimateSDUpscaleCustomSample": "batch_size: tiles sampled per batch",
     "UltimateSDUpscaleNoUpscale": "batch_size: tiles sampled per batch",
+    "FillKsamplerPlus": "batch_size: slices sampled per batch",
+    "FillKsamplerBasic": "batch_size: slices sampled per batch",
+    "LayerUtilityImageBatchToList": "batch_size: images per list item, cut from the input batch",
 }
 
 
