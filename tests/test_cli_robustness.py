@@ -48,7 +48,8 @@ def probe(tmp_path, *argv):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["nodes"],
-                                  ["validate", str(ROOT / "workflows" / "txt2img.json")]])
+                                  ["validate", str(ROOT / "workflows" / "txt2img.json")],
+                                  ["inspect", "graphflow-demo.safetensors"]])
 def test_light_commands_import_no_heavy_modules(tmp_path, argv):
     code, loaded = probe(tmp_path, *argv)
     assert code == 0

@@ -5,7 +5,7 @@ from collections import Counter
 
 from .architecture import UNET_PREFIX, VAE_PREFIX, detect_architecture, format_prefixes, prefix_summary
 from .flow_architecture import FlowInfo
-from .text_encoders import HF, OPENCLIP
+from .configs import HF, OPENCLIP
 from .weight_files import CheckpointError, WeightFile, dtype_name
 
 
