@@ -68,6 +68,18 @@ def written_once(tmp_path_factory):
     return written
 
 
+@pytest.fixture
+def fonts(tmp_folders):
+    """Pillow's own default font (Aileron, which it carries inside) written as models/fonts/aileron.ttf
+    (the font-drawing packs' tests)."""
+    from PIL import ImageFont
+
+    folder = tmp_folders.models / "fonts"
+    folder.mkdir(parents=True)
+    (folder / "aileron.ttf").write_bytes(ImageFont.load_default(10).path.getvalue())
+    return folder
+
+
 def _fresh_manager(patch: pytest.MonkeyPatch):
     """A memory manager of its own, with no budget from the environment; offloaded at the end."""
     from graphflow import memory

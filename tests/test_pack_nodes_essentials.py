@@ -956,16 +956,6 @@ def test_display_any_old_and_new_saves(registry):
     assert saved[2] == ["tensor shape"] and saved[3] == ["raw value"]
 
 
-@pytest.fixture
-def fonts(tmp_folders):
-    """Pillow's own default font (Aileron, which it carries inside) written as models/fonts/aileron.ttf."""
-    from PIL import ImageFont
-    folder = tmp_folders.models / "fonts"
-    folder.mkdir(parents=True)
-    (folder / "aileron.ttf").write_bytes(ImageFont.load_default(10).path.getvalue())
-    return folder
-
-
 def pillow_text(font_path, text, size, color, background, shadow, blur, shadow_color, h_align, v_align, dx, dy,
                 canvas=None):
     """The pack's drawing steps, with Pillow (on a canvas of `canvas` (width, height): img_composite's)."""

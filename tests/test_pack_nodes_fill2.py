@@ -21,21 +21,12 @@ from graphflow.server.comfyui_object_info import object_info
 from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph, ui_graph, ui_node
+from tests.test_pack_nodes_fill import _images, _refused
 
 
 @pytest.fixture(scope="module")
 def registry():
     return Registry().load_builtin()
-
-
-def _images(seed=0, batch=2, height=12, width=16, channels=3):
-    return torch.rand(batch, height, width, channels, generator=torch.Generator().manual_seed(seed))
-
-
-def _refused(registry, node_type, input_name, match=None, **inputs):
-    with pytest.raises(NodeInputError, match=match) as caught:
-        call(registry, node_type, **inputs)
-    assert caught.value.input == input_name
 
 
 def _levels(image):

@@ -501,16 +501,6 @@ def test_drop_shadow_v3_refuses_another_size(registry):
 # -- SimpleTextImage -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fonts(tmp_folders):
-    """Pillow's own default font (Aileron, which it carries inside) written as models/fonts/aileron.ttf."""
-    from PIL import ImageFont
-    folder = tmp_folders.models / "fonts"
-    folder.mkdir(parents=True)
-    (folder / "aileron.ttf").write_bytes(ImageFont.load_default(10).path.getvalue())
-    return folder
-
-
 def pack_text_image(font_path, text, align, char_per_line, leading, font_size, text_color, stroke_width,
                     stroke_color, x_offset, y_offset, width, height):
     """simple_text_image.py's drawing, step by step."""

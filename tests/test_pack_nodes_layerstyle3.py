@@ -24,15 +24,6 @@ def registry(builtin_registry):
     return builtin_registry
 
 
-@pytest.fixture
-def fonts(tmp_folders):
-    """Pillow's own default font (Aileron, which it carries inside) written as models/fonts/aileron.ttf."""
-    folder = tmp_folders.models / "fonts"
-    folder.mkdir(parents=True)
-    (folder / "aileron.ttf").write_bytes(ImageFont.load_default(10).path.getvalue())
-    return folder
-
-
 # -- TextImage (V2): the pack's code, step by step -----------------------------------------------------------
 
 

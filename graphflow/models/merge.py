@@ -94,7 +94,7 @@ def merge_modules(first: nn.Module, second: nn.Module, factors: Factors, what: s
                  f"factor kept, as ComfyUI does): {', '.join(unmerged[:3])}")
         if only1 or only2:
             warn(f"{what}: merged by name, as ComfyUI does: {len(only1)} weight(s) only the first has kept as they "
-                 f"are {only1[:3]}, {len(only2)} only the second has unused {only2[:3]}")
+                 f"are {sorted(only1)[:3]}, {len(only2)} only the second has unused {only2[:3]}")
     return patched_copy(first, weights)
 
 
