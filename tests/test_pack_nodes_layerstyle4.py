@@ -1,0 +1,352 @@
+"""ComfyUI_LayerStyle's round-4 nodes (nodes/pack_nodes_layerstyle4.py): LUT Apply against a LUT of an affine
+map (trilinear interpolation of it is exact) written out with the pack's 8-bit steps; ICMask's layout and
+fill against the pack's fit_image written out (OpenCV's cubic resize, the pack's call, for the picture; the
+nearest-exact rule for masks); GetMainColors (+V2) against pictures of five flat colours whose areas are known;
+ColorName against known nearest names; ImageReel (+Composit) against the pack's drawing written out with
+Pillow; ImageTaggerSave (+V2) by the files written; an API prompt run through the executor."""
+
+import datetime
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from graphflow.context import NodeInputError
+from graphflow.executor import Executor
+from graphflow.workflow import parse_workflow
+from nodes.pack_nodes import _core
+from tests.test_pack_nodes_essentials import AFFINE, write_cube
+from tests.test_pack_nodes_layerstyle import node, pil, rand, tensor
+
+
+@pytest.fixture(scope="module")
+def registry(builtin_registry):
+    return builtin_registry
+
+
+# -- LUT Apply -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def luts(tmp_folders):
+    folder = tmp_folders.models / "luts"
+    folder.mkdir(parents=True)
+    write_cube(folder / "affine.cube", 5, function=lambda c: AFFINE[0] @ c + AFFINE[1])
+    return folder
+
+
+def graded_levels(levels, log: bool, strength: int):
+    """The pack's apply_lut on 8-bit levels: affine (the cube's map), log's powers, strength's blend, truncated."""
+    x = levels / 255.0
+    y = (x ** (1 / 2.2) if log else x) @ AFFINE[0].T + AFFINE[1]
+    y = y ** 2.2 if log else y
+    y = strength / 100 * y + (1 - strength / 100) * x
+    return np.clip(255.0 * y, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("log,strength", [(False, 100), (True, 100), (False, 40)])
+def test_lut_apply_grades_the_8_bit_picture(registry, luts, log, strength):
+    image = rand(2, 5, 6, 3, seed=3)
+    got = node(registry, "LayerColor: LUT Apply", image=image, LUT="affine.cube",
+               color_space="log" if log else "linear", strength=strength)
+    levels = np.clip(255.0 * image.numpy(), 0, 255).astype(np.uint8).astype(np.float64)
+    want = graded_levels(levels, log, strength)
+    assert got.shape == image.shape
+    # exact but for a level whose value lands within float error of a whole number
+    assert np.abs(got.numpy() * 255 - want).max() <= 1.0001
+    assert np.mean(np.round(got.numpy() * 255) == want) > 0.97
+
+
+def test_lut_apply_keeps_alpha_and_names_a_missing_file(registry, luts):
+    image = rand(1, 4, 4, 4, seed=4)
+    got = node(registry, "LayerColor: LUT Apply", image=image, LUT="affine.cube", color_space="linear", strength=100)
+    levels = np.clip(255.0 * image.numpy(), 0, 255).astype(np.uint8)
+    assert np.array_equal(np.round(got.numpy()[..., 3] * 255), levels[..., 3])
+    assert np.abs(got.numpy()[..., :3] * 255 - graded_levels(levels[..., :3].astype(float), False, 100)).max() <= 1.0001
+    for name in ("../luts/affine.cube", "/etc/passwd", "gone.cube"):  # past the choices' check: run() refuses too
+        with pytest.raises(NodeInputError) as e:
+            _core(registry.get("LayerColorLUTApply"), image=image, LUT=name, color_space="linear", strength=100)
+        assert e.value.input == "LUT", name
+
+
+# -- ICMask / ICMaskCropBack ----------------------------------------------------------------------------------
+
+
+def nearest_exact(mask, width, height):
+    """OpenCV's INTER_NEAREST_EXACT written out: destination pixel i reads source floor((i + 0.5) * src / dst)."""
+    rows = np.floor((np.arange(height) + 0.5) * mask.shape[0] / height).astype(int)
+    cols = np.floor((np.arange(width) + 0.5) * mask.shape[1] / width).astype(int)
+    return mask[rows][:, cols]
+
+
+def test_ic_mask_lays_a_wide_picture_over_its_patch(registry):
+    # 40 × 20, output_length 200 -> 192: halves of 128 × 96 (wide: patch below); scaled by 3.2 to 128 × 64
+    picture = torch.zeros(1, 20, 40, 3)
+    picture[..., 0], picture[..., 1], picture[..., 2] = 0.25, 0.5, 0.75
+    mask = torch.zeros(1, 20, 40)
+    mask[0, 3:9, 5:22] = 1
+    image, out_mask, layout = node(registry, "LayerUtility: ICMask", first_image=picture, patch_mode="auto",
+                                   output_length=200, patch_color="#FF0000", first_mask=mask)
+    assert image.shape == (1, 192, 128, 3) and out_mask.shape == (1, 192, 128)
+    first, second = image[0, :96].numpy(), image[0, 96:].numpy()
+    assert np.allclose(first[:16], 1) and np.allclose(first[80:], 1)  # centred on white
+    assert np.allclose(first[16:80], [0.25, 0.5, 0.75], atol=1e-6)  # cubic of a flat picture: flat
+    assert np.array_equal(second, np.broadcast_to(np.array([1.0, 0, 0], np.float32), second.shape))
+    want_mask = np.zeros((96, 128), np.float32)
+    want_mask[16:80] = nearest_exact(mask[0].numpy(), 128, 64)
+    assert np.array_equal(out_mask[0, :96].numpy(), want_mask)
+    assert np.array_equal(out_mask[0, 96:].numpy(), np.ones((96, 128)))  # no second mask: all white
+    assert (layout.x_offset, layout.y_offset, layout.target_width, layout.target_height) == (0, 96, 128, 96)
+    assert (layout.total_width, layout.total_height) == (128, 192)
+    back = node(registry, "LayerUtility: ICMaskCropBack", image=image, icmask_data=layout)
+    assert torch.equal(back, image[:, 96:192, :128])
+
+
+def test_ic_mask_puts_a_second_picture_beside_a_tall_one(registry):
+    first, second = rand(1, 30, 20, 3, seed=5), rand(2, 10, 16, 3, seed=6)
+    second_mask = torch.zeros(1, 10, 16)
+    second_mask[0, 2:5, 3:12] = 1
+    image, mask, layout = node(registry, "LayerUtility: ICMask", first_image=first, patch_mode="auto",
+                               output_length=130, patch_color="#FFFFFF", second_image=second,
+                               second_mask=second_mask)
+    # 130 -> 128: halves of 64 × 85 side by side; the first scaled by min(64/20, 85/30) to 56 × 85
+    assert image.shape == (1, 85, 128, 3)
+    want = np.ones((85, 64, 3), np.float32)
+    want[:, 4:60] = cv2.resize(first[0].numpy(), (56, 85), interpolation=cv2.INTER_CUBIC)
+    assert np.allclose(image[0, :, :64].numpy(), np.clip(want, 0, 1), atol=1e-6)
+    # the second (its batch's first) by min(64/16, 85/10) = 4 to 64 × 40, 22 rows down
+    want = np.ones((85, 64, 3), np.float32)
+    want[22:62] = cv2.resize(second[0].numpy(), (64, 40), interpolation=cv2.INTER_CUBIC)
+    assert np.allclose(image[0, :, 64:].numpy(), np.clip(want, 0, 1), atol=1e-6)
+    want_mask = np.zeros((85, 64), np.float32)
+    want_mask[22:62] = nearest_exact(second_mask[0].numpy(), 64, 40)
+    assert np.array_equal(mask[0, :, 64:].numpy(), want_mask) and not mask[0, :, :64].any()
+    assert (layout.x_offset, layout.y_offset, layout.target_width, layout.target_height) == (64, 0, 64, 85)
+    back = node(registry, "LayerUtility: ICMaskCropBack", image=image, icmask_data=layout)
+    assert torch.equal(back, image[:, :, 64:128])
+
+
+def test_ic_mask_refuses_a_non_picture(registry):
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ICMask", first_image=torch.zeros(1, 4, 4), patch_mode="auto",
+             output_length=128, patch_color="#FFFFFF")
+    assert e.value.input == "first_image"
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ICMaskCropBack", image=torch.zeros(1, 4, 4, 3), icmask_data="layout")
+    assert e.value.input == "icmask_data"
+
+
+# -- GetMainColors (V2) ---------------------------------------------------------------------------------------
+
+# five well-apart colours in columns of 10, 8, 6, 4 and 2 pixels of a 30 × 20 picture (no blur: (30 + 20) // 400)
+FIVE = [(204, 51, 0), (0, 153, 255), (255, 255, 102), (51, 0, 153), (102, 204, 51)]
+WIDTHS = [10, 8, 6, 4, 2]
+
+
+def five_colours():
+    columns = np.concatenate([np.tile(np.array(c, np.uint8), (20, w, 1)) for c, w in zip(FIVE, WIDTHS)], axis=1)
+    return tensor(Image.fromarray(columns))
+
+
+def close_to(hex_color, rgb):
+    """The pack's centre * 255, truncated: within one level of the colour's."""
+    got = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
+    return hex_color == hex_color.upper() and all(abs(a - b) <= 1 for a, b in zip(got, rgb))
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_get_main_colors_finds_the_five(registry, algorithm):
+    preview, *colors = node(registry, "LayerUtility: GetMainColors", image=five_colours(),
+                            k_means_algorithm=algorithm)
+    assert sorted(sum(close_to(c, rgb) for c in colors) for rgb in FIVE) == [1] * 5
+    assert preview.shape == (1, 640, 512, 3)
+    for i, color in enumerate(colors):
+        band = np.round(preview[0, 128 * i:128 * (i + 1)].numpy() * 255)
+        assert (band == [int(color[j:j + 2], 16) for j in (1, 3, 5)]).all()
+
+
+def test_get_main_colors_v2_orders_by_share_and_labels(registry):
+    preview, *colors = node(registry, "LayerUtility: GetMainColorsV2", image=five_colours(),
+                            k_means_algorithm="lloyd")
+    assert all(close_to(c, rgb) for c, rgb in zip(colors, FIVE))  # most pixels first
+    assert preview.shape == (1, 320, 512, 3)
+    for i, color in enumerate(colors):
+        band = np.round(preview[0, 64 * i:64 * (i + 1)].numpy() * 255)
+        rgb = [int(color[j:j + 2], 16) for j in (1, 3, 5)]
+        assert (band[:, :5] == rgb).all()  # left of the label
+        light = (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) / 255 > 0.5
+        label = [0, 0, 0] if light else [255, 255, 255]
+        assert (band == label).all(axis=-1).sum() > 50  # the label in the contrasting colour
+
+
+def test_get_main_colors_refuses_a_picture_of_under_five_pixels(registry):
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: GetMainColors", image=torch.rand(1, 2, 2, 3), k_means_algorithm="lloyd")
+    assert e.value.input == "image"
+
+
+# -- ColorName ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("color,palette,name", [
+    ("#00FFFF", "css3", "cyan"),  # aqua's twin: the later name in the table
+    ("#808080", "css3", "grey"), ("#7F7F7F", "css3", "grey"), ("#FE0101", "css3", "red"),
+    ("#010101", "css3", "black"), ("#FF7F51", "css3", "coral"), ("#A9A9A9", "css3", "darkgrey"),
+    ("#00FFFF", "html4", "aqua"), ("#7F7F7F", "html4", "gray"), ("#C0C0C1", "html4", "silver"),
+    ("#F00", "html4", "red"),
+])
+def test_color_name_is_the_nearest(registry, color, palette, name):
+    assert node(registry, "LayerUtility: ColorName", color=color, palette=palette) == name
+
+
+def test_color_name_table_and_refusals(registry):
+    from nodes.pack_nodes_layerstyle4 import css3_names
+    names = css3_names()
+    assert len(names) == 147 and "rebeccapurple" not in names
+    assert names[names.index("darkgray"):names.index("darkgray") + 3] == ["darkgray", "darkgrey", "darkgreen"]
+    for color, palette, input_name in [("#12345", "css3", "color"), ("red", "css3", "color"),
+                                       ("#000000", "xkcd", "palette")]:
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "LayerUtility: ColorName", color=color, palette=palette)
+        assert e.value.input == input_name
+
+
+# -- ImageReel / ImageReelComposit: the pack's drawing written out ---------------------------------------------
+
+
+def pack_reel(pictures, texts, reel_height, border):
+    scaled = []
+    for picture in pictures:
+        w = int(reel_height / picture.height * picture.width)
+        scaled.append(picture.resize((w, reel_height), Image.LANCZOS))
+    reel = Image.new("RGBA", (sum(p.width + border for p in scaled), reel_height + border), (0, 0, 0, 0))
+    x = border // 2
+    for p in scaled:
+        reel.paste(p, (x, border // 2))
+        x += p.width + border
+    return reel, [[t, p.width] for t, p in zip(texts, scaled)]
+
+
+def pack_levels(values, out_white):
+    """imagefunc.adjust_levels(x, 0, 255, 0.5, 0, out_white): midtones 0.5 squares, then scaled to 0..out_white."""
+    x = np.clip(255 * np.power(values.astype(np.float64) / 255, 1 / 0.5), 0, 255)
+    return np.clip(x / 255 * out_white, 0, 255).astype(np.uint8)
+
+
+def pack_composit(reels, font_path, font_size, border, theme):
+    bg, fg = ("#E5E5E5", "#121212") if theme == "light" else ("#121212", "#E5E5E5")
+    space = int(font_size * 1.5)
+    width = max(r[0].width for r in reels)
+    height = sum(r[0].height + space + border for r in reels)
+    out = Image.new("RGB", (width, height), bg)
+    font = ImageFont.truetype(str(font_path), font_size)
+    y = 0
+    for image, texts, reel_border in reels:
+        band = Image.new("RGBA", (image.width, reel_border + int(font_size * 1.5)), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(band)
+        x = reel_border
+        for text, w in texts:
+            draw.text((x + w // 2 - font.getbbox(text)[2] // 2, reel_border // 4), text, fill=fg, font=font)
+            x += w + reel_border
+        shadow = image.height // 80
+        alpha = image.split()[3]
+        blurred = Image.fromarray(pack_levels(np.asarray(alpha.filter(ImageFilter.GaussianBlur(shadow // 1.3))), 54))
+        box = ((width - image.width) // 2, y)
+        out.paste(Image.new("RGBA", image.size, "black"), (box[0] + shadow, box[1] + shadow), mask=blurred)
+        out.paste(image, box, mask=alpha)
+        out.paste(Image.new("RGB", band.size, fg), (box[0], box[1] + image.height), mask=band.split()[3])
+        y += image.height + space + border
+    return out
+
+
+def test_image_reel_and_composit_draw_as_the_pack(registry, fonts):
+    one, two, three = rand(2, 30, 40, 3, seed=7), rand(1, 50, 20, 3, seed=8), rand(1, 20, 20, 4, seed=9)
+    reel_a = node(registry, "LayerUtility: ImageReel", image1=one, image1_text="cat", image2_text="dog",
+                  image3_text="", image4_text="", reel_height=64, border=8, image2=two)
+    want, texts = pack_reel([pil(one[0]), pil(one[1]), pil(two[0])], ["cat", "cat", "dog"], 64, 8)
+    assert np.array_equal(np.asarray(reel_a.image), np.asarray(want)) and reel_a.texts == texts
+    reel_b = node(registry, "LayerUtility: ImageReel", image1=three, image1_text="bird", image2_text="",
+                  image3_text="", image4_text="", reel_height=160, border=16)
+    want_b, texts_b = pack_reel([pil(three[0])], ["bird"], 160, 16)
+    assert np.array_equal(np.asarray(reel_b.image), np.asarray(want_b))
+    for theme in ("light", "dark"):
+        got = node(registry, "LayerUtility: ImageReelComposit", reel_1=reel_a, font_file="aileron.ttf",
+                   font_size=12, border=10, color_theme=theme, reel_2=reel_b)
+        drawn = pack_composit([(want, texts, 8), (want_b, texts_b, 16)], fonts / "aileron.ttf", 12, 10, theme)
+        assert got.shape == (1, drawn.height, drawn.width, 3)
+        assert np.array_equal(np.round(got[0].numpy() * 255), np.asarray(drawn))
+
+
+def test_image_reel_composit_refuses_what_is_not_a_reel(registry, fonts):
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ImageReelComposit", reel_1=torch.zeros(1, 4, 4, 3), font_file="aileron.ttf",
+             font_size=12, border=10, color_theme="light")
+    assert e.value.input == "reel_1"
+
+
+# -- ImageTaggerSave (V2) -------------------------------------------------------------------------------------
+
+TAGGER = dict(custom_path="", filename_prefix="comfyui", timestamp="None", format="png", quality=80, preview=False)
+
+
+def test_image_tagger_save_numbers_its_files_in_the_outputs_folder(registry, tmp_folders):
+    image = rand(2, 6, 5, 3, seed=10)
+    node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="a cat\n\n  \nsitting\n", **TAGGER)
+    node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="again", **TAGGER)
+    out = tmp_folders.outputs
+    assert sorted(p.name for p in out.iterdir()) == ["comfyui_00000001.png", "comfyui_00000001.txt",
+                                                      "comfyui_00000002.png", "comfyui_00000002.txt"]
+    assert (out / "comfyui_00000001.txt").read_text(encoding="utf-8") == "a cat\nsitting"
+    assert np.array_equal(np.asarray(Image.open(out / "comfyui_00000001.png")), np.asarray(pil(image[0])))
+    today = datetime.date.today().strftime("%Y-%m-%d")
+    node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="x",
+         **{**TAGGER, "custom_path": "tags/%date", "format": "jpg"})
+    assert sorted(p.name for p in (out / "tags" / today).iterdir()) == ["comfyui_00000001.jpg",
+                                                                        "comfyui_00000001.txt"]
+    for path in ("../elsewhere", "/tmp/elsewhere"):
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="x",
+                 **{**TAGGER, "custom_path": path})
+        assert e.value.input == "custom_path"
+
+
+def test_image_tagger_save_v2_takes_a_file_name(registry, tmp_folders):
+    image = rand(1, 6, 5, 3, seed=11)
+    args = dict(custom_path="", custom_filename="photo.jpeg", remove_custom_filename_ext=True,
+                **{k: v for k, v in TAGGER.items() if k != "custom_path"})
+    for tags in ("first", "second"):  # the same name again replaces the files, as the pack
+        node(registry, "LayerUtility: ImageTaggerSaveV2", image=image, tag_text=tags, **args)
+    out = tmp_folders.outputs
+    assert sorted(p.name for p in out.iterdir()) == ["photo.png", "photo.txt"]
+    assert (out / "photo.txt").read_text(encoding="utf-8") == "second"
+    node(registry, "LayerUtility: ImageTaggerSaveV2", image=image, tag_text="x",
+         **{**args, "remove_custom_filename_ext": False, "timestamp": "second"})
+    assert any(p.name.startswith("photo.jpeg_") and p.name.endswith(".png") for p in out.iterdir())
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ImageTaggerSaveV2", image=image, tag_text="x",
+             **{**args, "custom_filename": "../up.png"})
+    assert e.value.input == "custom_filename"
+
+
+# -- a workflow -----------------------------------------------------------------------------------------------
+
+
+def test_an_api_prompt_with_the_new_classes_runs(registry, tmp_folders):
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 48, "height": 32, "batch_size": 1, "color": 0x3366CC}},
+        "2": {"class_type": "LayerUtility: ICMask", "inputs": {
+            "first_image": ["1", 0], "patch_mode": "auto", "output_length": 192, "patch_color": "#00FF00"}},
+        "3": {"class_type": "LayerUtility: ICMaskCropBack", "inputs": {"image": ["2", 0], "icmask_data": ["2", 2]}},
+        "4": {"class_type": "LayerUtility: GetMainColorsV2", "inputs": {"image": ["3", 0], "k_means_algorithm": "lloyd"}},
+        "5": {"class_type": "LayerUtility: ColorName", "inputs": {"color": ["4", 1], "palette": "html4"}},
+        "6": {"class_type": "LayerUtility: ImageTaggerSave", "inputs": {"image": ["3", 0], "tag_text": ["5", 0],
+                                                                        **TAGGER}},
+    }
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["3", "5", "6"])
+    assert result.status == "success", (result.problems, result.error)
+    crop = result.values["3"][0]
+    assert crop.shape == (1, 96, 128, 3) and torch.all(crop == torch.tensor([0.0, 1.0, 0.0]))  # the patch
+    assert result.values["5"] == ("lime",)
+    assert (tmp_folders.outputs / "comfyui_00000001.txt").read_text(encoding="utf-8") == "lime"
