@@ -1,14 +1,14 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 4, under the pack's class names, inputs and outputs:
 LayerColor: LUT Apply; LayerUtility: ICMask and ICMaskCropBack, GetMainColors (+V2), ColorName, ImageReel and
-ImageReelComposit, ImageTaggerSave (+V2).
+ImageReelComposit, ImageTaggerSave (+V2) and LoadImagesFromPath.
 
 Read from the pack's py/color_correct_LUTapply.py at be52ed80d84777c59452006c71b5f2a83823dc2f (and at
 33d9f817de53f80bcd2631f0dcee13066975f829, before its strength input), py/ic_mask.py at
 535704915f08558a3fe2d83a808a512276a464b0 (code the pack took from lrzjason/Comfyui-In-Context-Lora-Utils),
 py/get_main_colors.py at 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed and the file holding LS_GetMainColorsV2 with
 it (by content: the code index named no path), py/color_name.py at 15d3bb1fd9f118f9c94573e22ee42a31fd81ceed,
-py/image_reel.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_tagger_save.py at
-25965f5c0e710750aec73ca92f99ae373dfbb910, py/distort_displace.py at a1875e824ca67af285706abe170a0e509c043aec
+py/image_reel.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_tagger_save.py and
+py/load_images_from_path.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, py/distort_displace.py at a1875e824ca67af285706abe170a0e509c043aec
 (not built: see below), py/imagefunc.py at cf8c238f8a534b1297a5135a2bdff91a6562b388 (apply_lut, RGB_to_Hex,
 Hex_to_RGB, gaussian_blur, adjust_levels, remove_empty_lines, mask_edge_detail, generate_VITMatte) and at
 a1875e824ca67af285706abe170a0e509c043aec (get_resource_dir: the pack's own lut and font folders).
@@ -27,14 +27,14 @@ css3 table is those less rebeccapurple, in its order); its xkcd table (the 949 c
 survey, CC0) is not shipped this round: palette xkcd is refused, naming why.
 
 Not yet built (a later round; their source was not read this round): DrawRoundedRectangle, ImageCompositeHandleMask,
-NameToColor, LoadImagesFromPath, LayerColor: ColorofShadowHighlightV2 and LayerFilter: DistortDisplace (its
+NameToColor, LayerColor: ColorofShadowHighlightV2 and LayerFilter: DistortDisplace (its
 displacement_image, in imagefunc.py past what the code index holds, was not found). Left out for good (listed in
 graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT): LayerMask: MaskEdgeUltraDetail (+V2, V3), whose matting runs
 pymatting (which needs numba), OpenCV-contrib's guided filter or the VITMatte model."""
 
 from __future__ import annotations
 
-from graphflow.api import IMAGE, MASK, STRING, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, \
+from graphflow.api import IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Int, ListOf, Node, NodeInputError, \
     Size, Text, check_interrupted, check_run_memory, folders, show, socket_type
 from nodes.pack_nodes_essentials import apply_lut, load_cube, lut_choices
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
@@ -641,3 +641,54 @@ class LayerUtilityImageTaggerSaveV2(_TaggerSave):
         name = PurePath(self.custom_filename).stem if self.remove_custom_filename_ext else self.custom_filename
         return name + stamp(now, self.timestamp)
 
+
+
+# -- LoadImagesFromPath ------------------------------------------------------------------------------------
+
+
+def path_files(path: str) -> list:
+    """LoadImagesFromPath's files: every file of `path`, a folder inside the inputs folder (the pack
+    reads any folder on disk), sorted by name (the pack takes the disk's order); links leading out
+    of it left out; at most 100,000 entries looked at."""
+    from nodes.pack_nodes_fill import _randomizer_folder, listed_files
+    return listed_files(_randomizer_folder(path, "path"), ("",), "path", path)
+
+
+class LayerUtilityLoadImagesFromPath(Node):
+    """Load the pictures of a folder, as LayerUtility's LoadImagesFromPath does: path is a folder
+    inside the inputs folder (the pack reads any folder on disk); its files sorted by name (the
+    pack's are in the disk's order), every select_every_nth from the first, at most image_load_cap
+    of them (0: all). Each file as ComfyUI's LoadImage loads it: its frames (EXIF-turned, frames of
+    another size left out; a camera's MPO: its first picture) as a batch and 1 - alpha as its mask
+    (no alpha: a 64 × 64 black one); lists of the images, masks and file names, and the count. A
+    file that is not a picture is refused, naming it (the pack fails on it). A changed folder is
+    read again; the server's picture-size and batch limits are checked before decoding."""
+    category = "😺dzNodes/LayerUtility/SystemIO"
+    path: str = Text("")
+    image_load_cap: int = Int(0, min=0, max=999999)
+    select_every_nth: int = Int(1, min=1, max=999999)
+    outputs = {"images": ListOf(IMAGE), "masks": ListOf(MASK), "file_name": ListOf(STRING), "frame_count": INT}
+    comfy = ComfyAlias(("LayerUtility: LoadImagesFromPath",), optional=("image_load_cap", "select_every_nth"))
+
+    @classmethod
+    def fingerprint(cls, path="", **widgets):
+        try:
+            return ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in path_files(path))
+        except (NodeInputError, OSError):
+            return "missing"
+
+    def run(self):
+        from nodes.image import _load_picture, check_folder_pictures
+        picked = path_files(self.path)[::self.select_every_nth]
+        picked = picked[:self.image_load_cap] if self.image_load_cap else picked
+        check_folder_pictures(picked, "image_load_cap", "path")
+        images, masks = [], []
+        for file in picked:
+            check_interrupted()
+            try:
+                image, mask = _load_picture(file, file.name)
+            except NodeInputError as e:
+                raise NodeInputError("path", str(e)) from None
+            images.append(image)
+            masks.append(mask)
+        return images, masks, [file.name for file in picked], len(picked)

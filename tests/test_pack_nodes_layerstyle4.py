@@ -350,3 +350,43 @@ def test_an_api_prompt_with_the_new_classes_runs(registry, tmp_folders):
     assert crop.shape == (1, 96, 128, 3) and torch.all(crop == torch.tensor([0.0, 1.0, 0.0]))  # the patch
     assert result.values["5"] == ("lime",)
     assert (tmp_folders.outputs / "comfyui_00000001.txt").read_text(encoding="utf-8") == "lime"
+
+
+# -- LoadImagesFromPath ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shots(tmp_folders):
+    folder = tmp_folders.inputs / "shots"
+    folder.mkdir()
+    levels = np.arange(4 * 5 * 4, dtype=np.uint8).reshape(4, 5, 4) * 3
+    Image.fromarray(levels, "RGBA").save(folder / "a.png")
+    Image.fromarray(levels[..., :3]).save(folder / "b.png")
+    frames = [Image.new("RGB", (6, 3), color) for color in ("red", "blue")]
+    frames[0].save(folder / "c.gif", save_all=True, append_images=frames[1:])
+    Image.new("RGB", (2, 2), "white").save(folder / "d.png")
+    return folder, levels
+
+
+def test_load_images_from_path_reads_every_nth_picture(registry, shots):
+    folder, levels = shots
+    images, masks, names, count = node(registry, "LayerUtility: LoadImagesFromPath", path="shots",
+                                       image_load_cap=0, select_every_nth=2)
+    assert names == ["a.png", "c.gif"] and count == 2
+    assert np.array_equal(np.round(images[0][0].numpy() * 255), levels[..., :3])
+    assert np.allclose(masks[0][0].numpy(), 1 - levels[..., 3] / 255, atol=1e-6)
+    assert images[1].shape == (2, 3, 6, 3)  # the GIF's two frames
+    assert np.allclose(images[1][1].numpy(), [0, 0, 1], atol=0.01)
+    assert masks[1].shape == (2, 64, 64) and not masks[1].any()  # no alpha: ComfyUI's black 64 × 64
+    images, masks, names, count = node(registry, "LayerUtility: LoadImagesFromPath", path="shots/",
+                                       image_load_cap=3, select_every_nth=1)
+    assert names == ["a.png", "b.png", "c.gif"] and count == 3
+
+
+def test_load_images_from_path_stays_in_the_inputs_folder(registry, shots):
+    folder, _ = shots
+    (folder / "notes.txt").write_text("not a picture")
+    for path in ("shots", "../outside", "/etc", "missing"):
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "LayerUtility: LoadImagesFromPath", path=path, image_load_cap=0, select_every_nth=1)
+        assert e.value.input == "path", path
