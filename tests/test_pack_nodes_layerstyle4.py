@@ -339,7 +339,8 @@ def test_an_api_prompt_with_the_new_classes_runs(registry, tmp_folders):
         "2": {"class_type": "LayerUtility: ICMask", "inputs": {
             "first_image": ["1", 0], "patch_mode": "auto", "output_length": 192, "patch_color": "#00FF00"}},
         "3": {"class_type": "LayerUtility: ICMaskCropBack", "inputs": {"image": ["2", 0], "icmask_data": ["2", 2]}},
-        "4": {"class_type": "LayerUtility: GetMainColorsV2", "inputs": {"image": ["3", 0], "k_means_algorithm": "lloyd"}},
+        "4": {"class_type": "LayerUtility: GetMainColorsV2", "inputs": {"image": ["3", 0],
+                                                                        "k_means_algorithm": "lloyd"}},
         "5": {"class_type": "LayerUtility: ColorName", "inputs": {"color": ["4", 1], "palette": "html4"}},
         "6": {"class_type": "LayerUtility: ImageTaggerSave", "inputs": {"image": ["3", 0], "tag_text": ["5", 0],
                                                                         **TAGGER}},
@@ -390,3 +391,132 @@ def test_load_images_from_path_stays_in_the_inputs_folder(registry, shots):
         with pytest.raises(NodeInputError) as e:
             node(registry, "LayerUtility: LoadImagesFromPath", path=path, image_load_cap=0, select_every_nth=1)
         assert e.value.input == "path", path
+
+
+# -- ImageCompositeHandleMask: the pack's composite_layer, box and rounded_rect_gradient_mask_numpy written out --
+
+
+def pack_composite_layer(bg, layer, xc, yc, scale, rotate, aa, opacity):
+    if aa > 1:
+        layer = layer.resize((layer.width * aa, layer.height * aa), Image.LANCZOS)
+    if scale != 1.0:
+        layer = layer.resize((int(layer.width * scale), int(layer.height * scale)), Image.LANCZOS)
+    if rotate != 0:
+        layer = layer.rotate(rotate, expand=True, resample=Image.BICUBIC)
+    if aa > 1:
+        layer = layer.resize((layer.width // aa, layer.height // aa), Image.LANCZOS)
+    r, g, b, a = layer.split()
+    alpha = a.copy()
+    if 0 <= opacity < 100:
+        alpha = alpha.point(lambda i: int(i * opacity * 0.01))
+        layer = Image.merge("RGBA", (r, g, b, alpha))
+    left, top = int(xc - layer.width / 2), int(yc - layer.height / 2)
+    out = bg.copy()
+    out.alpha_composite(layer, (left, top))
+    white = Image.new("L", alpha.size, "white")
+    mask = Image.new("RGBA", out.size, "black")
+    mask.alpha_composite(Image.merge("RGBA", (white, white, white, a)), (left, top))
+    box = Image.new("RGBA", out.size, "black")
+    box.alpha_composite(white.convert("RGBA"), (left, top))
+    return out.convert("RGB"), mask.convert("L"), box.convert("L")
+
+
+def pack_sdf(px, py, x1, y1, x2, y2, r):
+    cx, cy, hw, hh = (x1 + x2) * 0.5, (y1 + y2) * 0.5, (x2 - x1) * 0.5, (y2 - y1) * 0.5
+    dx, dy = px - cx, py - cy
+    rc = np.where((dx < 0) & (dy < 0), r[0], np.where((dx > 0) & (dy < 0), r[1],
+                                                      np.where((dx > 0) & (dy > 0), r[2], r[3])))
+    dx2, dy2 = np.abs(dx) - (hw - rc), np.abs(dy) - (hh - rc)
+    return np.hypot(np.maximum(dx2, 0), np.maximum(dy2, 0)) + np.minimum(np.maximum(dx2, dy2), 0) - rc
+
+
+def pack_handle_mask(w, h, outer, inner, radius):
+    outer = list(outer)
+    if outer[0] <= 0:
+        outer[0] = -radius
+    if outer[1] <= 0:
+        outer[1] = -radius
+    if outer[2] >= w:
+        outer[2] = w + radius
+    if outer[3] >= h:
+        outer[3] = h + radius
+    px, py = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    ro = np.array([radius] * 4, np.float32)
+    ri = np.array([radius // 2] * 4, np.float32)
+    if outer[0] == inner[0]:
+        ro[0] = ro[3] = ri[0] = ri[3] = 0
+    if outer[2] == inner[2]:
+        ro[1] = ro[2] = ri[1] = ri[2] = 0
+    if outer[1] == inner[1]:
+        ro[0] = ro[1] = ri[0] = ri[1] = 0
+    if outer[3] == inner[3]:
+        ro[3] = ro[2] = ri[3] = ri[2] = 0
+    so, si = pack_sdf(px, py, *outer, ro), pack_sdf(px, py, *inner, ri)
+    mask = np.zeros((h, w), np.float32)
+    mask[si < 0] = 1.0
+    between = ~((si < 0) | (so > 0))
+    t = np.clip(1.0 - si[between] / (si[between] - so[between] + 1e-9), 0, 1)
+    mask[between] = t * t * (3 - 2 * t)
+    return (mask * 255).astype(np.uint8)
+
+
+def round_up(n, m):
+    return n if n % m == 0 else (n + m - 1) // m * m
+
+
+HANDLE_ARGS = dict(invert_mask=True, opacity=100, x_percent=40.0, y_percent=55.0, scale=1.5, rotate=20.0,
+                   mirror="horizontal", anti_aliasing=2, handle_detect="mask_area", top_handle=0.3, bottom_handle=0.2,
+                   left_handle=0.5, right_handle=0.1, handle_mask_outradius=12, top_reserve=2, bottom_reserve=1,
+                   left_reserve=3, right_reserve=0, round_to_multiple="8")
+
+
+def test_image_composite_handle_mask_as_the_pack(registry):
+    background, layer = rand(1, 60, 80, 3, seed=12), rand(1, 16, 20, 4, seed=13)
+    layer[0, :3, :, 3] = 0  # a transparent strip: the mask's box is less than the layer's
+    got = node(registry, "LayerUtility: ImageCompositeHandleMask", background_image=background, layer_image=layer,
+               **HANDLE_ARGS)
+    picture = pil(layer[0]).transpose(Image.FLIP_LEFT_RIGHT)
+    image, mask, box = pack_composite_layer(pil(background[0]).convert("RGBA"), picture, 32, 33, 1.5, 20.0, 2, 100)
+    assert np.array_equal(np.round(got[0][0].numpy() * 255), np.asarray(image))
+    assert np.array_equal(np.round(got[1][0].numpy() * 255), np.asarray(mask))
+    assert np.array_equal(np.round(got[2][0].numpy() * 255), np.asarray(box))
+    ys, xs = np.nonzero(np.asarray(mask) > 127)
+    # the reserves widen their own sides (the pack's left / top reserves move the far edges too)
+    x1, y1 = max(xs.min() - 3, 0), max(ys.min() - 2, 0)
+    x2, y2 = min(xs.max() + 0, 80), min(ys.max() + 1, 60)
+    side = ((x2 - x1) + (y2 - y1)) // 2
+    hx1, hx2, hy1, hy2 = int(x1 - 0.5 * side - 1), int(x2 + 0.1 * side + 1), int(y1 - 0.3 * side - 1), int(
+        y2 + 0.2 * side + 1)
+    hw, hh = round_up(hx2 - hx1, 8), round_up(hy2 - hy1, 8)
+    hx1, hy1 = hx1 - (hw - (hx2 - hx1)) // 2, hy1 - (hh - (hy2 - hy1)) // 2
+    hx2, hy2 = hx1 + hw, hy1 + hh
+    if hx1 < 0:
+        hx1, hx2 = 0, round_up(hx2, 8)
+    if hx2 > 80:
+        hx1, hx2 = hx2 - round_up(hx2 - hx1, 8), 80
+    if hy1 < 0:
+        hy1, hy2 = 0, round_up(hy2, 8)
+    if hy2 > 60:
+        hy1, hy2 = hy2 - round_up(hy2 - hy1, 8), 60
+    assert got[4] == [hx1, hy1, hx2, hy2]
+    want = pack_handle_mask(80, 60, (hx1, hy1, hx2, hy2), (x1, y1, x2, y2), 12)
+    assert np.array_equal(np.round(got[3][0].numpy() * 255), want)
+    sides = ("top," * (hy1 <= 0)) + ("bottom," * (hy2 >= 60)) + ("left," * (hx1 <= 0)) + ("right" * (hx2 >= 80))
+    assert got[5] == (sides or "None")
+
+
+def test_image_composite_handle_mask_with_a_layer_mask_past_the_edge(registry):
+    background, layer = rand(1, 40, 40, 3, seed=14), rand(1, 12, 12, 3, seed=15)
+    layer_mask = torch.zeros(1, 12, 12)
+    layer_mask[0, 2:10, 3:9] = 1
+    args = {**HANDLE_ARGS, "x_percent": 5.0, "y_percent": 95.0, "scale": 1.0, "rotate": 0.0, "mirror": "None",
+            "anti_aliasing": 0, "invert_mask": False, "round_to_multiple": "None", "handle_detect": "layer_bbox"}
+    got = node(registry, "LayerUtility: ImageCompositeHandleMask", background_image=background, layer_image=layer,
+               layer_mask=layer_mask, **args)
+    # the layer's box, 12 × 12 centred at (2, 38): columns -4..7, rows 32..43, cut at the picture
+    want_box = np.zeros((40, 40))
+    want_box[32:, :8] = 255
+    assert np.array_equal(np.round(got[2][0].numpy() * 255), want_box)
+    assert got[5] == "bottom,left,"  # the pack fails here without round_to_multiple
+    assert got[4][0] == 0 and got[4][3] == 40
+
