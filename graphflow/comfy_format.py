@@ -503,7 +503,7 @@ CUSTOM_PACKS = {
     "ComfyUI_Fill-Nodes": ("FL_",),
     # before ComfyUI_LayerStyle's prefixes, which its names share
     "ComfyUI_LayerStyle_Advance": tuple(LAYERSTYLE_ADVANCE_LEFT_OUT),
-    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle*.py hold its model-free nodes, rounds 1 to 3);
+    # chflame163's ComfyUI_LayerStyle (nodes/pack_nodes_layerstyle*.py hold its model-free nodes, rounds 1 to 4);
     # its classes carry these prefixes ("LayerStyle_" in its first versions)
     "ComfyUI_LayerStyle": ("LayerStyle: ", "LayerUtility: ", "LayerMask: ", "LayerColor: ", "LayerFilter: ",
                            "LayerStyle_"),
@@ -531,6 +531,11 @@ LAYERSTYLE_LEFT_OUT = {
                     "downloads"),
     **dict.fromkeys(("LayerUtility: LoadVQAModel", "LayerUtility: VQAPrompt"),
                     "it runs (or loads) the BLIP visual-question-answering model the pack downloads"),
+    # round 4 (nodes/pack_nodes_layerstyle4.py)
+    **dict.fromkeys(("LayerMask: MaskEdgeUltraDetail", "LayerMask: MaskEdgeUltraDetail V2",
+                     "LayerMask: MaskEdgeUltraDetail V3"),
+                    "its edge matting runs pymatting (which needs numba), OpenCV-contrib's guided filter or the VITMatte "
+                    "model the pack downloads, none of them graphflow dependencies"),
 }
 # JPS-GER's ComfyUI_JPS-Nodes' classes left out of nodes/pack_nodes_jps.py, with why
 JPS_LEFT_OUT = {"SDXL Prompt Styler (JPS)": "it reads the pack's own style files (styles/main, artists, movies), "
