@@ -520,3 +520,63 @@ def test_image_composite_handle_mask_with_a_layer_mask_past_the_edge(registry):
     assert got[5] == "bottom,left,"  # the pack fails here without round_to_multiple
     assert got[4][0] == 0 and got[4][3] == 40
 
+
+
+# -- DistortDisplace: the pack's displacement_image written out, its blends by the blend_modes package ---------
+
+
+def pack_displacement(material, grey, strength, smoothness, aa):
+    w, h = material.size
+    grey = grey.convert("L")
+    if smoothness:
+        grey = grey.filter(ImageFilter.GaussianBlur(smoothness))
+    if aa > 1:
+        material, grey = material.resize((w * aa, h * aa), Image.LANCZOS), grey.resize((w * aa, h * aa), Image.LANCZOS)
+    img, disp = np.asarray(material), np.asarray(grey).astype(np.float32)
+    ys, xs = np.meshgrid(np.arange(disp.shape[0]), np.arange(disp.shape[1]), indexing="ij")
+    offset = (disp / 255.0 * strength * aa).astype(np.int32)
+
+    def mirror(c, size):
+        c = np.where(c < 0, -c, c)
+        return np.where(c >= size, 2 * size - c - 1, c)
+
+    out = Image.fromarray(img[mirror(ys + offset, disp.shape[0]), mirror(xs + offset, disp.shape[1])], "RGB")
+    if aa > 1:
+        out = out.filter(ImageFilter.GaussianBlur(int(aa / 3))).resize((w, h), Image.LANCZOS)
+    return out
+
+
+def library_blend(function, back, layer, percent):
+    backdrop = np.asarray(back.convert("RGBA"), dtype=float)
+    source = np.asarray(layer.convert("RGBA"), dtype=float)
+    return Image.fromarray(np.uint8(function(backdrop, source, percent / 100))).convert("RGB")
+
+
+@pytest.mark.parametrize("strength,aa", [(30.0, 1), (-45.5, 3)])
+def test_distort_displace_as_the_pack(registry, strength, aa):
+    import blend_modes
+    image, material = rand(1, 24, 20, 3, seed=16), rand(1, 24, 20, 3, seed=17)
+    mask = torch.zeros(1, 12, 10)
+    mask[0, 2:9, 1:6] = 1
+    got, moved = node(registry, "LayerFilter: DistortDisplace", image=image, material_image=material,
+                      distort_strength=strength, smoothness=2, anti_aliasing=aa, shadow_blend_mode="multiply",
+                      shadow_strength=60, highlight_blend_mode="screen", highlight_strength=25, mask=mask)
+    want_moved = pack_displacement(pil(material[0]), pil(image[0]), strength, 2, aa)
+    assert np.array_equal(np.round(moved[0].numpy() * 255), np.asarray(want_moved))
+    blended = library_blend(blend_modes.multiply, pil(image[0]), want_moved, 60)
+    blended = library_blend(blend_modes.screen, blended, want_moved, 25)
+    want = pil(image[0])
+    want.paste(blended, mask=pil(mask[0]).resize((20, 24), Image.LANCZOS))
+    assert np.array_equal(np.round(got[0].numpy() * 255), np.asarray(want))
+
+
+def test_distort_displace_refuses_what_the_pack_fails_on(registry):
+    image = torch.ones(1, 8, 8, 3)
+    args = dict(smoothness=0, anti_aliasing=1, shadow_blend_mode="multiply", shadow_strength=50,
+                highlight_blend_mode="screen", highlight_strength=0)
+    for material, strength, input_name in [(torch.rand(1, 8, 9, 3), 10.0, "material_image"),
+                                           (torch.rand(1, 8, 8, 3), 999.0, "distort_strength")]:
+        with pytest.raises(NodeInputError) as e:
+            node(registry, "LayerFilter: DistortDisplace", image=image, material_image=material,
+                 distort_strength=strength, **args)
+        assert e.value.input == input_name
