@@ -28,8 +28,8 @@ Nothing here draws random numbers: GetMainColors' k-means is scikit-learn's KMea
 random_state=0, so a run repeats.
 
 ColorName's css3 and html4 tables are the CSS colour keywords as Pillow's ImageColor holds them (the pack's
-css3 table is those less rebeccapurple, in its order); its xkcd table (the 949 colours of the xkcd colour
-survey, CC0) is not shipped this round: palette xkcd is refused, naming why.
+css3 table is those less rebeccapurple, in its order); its xkcd table, the 949 colours of the xkcd colour survey
+(CC0), ships as graphflow/data/xkcd_colors/xkcd_colors.txt in the pack's order (see its README.md).
 
 Not yet built (a later round): DrawRoundedRectangle and NameToColor (their source was not found in the code
 index this round) and LayerColor: ColorofShadowHighlightV2 (not read). Left out for good (listed in
@@ -37,6 +37,8 @@ graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT): LayerMask: MaskEdgeUltraDetail
 pymatting (which needs numba), OpenCV-contrib's guided filter or the VITMatte model."""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 from graphflow.api import IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, \
     NodeInputError, Size, Text, check_interrupted, check_run_memory, folders, show, socket_type
@@ -364,13 +366,29 @@ def css3_names() -> list[str]:
     return sorted(names, key=lambda name: (name.replace("grey", "gray"), name))
 
 
-def nearest_name(rgb: tuple, names: list[str]) -> str:
+@lru_cache(maxsize=1)
+def xkcd_colors() -> dict[str, tuple[int, int, int]]:
+    """The xkcd survey's colours, name -> (R, G, B), in the pack's table order (graphflow/data/xkcd_colors)."""
+    from importlib import resources
+    text = resources.files("graphflow").joinpath("data", "xkcd_colors", "xkcd_colors.txt").read_text("utf-8")
+    rows = (line.split("\t") for line in text.splitlines() if line)
+    return {name: tuple(int(code[i:i + 2], 16) for i in (1, 3, 5)) for name, code in rows}
+
+
+def palette_colors(palette: str) -> dict[str, tuple[int, int, int]]:
+    """ColorName's table for palette, name -> (R, G, B), in the pack's order."""
+    from PIL import ImageColor
+    if palette == "xkcd":
+        return xkcd_colors()
+    return {name: ImageColor.getrgb(name) for name in (css3_names() if palette == "css3" else HTML4_NAMES)}
+
+
+def nearest_name(rgb: tuple, table: dict) -> str:
     """color_name's rule: the name of the least squared RGB distance; on a tie the later in the
     table (the pack keys its distances by value, so a later name overwrites)."""
-    from PIL import ImageColor
     best, found = None, None
-    for name in names:
-        distance = sum((a - b) ** 2 for a, b in zip(ImageColor.getrgb(name), rgb))
+    for name, color in table.items():
+        distance = sum((a - b) ** 2 for a, b in zip(color, rgb))
         if best is None or distance <= best:
             best, found = distance, name
     return found
@@ -379,9 +397,9 @@ def nearest_name(rgb: tuple, names: list[str]) -> str:
 class LayerUtilityColorName(Node):
     """The name of the colour nearest (least squared RGB distance; ties go to the later name in the
     pack's table) to `color` ('#RRGGBB' or '#RGB'), as LayerUtility's ColorName names it: palette
-    css3 is the 147 CSS colour keywords of the pack's table, html4 the 16 HTML 4 ones. The pack's
-    xkcd table (949 colours of the xkcd survey) is not shipped with graphflow yet: xkcd is refused.
-    Hex of other lengths is refused (the pack reads extra digits into blue)."""
+    xkcd is the 949 colours of the xkcd colour survey, css3 the 147 CSS colour keywords of the pack's
+    table, html4 the 16 HTML 4 ones. Hex of other lengths is refused (the pack reads extra digits
+    into blue)."""
     category = "😺dzNodes/LayerColor"
     color: STRING
     palette: str = Choice(("xkcd", "css3", "html4"), "xkcd")
@@ -391,11 +409,7 @@ class LayerUtilityColorName(Node):
     def run(self):
         if not isinstance(self.color, str):
             raise NodeInputError("color", f"expected a '#RRGGBB' colour text, got {type(self.color).__name__}")
-        rgb = hex_rgb(self.color, "color")
-        if self.palette == "xkcd":
-            raise NodeInputError("palette", "xkcd: graphflow does not ship the pack's xkcd colour table yet; "
-                                            "choose css3 or html4")
-        return nearest_name(rgb, css3_names() if self.palette == "css3" else list(HTML4_NAMES))
+        return nearest_name(hex_rgb(self.color, "color"), palette_colors(self.palette))
 
 
 # -- ImageReel / ImageReelComposit -------------------------------------------------------------------------

@@ -196,6 +196,11 @@ def test_get_main_colors_refuses_a_picture_of_under_five_pixels(registry):
     ("#010101", "css3", "black"), ("#FF7F51", "css3", "coral"), ("#A9A9A9", "css3", "darkgrey"),
     ("#00FFFF", "html4", "aqua"), ("#7F7F7F", "html4", "gray"), ("#C0C0C1", "html4", "silver"),
     ("#F00", "html4", "red"),
+    # the xkcd survey's published values (its rgb.txt): each names itself, and a step off still does
+    ("#E50000", "xkcd", "red"), ("#15B01A", "xkcd", "green"), ("#0343DF", "xkcd", "blue"),
+    ("#7E1E9C", "xkcd", "purple"), ("#FF81C0", "xkcd", "pink"), ("#653700", "xkcd", "brown"),
+    ("#ACC2D9", "xkcd", "cloudy blue"), ("#E40101", "xkcd", "red"), ("#000000", "xkcd", "black"),
+    ("#FFFFFF", "xkcd", "white"),
 ])
 def test_color_name_is_the_nearest(registry, color, palette, name):
     assert node(registry, "LayerUtility: ColorName", color=color, palette=palette) == name
@@ -206,8 +211,11 @@ def test_color_name_table_and_refusals(registry):
     names = css3_names()
     assert len(names) == 147 and "rebeccapurple" not in names
     assert names[names.index("darkgray"):names.index("darkgray") + 3] == ["darkgray", "darkgrey", "darkgreen"]
-    for color, palette, input_name in [("#12345", "css3", "color"), ("red", "css3", "color"),
-                                       ("#000000", "xkcd", "palette")]:
+    from nodes.pack_nodes_layerstyle4 import xkcd_colors
+    table = xkcd_colors()
+    assert len(table) == 949 and list(table)[:2] == ["cloudy blue", "dark pastel green"]
+    assert list(table)[-1] == "purple" and table["macaroni and cheese"] == (0xEF, 0xB4, 0x35)
+    for color, palette, input_name in [("#12345", "css3", "color"), ("red", "css3", "color")]:
         with pytest.raises(NodeInputError) as e:
             node(registry, "LayerUtility: ColorName", color=color, palette=palette)
         assert e.value.input == input_name
