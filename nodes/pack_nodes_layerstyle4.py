@@ -198,7 +198,7 @@ class LayerUtilityICMask(Node):
     category = "😺dzNodes/LayerUtility"
     first_image: IMAGE
     patch_mode: str = Choice(PATCH_MODES, "auto")
-    output_length: int = Int(1536, min=64, max=IC_LENGTH_MAX, step=64)
+    output_length: int = Int(1536, min=64, max=IC_LENGTH_MAX)
     patch_color: str = Choice(PATCH_COLORS, "#FFFFFF")
     first_mask: MASK = None
     second_image: IMAGE = None
