@@ -1,7 +1,7 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 4, under the pack's class names, inputs and outputs:
 LayerColor: LUT Apply; LayerUtility: ICMask and ICMaskCropBack, GetMainColors (+V2), ColorName, ImageReel and
 ImageReelComposit, ImageTaggerSave (+V2), LoadImagesFromPath and ImageCompositeHandleMask; LayerFilter:
-DistortDisplace.
+DistortDisplace; LayerMask: DrawRoundedRectangle.
 
 Read from the pack's py/color_correct_LUTapply.py at be52ed80d84777c59452006c71b5f2a83823dc2f (and at
 33d9f817de53f80bcd2631f0dcee13066975f829, before its strength input), py/ic_mask.py at
@@ -16,7 +16,9 @@ py/distort_displace.py at a1875e824ca67af285706abe170a0e509c043aec, py/imagefunc
 cf8c238f8a534b1297a5135a2bdff91a6562b388 (apply_lut, RGB_to_Hex, Hex_to_RGB, gaussian_blur, adjust_levels,
 remove_empty_lines, mask_area, mask_edge_detail, generate_VITMatte) and at a1875e824ca67af285706abe170a0e509c043aec
 (displacement_image, fit_resize_image, num_round_up_to_multiple, get_resource_dir: the pack's own lut and font
-folders).
+folders); and the file holding LS_DrawRoundedRectangle (by content: the code index named no path; its first line
+says "layerstyle advance", its class is the pack's LayerMask: DrawRoundedRectangle), drawn by imagefunc's
+draw_rounded_rectangle as round 3's RoundedRectangle.
 
 Round 3's quirk policy holds (nodes/pack_nodes_layerstyle3.py): a plain slip gives what was meant, and the
 node's help says how the pack differs; an odd but coherent rule is kept; a bare exception of the pack is a
@@ -31,8 +33,8 @@ ColorName's css3 and html4 tables are the CSS colour keywords as Pillow's ImageC
 css3 table is those less rebeccapurple, in its order); its xkcd table, the 949 colours of the xkcd colour survey
 (CC0), ships as graphflow/data/xkcd_colors/xkcd_colors.txt in the pack's order (see its README.md).
 
-Not yet built (a later round): DrawRoundedRectangle and NameToColor (their source was not found in the code
-index this round) and LayerColor: ColorofShadowHighlightV2 (not read). Left out for good (listed in
+Not yet built (a later round): LayerUtility: NameToColor (its source was not found in the code index this round)
+and LayerColor: ColorofShadowHighlightV2 (not read). Left out for good (listed in
 graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT): LayerMask: MaskEdgeUltraDetail (+V2, V3), whose matting runs
 pymatting (which needs numba), OpenCV-contrib's guided filter or the VITMatte model."""
 
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from graphflow.api import IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, \
+from graphflow.api import ANY, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, Float, Int, ListOf, Node, \
     NodeInputError, Size, Text, check_interrupted, check_run_memory, folders, show, socket_type
 from nodes.pack_nodes_essentials import apply_lut, load_cube, lut_choices
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
@@ -1011,3 +1013,32 @@ class LayerFilterDistortDisplace(Node):
             results.append(to_tensor(result))
             moved.append(to_tensor(out))
         return batch(results), batch(moved)
+
+
+# -- DrawRoundedRectangle ----------------------------------------------------------------------------------
+
+
+class LayerMaskDrawRoundedRectangle(Node):
+    """A mask of one rounded rectangle filling it, as LayerMask's DrawRoundedRectangle draws it:
+    width × height (or size_as's first picture's size), corners rounded by rounded_rect_radius % of
+    half the shorter side (100: an ellipse), drawn at anti_aliasing times the size, smoothed and
+    scaled back (Lanczos), as RoundedRectangle draws its rectangle."""
+    category = "😺dzNodes/LayerMask"
+    rounded_rect_radius: int = Int(50, min=0, max=100)
+    anti_aliasing: int = Int(2, min=0, max=16)
+    width: int = Int(1024, min=8, max=100_000_000, resource="width")
+    height: int = Int(1024, min=8, max=100_000_000, resource="height")
+    size_as: ANY = None
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("LayerMask: DrawRoundedRectangle",), optional=("size_as",))
+
+    def run(self):
+        from nodes.pack_nodes_layerstyle import check_made_size, picture_size
+        from nodes.pack_nodes_layerstyle3 import rounded_rectangle_mask
+        width, height = (self.width, self.height) if self.size_as is None else picture_size(self.size_as, "size_as")
+        factor = max(self.anti_aliasing, 1)
+        check_made_size("size_as" if self.size_as is not None else "width", 1, width * factor, height * factor,
+                        "the rounded rectangle, at anti_aliasing times its size,")
+        mask = rounded_rectangle_mask((width, height), self.rounded_rect_radius, (0, 0, width, height),
+                                      self.anti_aliasing)
+        return to_tensor(mask)

@@ -588,3 +588,28 @@ def test_distort_displace_refuses_what_the_pack_fails_on(registry):
             node(registry, "LayerFilter: DistortDisplace", image=image, material_image=material,
                  distort_strength=strength, **args)
         assert e.value.input == input_name
+
+
+# -- DrawRoundedRectangle: imagefunc.draw_rounded_rectangle written out -------------------------------------
+
+
+def pack_rounded(width, height, radius, scale_factor):
+    scale_factor = max(scale_factor, 1)
+    img = Image.new("L", (width, height), "black").resize((width * scale_factor, height * scale_factor), Image.LANCZOS)
+    r = radius * min(width, height) * 0.005
+    ImageDraw.Draw(img).rounded_rectangle([0, 0, width * scale_factor, height * scale_factor], radius=r * scale_factor,
+                                          fill="white")
+    return img.filter(ImageFilter.SMOOTH_MORE).resize((width, height), Image.LANCZOS)
+
+
+@pytest.mark.parametrize("radius,aa", [(50, 2), (100, 0), (0, 3)])
+def test_draw_rounded_rectangle_as_the_pack(registry, radius, aa):
+    got = node(registry, "LayerMask: DrawRoundedRectangle", rounded_rect_radius=radius, anti_aliasing=aa, width=40,
+               height=24)
+    assert got.shape == (1, 24, 40)
+    assert np.array_equal(np.round(got[0].numpy() * 255), np.asarray(pack_rounded(40, 24, radius, aa)))
+    if radius == 100:  # an ellipse: the corners black, the middle white
+        assert got[0, 0, 0] == 0 and got[0, 12, 20] == 1
+    sized = node(registry, "LayerMask: DrawRoundedRectangle", rounded_rect_radius=radius, anti_aliasing=aa, width=8,
+                 height=8, size_as=torch.zeros(2, 24, 40, 3))
+    assert torch.equal(sized, got)
