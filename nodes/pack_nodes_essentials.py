@@ -727,9 +727,15 @@ def apply_lut(table, domain, x):
     """[..., 3] values through a LUT, as colour applies them: each channel through its curve (1D,
     linear interpolation; outside the domain the first or last segment is extended, as colour's
     default Extrapolator "Linear" does) or the colour through the cube (3D, trilinear
-    interpolation; values outside the domain take its edge's)."""
+    interpolation; values outside the domain take its edge's). A NaN value (a negative one raised
+    to 1/2.2) gives NaN, as colour's does: its channel through a curve, the whole colour through a
+    cube."""
     import torch
     size = table.shape[0]
+    undefined = x.isnan()
+    if table.ndim == 4:
+        undefined = undefined.any(-1, keepdim=True).expand_as(x)
+    x = x.nan_to_num(0.0)  # a NaN index would be -2**63; the lookup's result is replaced below
     position = (x - domain[0]) / (domain[1] - domain[0])
     if table.ndim == 4:
         position = position.clamp(0, 1)
@@ -738,7 +744,8 @@ def apply_lut(table, domain, x):
     t = position - below  # below 0 or above 1 outside a 1D LUT's domain: the edge segment extended
     if table.ndim == 2:
         channels = torch.arange(3)
-        return table[below, channels] * (1 - t) + table[below + 1, channels] * t
+        out = table[below, channels] * (1 - t) + table[below + 1, channels] * t
+        return out.masked_fill(undefined, float("nan"))
     out = torch.zeros_like(x)
     for corner in range(8):  # the cell's eight corners, each weighted by its share
         step = [(corner >> axis) & 1 for axis in range(3)]
@@ -746,7 +753,7 @@ def apply_lut(table, domain, x):
         for axis, up in enumerate(step):
             weight = weight * (t[..., axis:axis + 1] if up else 1 - t[..., axis:axis + 1])
         out += weight * table[below[..., 0] + step[0], below[..., 1] + step[1], below[..., 2] + step[2]]
-    return out
+    return out.masked_fill(undefined, float("nan"))
 
 
 class ImageApplyLUT(Node):
@@ -758,7 +765,9 @@ class ImageApplyLUT(Node):
     with gamma_correction, looked up (3D LUTs trilinearly, values outside the domain taking its
     edge's; 1D ones linearly per channel, extended past the domain along the first or last
     segment, as colour does), raised to 2.2 again, scaled back, and blended with the image by
-    `strength`. The result is not clamped, as in the pack. Only files inside models/luts are read
+    `strength`. The result is not clamped, as in the pack; where the pack's is NaN (gamma_correction
+    of a LUT whose domain goes below 0 raises negative values to 1/2.2) ours is 0. Only files inside
+    models/luts are read
     (not links out of it); 3D LUTs of up to 129 points a side."""
     category = "essentials/image processing"
     image: IMAGE
@@ -798,7 +807,7 @@ class ImageApplyLUT(Node):
             x = x ** 2.2
         if not default_domain:
             x = (x - domain[0]) / (domain[1] - domain[0])
-        x = x.to(image.dtype)
+        x = x.nan_to_num(0.0).to(image.dtype)
         return self.strength * x + (1 - self.strength) * image if self.strength < 1.0 else x
 
 

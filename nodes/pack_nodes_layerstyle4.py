@@ -77,7 +77,9 @@ class LayerColorLUTApply(Node):
     the LUT (3D LUTs trilinearly, values outside the domain taking its edge's; 1D ones linearly per
     channel; the table first clamped to the LUT's domain, as the pack's clip_values), with
     color_space log raised to 1/2.2 before and 2.2 after, blended with the picture by strength
-    (0..100) and truncated to 8 bits. An RGBA picture keeps its alpha (the pack's own lookup fails
+    (0..100) and truncated to 8 bits. A LUT's DOMAIN_MIN / DOMAIN_MAX scale the picture into the
+    domain and back; with log, a channel that scaling makes negative has no power, and comes out
+    0 as in the pack (the whole colour through a 3D LUT). An RGBA picture keeps its alpha (the pack's own lookup fails
     on four channels). LUT is a .cube file in models/luts (the pack lists its own lut folder and
     those its resource_dir.ini names: put those files there); only files inside models/luts are
     read."""
@@ -122,7 +124,8 @@ class LayerColorLUTApply(Node):
                 x = (x - domain[0]) / (domain[1] - domain[0])
             if self.strength < 100:
                 x = self.strength / 100 * x + (1 - self.strength / 100) * torch.from_numpy(levels[..., :3])
-            out = np.clip(255.0 * x.numpy(), 0, 255).astype(np.uint8)
+            # NaN (a negative value raised to 1/2.2): the pack's 8-bit cast makes it 0
+            out = np.clip(255.0 * x.nan_to_num(0.0).numpy(), 0, 255).astype(np.uint8)
             if levels.shape[-1] == 4:
                 out = np.concatenate([out, np.asarray(to_pil(picture))[..., 3:]], axis=-1)
             graded.append(torch.from_numpy(out.astype(np.float32) / 255.0)[None])

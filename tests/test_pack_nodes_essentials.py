@@ -783,6 +783,24 @@ def test_apply_lut_domains_clipping_and_1d_extrapolation(registry, tmp_folders, 
                                       atol=2e-5, err_msg=name)
 
 
+def test_apply_lut_gamma_of_a_domain_below_zero_gives_0_where_the_pack_gives_nan(registry, tmp_folders):
+    """DOMAIN_MIN -1: pixels under 0.5 scale below 0 and their 1/2.2 power is NaN (colour carries it:
+    the channel through a curve, the colour through a cube); ours is 0 there, the identity elsewhere."""
+    folder = tmp_folders.models / "luts"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(folder / "id1.cube", numpy.array([[-1.0] * 3, [1.0] * 3]), [-1] * 3, [1] * 3)
+    corners = numpy.stack(numpy.meshgrid(*[numpy.array([-1.0, 1.0])] * 3, indexing="ij"), axis=-1)
+    write_table(folder / "id3.cube", corners, [-1] * 3, [1] * 3)
+    image = pictures(batch=1, height=6, width=7, seed=23)
+    below = image.numpy() < 0.5
+    for name, undefined in (("id1.cube", below), ("id3.cube", below.any(-1, keepdims=True) & numpy.ones_like(below))):
+        got = call(registry, "ImageApplyLUT", image=image, lut_file=name, gamma_correction=True, clip_values=True,
+                   strength=1.0).numpy()
+        assert undefined.any() and (~undefined).any()
+        assert (got[undefined] == 0).all(), name
+        numpy.testing.assert_allclose(got[~undefined], image.numpy()[~undefined], atol=1e-5, err_msg=name)
+
+
 def test_apply_lut_reads_only_files_inside_its_folder_and_says_only_the_line(registry, luts, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -17,7 +17,7 @@ from graphflow.context import NodeInputError
 from graphflow.executor import Executor
 from graphflow.workflow import parse_workflow
 from nodes.pack_nodes import _core
-from tests.test_pack_nodes_essentials import AFFINE, write_cube
+from tests.test_pack_nodes_essentials import AFFINE, colour_reference, write_cube, write_table
 from tests.test_pack_nodes_layerstyle import node, pil, rand, tensor
 
 
@@ -69,6 +69,47 @@ def test_lut_apply_keeps_alpha_and_names_a_missing_file(registry, luts):
         with pytest.raises(NodeInputError) as e:
             _core(registry.get("LayerColorLUTApply"), image=image, LUT=name, color_space="linear", strength=100)
         assert e.value.input == "LUT", name
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_lut_apply_scales_into_the_domain_of_a_1d_and_a_3d_lut(registry, luts, log):
+    """The pack's steps on the 8-bit levels: colour's lookup (tests/test_pack_nodes_essentials.py's
+    reference, the table clamped to the domain as the pack's clip_values) in the LUT's domain."""
+    low, high = [0.2, 0.1, 0.25], [0.8, 0.9, 0.7]
+    grid = np.linspace(0, 1, 7)
+    # no channel is the identity: its levels would be whole numbers, where float noise picks the truncation
+    curve = np.stack([0.05 + 0.9 * grid ** 2, 0.15 + 0.7 * grid, 0.95 - 0.6 * grid ** 0.5], axis=1)
+    r, g, b = np.meshgrid(*[np.linspace(0, 1, 5)] * 3, indexing="ij")
+    cube = np.stack([0.05 + 0.9 * r * g, 0.1 + 0.7 * b, 0.9 - 0.8 * r ** 2], axis=-1)
+    write_table(luts / "curve.cube", curve, low, high)
+    write_table(luts / "cube.cube", cube, low, high)
+    image = rand(1, 6, 7, 3, seed=21)
+    levels = np.clip(255.0 * image.numpy(), 0, 255).astype(np.uint8).astype(np.float64) / 255
+    for name, table in (("curve.cube", curve), ("cube.cube", cube)):
+        got = node(registry, "LayerColor: LUT Apply", image=image, LUT=name, color_space="log" if log else "linear",
+                   strength=70)
+        graded = 70 / 100 * colour_reference(levels, table, low, high, log, True) + (1 - 70 / 100) * levels
+        want = np.clip(255.0 * graded, 0, 255).astype(np.uint8)
+        assert np.abs(got.numpy() * 255 - want).max() <= 1.0001, name
+        assert np.mean(np.round(got.numpy() * 255) == want) > 0.95, name
+
+
+def test_lut_apply_log_of_a_domain_below_zero_gives_black_where_the_power_is_undefined(registry, luts):
+    """DOMAIN_MIN -1: levels under 128 scale below 0, and their 1/2.2 power is NaN, which the pack's
+    8-bit cast makes 0: the channel through a 1D LUT, the colour through a 3D one; the rest is the
+    identity LUT's identity."""
+    write_table(luts / "id1.cube", np.array([[-1.0] * 3, [1.0] * 3]), [-1] * 3, [1] * 3)
+    corners = np.stack(np.meshgrid(*[np.array([-1.0, 1.0])] * 3, indexing="ij"), axis=-1)
+    write_table(luts / "id3.cube", corners, [-1] * 3, [1] * 3)
+    image = rand(1, 8, 8, 3, seed=22)
+    levels = np.clip(255.0 * image.numpy(), 0, 255).astype(np.uint8)
+    below = levels < 128
+    for name, undefined in (("id1.cube", below), ("id3.cube", below.any(-1, keepdims=True) & np.ones_like(below))):
+        got = np.round(node(registry, "LayerColor: LUT Apply", image=image, LUT=name, color_space="log",
+                            strength=100).numpy() * 255)
+        assert undefined.any() and (~undefined).any()
+        assert (got[undefined] == 0).all(), name
+        assert np.abs(got[~undefined] - levels[~undefined]).max() <= 1, name
 
 
 # -- ICMask / ICMaskCropBack ----------------------------------------------------------------------------------
