@@ -325,8 +325,10 @@ def file_name_problem(name) -> str | None:
         return f"file name {name[:60]!r} contains a control character (newline, NUL, ...)"
     if "\\" in name:
         return f"file name {name[:60]!r} contains a backslash; use '/' for subfolders"
-    if name.startswith("/") or PureWindowsPath(name).drive:
+    if name.startswith("/"):
         return f"file name {name[:60]!r} is absolute; it must be relative to its folder"
+    if drive := PureWindowsPath(name).drive:
+        return f"file name {name[:60]!r} starts with a drive name ({drive!r}); it must be relative to its folder"
     parts = name.split("/")
     if ".." in parts:
         return f"file name {name[:60]!r} must stay inside its folder (no '..')"

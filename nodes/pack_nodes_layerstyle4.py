@@ -558,7 +558,8 @@ def stamp(now, timestamp: str) -> str:
 
 def comfy_counter(folder, stem: str) -> int:
     """ComfyUI's next number for `stem` files in folder (1 + the highest `stem_<digits>_...`), where
-    the pack starts counting."""
+    the pack starts counting. Not nodes/image.py's _next_counter, which also counts a number ending
+    at "." (`stem_00000003.png`, the tagger's own names): ComfyUI's get_save_image_path does not."""
     import re
     numbers = [0]
     if folder.is_dir():
@@ -580,12 +581,22 @@ class _TaggerSave(Node):
         path = dated(self.custom_path, now)
         return _caption_folder(path, "custom_path") if path.strip() else folders.outputs
 
+    def naming_input(self) -> str:
+        return "filename_prefix"
+
     def stem(self, folder, now) -> str:
-        """The file name, without extension: the first free numbered one."""
-        prefix = dated(self.filename_prefix, now).replace("\\", "/").rstrip("/").split("/")[-1]
+        """The file name, without extension: the first free numbered one, counting from ComfyUI's
+        next number for the prefix in the outputs folder (or the prefix's subfolder of it)."""
+        from graphflow.folders import file_name_problem
+        from nodes.pack_nodes_fill import _caption_folder
+        subfolder, _, prefix = dated(self.filename_prefix, now).replace("\\", "/").rstrip("/").rpartition("/")
         if not prefix:
             raise NodeInputError("filename_prefix", "empty: expected a file name prefix")
-        counter = comfy_counter(folder, prefix)
+        # the longest name the loop below can try, checked before the file system is asked about it
+        if problem := file_name_problem(f"{prefix}{stamp(now, self.timestamp)}_{0:08}.{self.format}"):
+            raise NodeInputError("filename_prefix", problem)
+        counted = _caption_folder(subfolder, "filename_prefix") if subfolder.strip() else folders.outputs
+        counter = comfy_counter(counted, prefix)
         name = f"{prefix}{stamp(now, self.timestamp)}" if self.timestamp != "None" else f"{prefix}_{counter:08}"
         while (folder / f"{name}.{self.format}").is_file():
             counter += 1
@@ -606,7 +617,7 @@ class _TaggerSave(Node):
         folder.mkdir(parents=True, exist_ok=True)
         name = self.stem(folder, now)
         if problem := file_name_problem(f"{name}.{self.format}"):
-            raise NodeInputError("filename_prefix", f"{name!r}: {problem}")
+            raise NodeInputError(self.naming_input(), problem)
         if self.format == "png":
             options = {"format": "PNG", "compress_level": (100 - self.quality) // 10}
         else:
@@ -623,8 +634,9 @@ class LayerUtilityImageTaggerSave(_TaggerSave):
     <name>.png or .jpg and <name>.txt (tag_text without its blank lines, UTF-8), in custom_path, a
     folder inside the outputs folder (made when missing; empty: the outputs folder itself; the pack
     writes anywhere on disk). The name is filename_prefix's last part and an 8-digit number (timestamp
-    None: the first free from ComfyUI's next number for the prefix) or the time to the second or
-    millisecond (a number added when taken). %date and %time in custom_path and filename_prefix become
+    None: the first free from ComfyUI's next number for the prefix, counted as the pack counts it in
+    the outputs folder, or the subfolder of it that filename_prefix names, whatever custom_path is)
+    or the time to the second or millisecond (a number added when taken). %date and %time in custom_path and filename_prefix become
     the date and time. PNG's compression is (100 - quality) // 10; JPEG's quality is quality (an RGBA
     picture made RGB). preview shows the image."""
     image: IMAGE
@@ -655,6 +667,9 @@ class LayerUtilityImageTaggerSaveV2(_TaggerSave):
     preview: bool = Bool(True)
     comfy = ComfyAlias(("LayerUtility: ImageTaggerSaveV2",))
 
+    def naming_input(self) -> str:
+        return "custom_filename" if self.custom_filename else "filename_prefix"
+
     def stem(self, folder, now):
         from pathlib import PurePath
         if not self.custom_filename:
@@ -663,8 +678,11 @@ class LayerUtilityImageTaggerSaveV2(_TaggerSave):
             raise NodeInputError("custom_filename", f"{self.custom_filename!r}: expected a file name, without "
                                                     "folders (custom_path names the folder)")
         name = PurePath(self.custom_filename).stem if self.remove_custom_filename_ext else self.custom_filename
+        if not name.strip(" ."):
+            # "", " ", "." or "..": a nameless (hidden) file; the pack's Path(".").stem is "" too
+            raise NodeInputError("custom_filename", f"{self.custom_filename!r} leaves the file no name: expected "
+                                                    "a file name")
         return name + stamp(now, self.timestamp)
-
 
 
 # -- LoadImagesFromPath ------------------------------------------------------------------------------------

@@ -361,6 +361,55 @@ def test_image_tagger_save_numbers_its_files_in_the_outputs_folder(registry, tmp
         assert e.value.input == "custom_path"
 
 
+def test_image_tagger_save_refuses_a_prefix_too_long_for_a_file_name(registry, tmp_folders):
+    image = rand(1, 4, 4, 3, seed=10)
+    for timestamp in ("None", "millisecond"):
+        with pytest.raises(NodeInputError, match="too long") as e:
+            node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="x",
+                 **{**TAGGER, "filename_prefix": "x" * 300, "timestamp": timestamp})
+        assert e.value.input == "filename_prefix"
+    assert not list(tmp_folders.outputs.iterdir())
+
+
+class FixedClock(datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return cls(2024, 5, 6, 7, 8, 9, 123456)
+
+
+def test_image_tagger_save_numbers_a_taken_timestamp(registry, tmp_folders, monkeypatch):
+    monkeypatch.setattr(datetime, "datetime", FixedClock)
+    image = rand(1, 4, 4, 3, seed=10)
+    for timestamp, stamp in (("second", "2024-05-06_07-08-09"), ("millisecond", "2024-05-06_07-08-09-123")):
+        for _ in range(3):
+            node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="x",
+                 **{**TAGGER, "timestamp": timestamp, "custom_path": timestamp})
+        # the pack: ComfyUI's next number (1 here), raised by one before each try of a taken name
+        assert sorted(p.name for p in (tmp_folders.outputs / timestamp).iterdir()) == [
+            f"comfyui_{stamp}{suffix}.{kind}" for suffix in ("", "_00000002", "_00000003") for kind in ("png", "txt")]
+
+
+def test_image_tagger_save_counts_from_comfyuis_number_in_the_outputs_folder(registry, tmp_folders):
+    """The pack's counter is get_save_image_path's: ComfyUI-style names (`prefix_NNNNN_...`) in the
+    outputs folder or the prefix's subfolder of it, whatever custom_path is; its own names
+    (`prefix_NNNNNNNN.png`, no "_" after the number) are not counted, only skipped when taken."""
+    out = tmp_folders.outputs
+    (out / "comfyui_00005_.png").write_bytes(b"")
+    (out / "comfyui_00000009.png").write_bytes(b"")
+    (out / "sub").mkdir()
+    (out / "sub" / "comfyui_00011_.png").write_bytes(b"")
+    image = rand(1, 4, 4, 3, seed=10)
+    node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="x", **{**TAGGER, "custom_path": "tags"})
+    node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="x",
+         **{**TAGGER, "custom_path": "tags", "filename_prefix": "sub/comfyui"})
+    assert sorted(p.name for p in (out / "tags").iterdir()) == [
+        "comfyui_00000006.png", "comfyui_00000006.txt", "comfyui_00000012.png", "comfyui_00000012.txt"]
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ImageTaggerSave", image=image, tag_text="x",
+             **{**TAGGER, "filename_prefix": "../comfyui"})
+    assert e.value.input == "filename_prefix"
+
+
 def test_image_tagger_save_v2_takes_a_file_name(registry, tmp_folders):
     image = rand(1, 6, 5, 3, seed=11)
     args = dict(custom_path="", custom_filename="photo.jpeg", remove_custom_filename_ext=True,
@@ -377,6 +426,15 @@ def test_image_tagger_save_v2_takes_a_file_name(registry, tmp_folders):
         node(registry, "LayerUtility: ImageTaggerSaveV2", image=image, tag_text="x",
              **{**args, "custom_filename": "../up.png"})
     assert e.value.input == "custom_filename"
+    before = sorted(out.iterdir())
+    for name, message in ((".", "no name"), ("..", "no name"), (" ", "no name"), (" .  ", "no name"),
+                          ("a:b", "drive name"), ("y" * 300, "too long")):
+        for keep_ext in (False, True):
+            with pytest.raises(NodeInputError, match=message) as e:
+                node(registry, "LayerUtility: ImageTaggerSaveV2", image=image, tag_text="x",
+                     **{**args, "custom_filename": name, "remove_custom_filename_ext": not keep_ext})
+            assert e.value.input == "custom_filename", name
+    assert sorted(out.iterdir()) == before
 
 
 # -- a workflow -----------------------------------------------------------------------------------------------
