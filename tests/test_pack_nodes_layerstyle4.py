@@ -628,6 +628,21 @@ def test_image_composite_handle_mask_with_a_layer_mask_past_the_edge(registry):
     assert got[4][0] == 0 and got[4][3] == 40
 
 
+@pytest.mark.parametrize("outer,inner", [((100, 60, 300, 200), (140, 90, 260, 170)),  # inside the picture
+                                         ((0, 0, 1024, 130), (10, 5, 1000, 120)),  # at its edges: pushed out
+                                         ((40, 30, 90, 80), (95, 85, 60, 50))])  # the reserves crossed the box
+def test_handle_gradient_is_the_packs_in_little_memory(outer, inner):
+    import tracemalloc
+    from nodes.pack_nodes_layerstyle4 import handle_gradient
+    tracemalloc.start()
+    try:
+        got = handle_gradient((1024, 768), list(outer), inner, 12)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(np.asarray(got), pack_handle_mask(1024, 768, outer, inner, 12))
+    assert peak < 12 * 1024 * 768  # the pack's float64 grids and distances: some 84 bytes a pixel
+
 
 # -- DistortDisplace: the pack's displacement_image written out, its blends by the blend_modes package ---------
 
