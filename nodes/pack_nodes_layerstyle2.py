@@ -27,8 +27,8 @@ blend_modes 2.2.0, as the pack does: RGBA floats 0..255), the others are the pac
 color, luminosity), transcribed here. Where the pack seeds by the clock (AddGrain, Film's grain, dissolve
 unseeded), ours is seeded so a run repeats (each node's help says how).
 
-TextImage (V2) and more are round 3's (nodes/pack_nodes_layerstyle3.py, whose docstring lists what is not yet
-built); left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs numba)."""
+TextImage (V2) and more are round 3's (nodes/pack_nodes_layerstyle3.py) and round 4's
+(nodes/pack_nodes_layerstyle4.py, whose docstring lists what is not yet built); left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs numba)."""
 
 from __future__ import annotations
 

@@ -40,11 +40,9 @@ run repeats and matches the pack's; the pack's default seed is the clock, ours 0
 unseeded (HalfTone's jitter, MaskGrain's dissolve, ImageHub's random_output), ours come from a fixed seed, so a
 run repeats.
 
-Not yet built (a later round), all model-free: DrawRoundedRectangle (of BBoxes), ImageCompositeHandleMask, ICMask
-(+CropBack), GetMainColors (+V2), ColorName, NameToColor, ImageReel (+Composit), ImageTaggerSave (+V2),
-LoadImagesFromPath, LayerColor: ColorofShadowHighlightV2 (not read), LUT Apply, LayerFilter: DistortDisplace, and
-LayerMask: MaskEdgeUltraDetail (+V2, V3; not read: its matting runs pymatting, which needs numba, or the VITMatte
-model). The model classes (Segformer, RemBgUltra, VQA) are listed, with why, in graphflow/comfy_format.py's
+The pack's other model-free classes are round 4's (nodes/pack_nodes_layerstyle4.py, whose docstring lists what is
+not yet built, as graphflow/comfy_format.py's LAYERSTYLE_LATER does). The classes left out for good (the model
+classes: Segformer, RemBgUltra, VQA; MaskEdgeUltraDetail's matting) are listed, with why, in its
 LAYERSTYLE_LEFT_OUT."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """chflame163/ComfyUI_LayerStyle's model-free nodes, round 4, under the pack's class names, inputs and outputs:
-LayerColor: LUT Apply; LayerUtility: ICMask and ICMaskCropBack, GetMainColors (+V2), ColorName, ImageReel and
-ImageReelComposit, ImageTaggerSave (+V2), LoadImagesFromPath and ImageCompositeHandleMask; LayerFilter:
-DistortDisplace; LayerMask: DrawRoundedRectangle.
+LayerColor: LUT Apply; LayerUtility: ICMask and ICMaskCropBack, GetMainColors (+V2), ColorName, ColorImage V3,
+ImageReel and ImageReelComposit, ImageTaggerSave (+V2), LoadImagesFromPath and ImageCompositeHandleMask;
+LayerFilter: DistortDisplace; LayerMask: DrawRoundedRectangle.
 
 Read from the pack's py/color_correct_LUTapply.py at be52ed80d84777c59452006c71b5f2a83823dc2f (and at
 33d9f817de53f80bcd2631f0dcee13066975f829, before its strength input), py/ic_mask.py at
@@ -12,7 +12,8 @@ py/image_reel.py at 18e21036ef603184025627c0eb5aa393678951e2, py/image_tagger_sa
 py/load_images_from_path.py at 25965f5c0e710750aec73ca92f99ae373dfbb910, the file holding
 LS_ImageCompositeHandleMask with composite_layer, sdf_rounded_rect_4corner and rounded_rect_gradient_mask_numpy
 (by content; its other version, turning the layer with kornia, not a graphflow dependency, was not followed),
-py/distort_displace.py at a1875e824ca67af285706abe170a0e509c043aec, py/imagefunc.py at
+py/distort_displace.py at a1875e824ca67af285706abe170a0e509c043aec, py/color_image_v3.py at
+9bd65618bf52c3606f628c02697959cb073a37ce, py/imagefunc.py at
 cf8c238f8a534b1297a5135a2bdff91a6562b388 (apply_lut, RGB_to_Hex, Hex_to_RGB, gaussian_blur, adjust_levels,
 remove_empty_lines, mask_area, mask_edge_detail, generate_VITMatte) and at a1875e824ca67af285706abe170a0e509c043aec
 (displacement_image, fit_resize_image, num_round_up_to_multiple, get_resource_dir: the pack's own lut and font
@@ -33,8 +34,8 @@ ColorName's css3 and html4 tables are the CSS colour keywords as Pillow's ImageC
 css3 table is those less rebeccapurple, in its order); its xkcd table, the 949 colours of the xkcd colour survey
 (CC0), ships as graphflow/data/xkcd_colors/xkcd_colors.txt in the pack's order (see its README.md).
 
-Not yet built (a later round): LayerUtility: NameToColor (its source was not found in the code index this round)
-and LayerColor: ColorofShadowHighlightV2 (not read). Left out for good (listed in
+Not yet built (a later round; graphflow/comfy_format.py's LAYERSTYLE_LATER): LayerUtility: NameToColor and
+LayerColor: ColorofShadowHighlightV2, whose sources were not in the code index. Left out for good (listed in
 graphflow/comfy_format.py's LAYERSTYLE_LEFT_OUT): LayerMask: MaskEdgeUltraDetail (+V2, V3), whose matting runs
 pymatting (which needs numba), OpenCV-contrib's guided filter or the VITMatte model."""
 
@@ -46,7 +47,8 @@ from graphflow.api import ANY, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlia
     NodeInputError, Size, Text, check_interrupted, check_run_memory, folders, show, socket_type
 from nodes.pack_nodes_essentials import apply_lut, load_cube, lut_choices
 from nodes.pack_nodes_essentials_misc import drawn_within_pillows_limit, font_choices, font_file
-from nodes.pack_nodes_layerstyle import BOX, batch, hex_rgb, mask_batch, nth, to_pil, to_tensor
+from nodes.pack_nodes_layerstyle import BOX, LayerUtilityColorImageV2, batch, hex_rgb, mask_batch, nth, to_pil, \
+    to_tensor
 from nodes.pack_nodes_layerstyle2 import BLEND_MODES_V2
 from nodes.pack_nodes_layerstyle_more import adjust_levels
 
@@ -415,6 +417,34 @@ class LayerUtilityColorName(Node):
         if not isinstance(self.color, str):
             raise NodeInputError("color", f"expected a '#RRGGBB' colour text, got {type(self.color).__name__}")
         return nearest_name(hex_rgb(self.color, "color"), palette_colors(self.palette))
+
+
+# -- ColorImage V3 -----------------------------------------------------------------------------------------
+
+
+def without_color_name(inputs: dict) -> dict:
+    """An API prompt without color_name read as the pack's Python runs it: no name, so `color` (the
+    widget's default, white, is what its editor writes)."""
+    inputs.setdefault("color_name", "")
+    return inputs
+
+
+class LayerUtilityColorImageV3(LayerUtilityColorImageV2):
+    """A picture of one colour, as LayerUtility's ColorImage V3: ColorImage V2's size (size_as's
+    where linked, else the chosen size; "custom": custom_width × custom_height), in the xkcd colour
+    survey's colour called color_name (ColorName's xkcd palette, the name written exactly) or, for a
+    name not there (empty, say), in `color`. The color output is the colour used: the xkcd table's
+    '#rrggbb' or `color` as given."""
+    color_name: str = Text("white")
+    outputs = {"image": IMAGE, "color": STRING}
+    comfy = ComfyAlias(("LayerUtility: ColorImage V3",), optional=("size_as", "color_name"),
+                       api_inputs=without_color_name)
+
+    def run(self):
+        rgb = xkcd_colors().get(self.color_name)
+        if rgb is not None:
+            self.color = "#{:02x}{:02x}{:02x}".format(*rgb)
+        return super().run(), self.color
 
 
 # -- ImageReel / ImageReelComposit -------------------------------------------------------------------------

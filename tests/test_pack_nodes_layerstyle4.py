@@ -262,6 +262,51 @@ def test_color_name_table_and_refusals(registry):
         assert e.value.input == input_name
 
 
+# -- ColorImage V3 ---------------------------------------------------------------------------------------------
+
+COLOR_IMAGE = dict(size="custom", custom_width=6, custom_height=4, color="#123456")
+
+
+@pytest.mark.parametrize("color_name,rgb,color", [
+    ("cloudy blue", (0xAC, 0xC2, 0xD9), "#acc2d9"),  # the survey's published values
+    ("macaroni and cheese", (0xEF, 0xB4, 0x35), "#efb435"),
+    ("", (0x12, 0x34, 0x56), "#123456"), ("Cloudy Blue", (0x12, 0x34, 0x56), "#123456"),  # no such name: color
+])
+def test_color_image_v3_takes_an_xkcd_name_or_the_colour(registry, color_name, rgb, color):
+    image, used = node(registry, "LayerUtility: ColorImage V3", color_name=color_name, **COLOR_IMAGE)
+    assert image.shape == (1, 4, 6, 3) and used == color
+    assert (np.round(image.numpy() * 255) == rgb).all()
+
+
+def test_color_image_v3_sizes_and_refusals(registry):
+    image, _ = node(registry, "LayerUtility: ColorImage V3", color_name="white",
+                    **{**COLOR_IMAGE, "size": "768 x 512"})
+    assert image.shape == (1, 512, 768, 3) and (image == 1).all()
+    image, _ = node(registry, "LayerUtility: ColorImage V3", color_name="black", size_as=torch.zeros(2, 5, 3),
+                    **COLOR_IMAGE)
+    assert image.shape == (1, 5, 3, 3) and not image.any()
+    with pytest.raises(NodeInputError) as e:
+        node(registry, "LayerUtility: ColorImage V3", color_name="", **{**COLOR_IMAGE, "color": "#12"})
+    assert e.value.input == "color"
+
+
+def test_color_image_v3_in_an_api_prompt_without_color_name_takes_the_colour(registry):
+    prompt = {"1": {"class_type": "LayerUtility: ColorImage V3", "inputs": COLOR_IMAGE},
+              "2": {"class_type": "LayerUtility: ColorImage V3", "inputs": {**COLOR_IMAGE, "color_name": "red"}}}
+    result = Executor(registry).run(parse_workflow(prompt, registry), outputs=["1", "2"])
+    assert result.status == "success", (result.problems, result.error)
+    assert result.values["1"][1] == "#123456" and result.values["2"][1] == "#e50000"
+    assert (np.round(result.values["1"][0].numpy() * 255) == (0x12, 0x34, 0x56)).all()
+
+
+def test_the_packs_later_classes_are_named_and_not_built(registry):
+    from graphflow.comfy_format import LAYERSTYLE_LATER, LAYERSTYLE_LEFT_OUT, custom_pack
+    assert registry.comfy_node("LayerUtility: ColorImage V3") is not None
+    for name in LAYERSTYLE_LATER:
+        assert custom_pack(name) == "ComfyUI_LayerStyle" and registry.comfy_node(name) is None, name
+        assert name not in LAYERSTYLE_LEFT_OUT
+
+
 # -- ImageReel / ImageReelComposit: the pack's drawing written out ---------------------------------------------
 
 
