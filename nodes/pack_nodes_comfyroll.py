@@ -35,9 +35,9 @@ Left out: CR Random LoRA Stack and CR Random Weight LoRA (they re-draw through C
 IS_CHANGED and process-wide state, which a saved workflow can't reproduce); every node drawing
 text (CR Simple Image Compare, CR Simple Text Panel, CR Page Layout, the text and template nodes:
 they draw with the .ttf fonts the pack ships, which are not here, so their pictures could not be
-the pack's); CR VAE Decode (its circular padding); CR Random Multiline Colors' "matplotlib xkcd"
-choice (matplotlib's colour names: not a dependency here, refused with a clear error); the other
-list, animation, XY grid, schedule, pattern and filter nodes."""
+the pack's); CR VAE Decode (its circular padding); the other list, animation, XY grid, schedule,
+pattern and filter nodes. (CR Random Multiline Colors' "matplotlib xkcd" choice draws from the xkcd
+survey's names graphflow ships for ComfyUI_LayerStyle, matplotlib's table in its order.)"""
 
 from __future__ import annotations
 

@@ -834,9 +834,10 @@ class CRRandomMultilineValues(Node):
 
 
 class CRRandomMultilineColors(Node):
-    """`rows` colours drawn from the seed, one a line: "rgb" as r,g,b or "hex color" as #RRGGBB, as
-    Comfyroll's CR Random Multiline Colors draws them. Its "matplotlib xkcd" names come from
-    matplotlib's colour table, which is not a dependency here: that choice is refused."""
+    """`rows` colours drawn from the seed, one a line: "rgb" as r,g,b, "hex color" as #RRGGBB or
+    "matplotlib xkcd" as a name of the xkcd colour survey (matplotlib's XKCD_COLORS, its 949 names in
+    its order, shipped as graphflow/data/xkcd_colors), as Comfyroll's CR Random Multiline Colors
+    draws them."""
     category = RANDOM
     seed: int = Int(0, min=0, max=SEED_MAX)
     value_type: str = Choice(("rgb", "hex color", "matplotlib xkcd"), "rgb")
@@ -851,8 +852,9 @@ class CRRandomMultilineColors(Node):
         elif self.value_type == "hex color":
             lines = ["#" + "".join(draw.choice("0123456789ABCDEF") for _ in range(6)) for _ in range(self.rows)]
         else:
-            raise NodeInputError("value_type", "\"matplotlib xkcd\" needs matplotlib's colour names, which are not "
-                                               "available here; choose rgb or hex color")
+            from nodes.pack_nodes_layerstyle4 import xkcd_colors
+            names = list(xkcd_colors())
+            lines = [draw.choice(names) for _ in range(self.rows)]
         return "\n".join(lines), _help("Other-Nodes", "cr-random-multiline-colors")
 
 

@@ -980,6 +980,14 @@ def test_seeded_random_values_are_pythons_random_seeded_as_the_pack(registry):
     r = drawn(9)
     want = "\n".join("#" + "".join(r.choice("0123456789ABCDEF") for _ in range(6)) for _ in range(3))
     assert rest(call(registry, "CRRandomMultilineColors", seed=9, value_type="hex color", rows=3)) == (want,)
+    # matplotlib's XKCD_COLORS keys less their "xkcd:", in its order: the survey's names from its data file
+    from importlib import resources
+    table = resources.files("graphflow").joinpath("data", "xkcd_colors", "xkcd_colors.txt").read_text("utf-8")
+    names = [line.split("\t")[0] for line in table.splitlines() if line]
+    assert len(names) == 949 and names[:2] == ["cloudy blue", "dark pastel green"] and names[-1] == "purple"
+    r = drawn(13)
+    want = "\n".join(r.choice(names) for _ in range(6))
+    assert rest(call(registry, "CRRandomMultilineColors", seed=13, value_type="matplotlib xkcd", rows=6)) == (want,)
     r = drawn(5)
     letter, _ = r.choice("HV"), r.choice("123")
     want = "\n".join(letter + "".join(r.choice("123") for _ in range(5)) for _ in range(5))
@@ -991,7 +999,6 @@ def test_seeded_random_values_are_pythons_random_seeded_as_the_pack(registry):
         rest(call(registry, "CRRandomRGBGradient", seed=11, rows=4))
     for node, inputs, name in (("CRRandomMultilineValues", {"value_type": "custom", "custom_values": ""},
                                 "custom_values"),
-                               ("CRRandomMultilineColors", {"value_type": "matplotlib xkcd"}, "value_type"),
                                ("CRRandomPanelCodes", {"values": ""}, "values")):
         with pytest.raises(NodeInputError) as caught:
             call(registry, node, **inputs)
