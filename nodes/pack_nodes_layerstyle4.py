@@ -992,7 +992,7 @@ def displaced(material, grey, strength: float, smoothness: int, supersample: int
     from PIL import Image, ImageFilter
     material, grey = material.convert("RGB"), grey.convert("L")
     width, height = material.size
-    if grey.size != material.size:
+    if grey.size != material.size:  # the pack's step; DistortDisplace refuses a material of another size first
         grey = grey.resize(material.size, Image.LANCZOS)
     if smoothness:
         grey = grey.filter(ImageFilter.GaussianBlur(radius=smoothness))
@@ -1099,8 +1099,10 @@ class LayerMaskDrawRoundedRectangle(Node):
         from nodes.pack_nodes_layerstyle3 import rounded_rectangle_mask
         width, height = (self.width, self.height) if self.size_as is None else picture_size(self.size_as, "size_as")
         factor = max(self.anti_aliasing, 1)
-        check_made_size("size_as" if self.size_as is not None else "width", 1, width * factor, height * factor,
-                        "the rounded rectangle, at anti_aliasing times its size,")
+        check_made_size("size_as" if self.size_as is not None else "width", 1, width, height, "the rounded rectangle")
+        if factor > 1:  # the size fits: what does not is drawing it larger
+            check_made_size("anti_aliasing", 1, width * factor, height * factor,
+                            f"drawing the rounded rectangle at {factor} times its size")
         mask = rounded_rectangle_mask((width, height), self.rounded_rect_radius, (0, 0, width, height),
                                       self.anti_aliasing)
         return to_tensor(mask)

@@ -772,3 +772,21 @@ def test_draw_rounded_rectangle_as_the_pack(registry, radius, aa):
     sized = node(registry, "LayerMask: DrawRoundedRectangle", rounded_rect_radius=radius, anti_aliasing=aa, width=8,
                  height=8, size_as=torch.zeros(2, 24, 40, 3))
     assert torch.equal(sized, got)
+
+
+def test_draw_rounded_rectangle_names_what_makes_it_too_big(registry):
+    from graphflow.resource_limits import RunLimits
+
+    def refused(**widgets):
+        prompt = {"1": {"class_type": "LayerMask: DrawRoundedRectangle",
+                        "inputs": {"rounded_rect_radius": 50, **widgets}}}
+        result = Executor(registry, limits=RunLimits(ram_bytes=2 ** 24)).run(parse_workflow(prompt, registry),
+                                                                             outputs=["1"])
+        assert result.status == "error", widgets
+        return result.error["input"], result.error["message"]
+
+    # 512 × 512 fits in 16 MiB (3 MiB of IMAGE); drawn at 4 times the size (48 MiB) it does not
+    got_input, message = refused(anti_aliasing=4, width=512, height=512)
+    assert got_input == "anti_aliasing" and "4 times its size" in message and ",:" not in message
+    got_input, message = refused(anti_aliasing=0, width=2048, height=2048)
+    assert got_input == "width" and ",:" not in message
