@@ -1,9 +1,14 @@
 """ComfyUI_LayerStyle's round-4 nodes (nodes/pack_nodes_layerstyle4.py): LUT Apply against a LUT of an affine
-map (trilinear interpolation of it is exact) written out with the pack's 8-bit steps; ICMask's layout and
-fill against the pack's fit_image written out (OpenCV's cubic resize, the pack's call, for the picture; the
-nearest-exact rule for masks); GetMainColors (+V2) against pictures of five flat colours whose areas are known;
-ColorName against known nearest names; ImageReel (+Composit) against the pack's drawing written out with
-Pillow; ImageTaggerSave (+V2) by the files written; an API prompt run through the executor."""
+map (trilinear interpolation of it is exact) written out with the pack's 8-bit steps, and against colour's
+lookup written out (tests/test_pack_nodes_essentials.py) for 1D and 3D LUTs of other domains; ICMask's layout
+and fill against the pack's fit_image written out (OpenCV's cubic resize, the pack's call, for the picture;
+the nearest-exact rule for masks); GetMainColors (+V2) against pictures of five flat colours whose areas are
+known, and its blur against scikit-learn's KMeans of Pillow's blur; ColorName against known nearest names;
+ColorImage V3 against the xkcd survey's published values; ImageReel (+Composit) against the pack's drawing
+written out with Pillow; ImageTaggerSave (+V2) by the files written; LoadImagesFromPath against the pictures
+written; ImageCompositeHandleMask against the pack's composite_layer and rounded_rect_gradient_mask_numpy
+written out; DistortDisplace against displacement_image written out and the blend_modes package;
+DrawRoundedRectangle against draw_rounded_rectangle written out; API prompts run through the executor."""
 
 import datetime
 
@@ -222,6 +227,25 @@ def test_get_main_colors_v2_orders_by_share_and_labels(registry):
         assert (band == label).all(axis=-1).sum() > 50  # the label in the contrasting colour
 
 
+def test_get_main_colors_v2_blurs_a_picture_of_400_pixels_round(registry):
+    """(300 + 120) // 400: a blur of radius 1 (Pillow's Gaussian) before the pack's KMeans, written
+    out here; its blended edges move the centres off the five flat colours."""
+    from sklearn.cluster import KMeans
+    columns = np.concatenate([np.tile(np.array(c, np.uint8), (120, 10 * w, 1)) for c, w in zip(FIVE, WIDTHS)], axis=1)
+    picture = Image.fromarray(columns)
+
+    def centres(source):
+        pixels = (np.asarray(source).astype(np.float32) / 255.0).reshape(-1, 3)
+        kmeans = KMeans(n_clusters=5, algorithm="lloyd", max_iter=307, random_state=0).fit(pixels)
+        counts = np.bincount(kmeans.labels_, minlength=5)
+        order = sorted(range(5), key=lambda i: counts[i], reverse=True)
+        return ["#" + "".join(f"{int(v):02X}" for v in kmeans.cluster_centers_[i] * 255) for i in order]
+
+    _, *colors = node(registry, "LayerUtility: GetMainColorsV2", image=tensor(picture), k_means_algorithm="lloyd")
+    assert colors == centres(picture.filter(ImageFilter.GaussianBlur(radius=1)))
+    assert colors != centres(picture)
+
+
 def test_get_main_colors_refuses_a_picture_of_under_five_pixels(registry):
     with pytest.raises(NodeInputError) as e:
         node(registry, "LayerUtility: GetMainColors", image=torch.rand(1, 2, 2, 3), k_means_algorithm="lloyd")
@@ -357,9 +381,10 @@ def pack_composit(reels, font_path, font_size, border, theme):
 
 def test_image_reel_and_composit_draw_as_the_pack(registry, fonts):
     one, two, three = rand(2, 30, 40, 3, seed=7), rand(1, 50, 20, 3, seed=8), rand(1, 20, 20, 4, seed=9)
+    # reels 88 and 176 high: shadows of 1 and 2 pixels (height // 80)
     reel_a = node(registry, "LayerUtility: ImageReel", image1=one, image1_text="cat", image2_text="dog",
-                  image3_text="", image4_text="", reel_height=64, border=8, image2=two)
-    want, texts = pack_reel([pil(one[0]), pil(one[1]), pil(two[0])], ["cat", "cat", "dog"], 64, 8)
+                  image3_text="", image4_text="", reel_height=80, border=8, image2=two)
+    want, texts = pack_reel([pil(one[0]), pil(one[1]), pil(two[0])], ["cat", "cat", "dog"], 80, 8)
     assert np.array_equal(np.asarray(reel_a.image), np.asarray(want)) and reel_a.texts == texts
     reel_b = node(registry, "LayerUtility: ImageReel", image1=three, image1_text="bird", image2_text="",
                   image3_text="", image4_text="", reel_height=160, border=16)
