@@ -28,7 +28,8 @@ color, luminosity), transcribed here. Where the pack seeds by the clock (AddGrai
 unseeded), ours is seeded so a run repeats (each node's help says how).
 
 TextImage (V2) and more are round 3's (nodes/pack_nodes_layerstyle3.py) and round 4's
-(nodes/pack_nodes_layerstyle4.py, whose docstring lists what is not yet built); left out for good: LightLeak (the pack's pictures) and PixelSpread (pymatting, which needs numba)."""
+(nodes/pack_nodes_layerstyle4.py, whose docstring lists what is not yet built); left out for good: LightLeak
+(the pack's pictures) and PixelSpread (pymatting, which needs numba)."""
 
 from __future__ import annotations
 

@@ -666,9 +666,10 @@ class LayerUtilityImageTaggerSave(_TaggerSave):
     writes anywhere on disk). The name is filename_prefix's last part and an 8-digit number (timestamp
     None: the first free from ComfyUI's next number for the prefix, counted as the pack counts it in
     the outputs folder, or the subfolder of it that filename_prefix names, whatever custom_path is)
-    or the time to the second or millisecond (a number added when taken). %date and %time in custom_path and filename_prefix become
-    the date and time. PNG's compression is (100 - quality) // 10; JPEG's quality is quality (an RGBA
-    picture made RGB). preview shows the image."""
+    or the time to the second or millisecond (a number added when taken). %date and %time in
+    custom_path and filename_prefix become the date and time. PNG's compression is
+    (100 - quality) // 10; JPEG's quality is quality (an RGBA picture made RGB). preview shows the
+    image."""
     image: IMAGE
     tag_text: STRING
     custom_path: str = Text("")
