@@ -34,6 +34,7 @@ from __future__ import annotations
 from graphflow.api import (IMAGE, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
                            check_interrupted, show)
 from nodes.image import _image
+from nodes.pack_nodes_essentials import _mask
 
 COMFY_PACK = "ComfyUI-Image-Filters"  # the custom node pack this module's ComfyUI classes come from
 
@@ -369,13 +370,6 @@ class BlurMaskFast(Node):
             return masks
         window = (self.radius_x * 2 + 1, self.radius_y * 2 + 1)
         return _each(_numpy(masks), lambda m: cv2.GaussianBlur(m, window, 0))
-
-
-def _mask(mask, name: str):
-    import torch
-    if not torch.is_tensor(mask) or mask.ndim not in (2, 3):
-        raise NodeInputError(name, "expected a MASK: a [B, H, W] tensor")
-    return mask if mask.ndim == 3 else mask.unsqueeze(0)
 
 
 def _local_means_estimate(widgets, size):
