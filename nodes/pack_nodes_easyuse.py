@@ -902,21 +902,15 @@ class EasyImageBatchToImageList(Node):
 BASE64_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide/Save")
 
 
-def decoded_base64_picture(data: str, input_name: str):
-    """(IMAGE, MASK) of a base64-encoded picture as the pack's loadImageBase64 makes them: decoded
-    by OpenCV as stored, colours to RGB, the alpha channel / 255 as the mask (not inverted, as
-    LoadImage's is), else a mask of ones. The size is read from the header first and held to
-    Pillow's MAX_IMAGE_PIXELS and the server's max_pixels before anything is decoded.
-    Grey pictures (which the pack's colour conversion fails on) are made RGB; pictures of more
-    than 8 bits a channel are refused (the pack divides them by 255)."""
+def base64_picture_bytes(data: str, input_name: str) -> bytes:
+    """A picture file's bytes from base64 text, refused (NodeInputError naming input_name) unless
+    they are a picture Pillow can read whose size, read from its header before anything is decoded,
+    is within Pillow's MAX_IMAGE_PIXELS and the server's max_pixels."""
     import base64
     import binascii
     import io
     import warnings
 
-    import cv2
-    import numpy as np
-    import torch
     from PIL import Image, UnidentifiedImageError
 
     from graphflow.api import run_limits
@@ -942,6 +936,21 @@ def decoded_base64_picture(data: str, input_name: str):
     if limits and width * height > min(limits):
         raise NodeInputError(input_name, f"the picture is {width}x{height}, over the {min(limits)} pixels "
                                          f"a picture may have here")
+    return raw
+
+
+def decoded_base64_picture(data: str, input_name: str):
+    """(IMAGE, MASK) of a base64-encoded picture as the pack's loadImageBase64 makes them: decoded
+    by OpenCV as stored, colours to RGB, the alpha channel / 255 as the mask (not inverted, as
+    LoadImage's is), else a mask of ones. The size is held to Pillow's MAX_IMAGE_PIXELS and the
+    server's max_pixels before anything is decoded (base64_picture_bytes).
+    Grey pictures (which the pack's colour conversion fails on) are made RGB; pictures of more
+    than 8 bits a channel are refused (the pack divides them by 255)."""
+    import cv2
+    import numpy as np
+    import torch
+
+    raw = base64_picture_bytes(data, input_name)
     picture = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if picture is None:
         raise NodeInputError(input_name, "OpenCV could not decode the picture")
