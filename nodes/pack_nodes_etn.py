@@ -1,0 +1,573 @@
+"""Acly's comfyui-tooling-nodes (the "ETN_" nodes the Krita AI Diffusion plugin needs on a ComfyUI
+server), under the pack's class names, inputs (order, defaults, ranges) and outputs. Read from the
+pack's files at these commits:
+  b08b3779bf0288bf3a83b697b553c3eaf2a89573 __init__.py (the class list);
+  facd65995a9508f8c3e7c51938cace5bffde7ab0 nodes.py (INPUT_TYPES form: CropImage still in it) and
+  nodes.py as the index holds it in its io.ComfyNode form (LoadImageCache beside it; no commit given),
+  which this module follows where they differ (the base64 loaders' alpha mask);
+  6e7b2445db9cf16f1765ec70aa3ccac5e69c6593 tile.py (INPUT_TYPES form) and its io.ComfyNode form (no
+  commit given: "multiple", at least one tile a side, blending up to padding), followed here;
+  61fa161c34c2ecf4cd9a5d4447c08bda3b53585a region.py; 79e9b6426ff8fe57313f92d62bed421dc8e360b0 krita.py.
+And how the client reads the results: Acly/krita-ai-diffusion's ai_diffusion/comfy_client.py
+(_extract_message_png_image: a binary frame of event type 1 (ComfyUI's PREVIEW_IMAGE) and format 2
+(PNG) is a result image; ComfyUI's send_image puts those two big-endian 32-bit codes before the file).
+
+Nodes here: ETN_LoadImageBase64, ETN_LoadMaskBase64 (base64 text in the prompt, size-checked from the
+header before decoding); ETN_SendImageWebSocket and ETN_KritaOutput (each image to the run's
+websocket client as ComfyUI's binary frame: 4 bytes event type 1, 4 bytes format (1 JPEG, 2 PNG),
+the file; its "executed" output lists {"source": "websocket", "content-type", "type": "output"} per
+image, as the pack's does); ETN_CropImage, ETN_ApplyMaskToImage; the tiling nodes ETN_TileLayout,
+ETN_ExtractImageTile, ETN_ExtractMaskTile, ETN_GenerateTileMask, ETN_MergeImageTile (the pack's
+tile maths; its blend is kornia's box_blur, written out here as a mean over the window with
+reflected edges); Krita's custom-workflow nodes as they run outside Krita (the plugin replaces them
+with its own inputs before it queues a workflow): ETN_KritaCanvas, ETN_KritaSelection,
+ETN_KritaImageLayer, ETN_KritaMaskLayer, ETN_Parameter, ETN_KritaSendText.
+The pack's other classes are named in graphflow/comfy_format.py (ETN_LEFT_OUT with why, ETN_LATER
+not built yet). Nothing here draws random numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from graphflow.api import (
+    ANY, BOOLEAN, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text,
+    send_image, show, socket_type,
+)
+from nodes.image import _image
+from nodes.pack_nodes_easyuse import base64_picture_bytes
+
+COMFY_PACK = "comfyui-tooling-nodes"  # the custom node pack this module's ComfyUI classes come from
+
+TOOLING = "external_tooling"
+TILES = "external_tooling/tiles"
+KRITA = "krita"
+MAX_SIZE = 8192  # the pack's bound on crop and tile sizes
+TILE_LAYOUT = socket_type("TILE_LAYOUT", "#5c6bc0", "How ETN_TileLayout cut an image into overlapping tiles")
+IMAGE_FORMATS = ("PNG", "JPEG")
+# the stand-in for Krita's canvas / layers outside Krita (the pack shows a placeholder picture of this size)
+KRITA_SIZE = 512
+FLOAT_MAX = sys.float_info.max
+
+
+def _base64_text(text: str) -> str:
+    """Base64 text without a data URL's "data:image/...;base64," head (the pack means to strip a PNG's
+    but drops the result, so its b64decode, which skips the punctuation, reads the head's letters)."""
+    text = text.strip()
+    if text.startswith("data:") and ";base64," in text[:64]:
+        return text.split(";base64,", 1)[1]
+    return text
+
+
+def _picture(text: str, input_name: str):
+    """The PIL picture in base64 text, held to the pixel limits before it is decoded."""
+    import io
+
+    from PIL import Image
+
+    picture = Image.open(io.BytesIO(base64_picture_bytes(_base64_text(text), input_name)))
+    try:
+        picture.load()
+    except OSError as e:
+        raise NodeInputError(input_name, f"the picture is damaged: {e}") from None
+    if picture.mode in ("I", "I;16", "I;16B", "F"):
+        raise NodeInputError(input_name, f"a picture of mode {picture.mode} (over 8 bits a channel) is not read here; "
+                                         "expected an 8-bit PNG, WebP or JPEG")
+    return picture
+
+
+class EtnLoadImageBase64(Node):
+    """An image from base64 text (a PNG, WebP or JPEG file; a "data:image/...;base64," head is
+    skipped), as the pack's Load Image (Base64) makes it: RGB, and its alpha channel as the mask
+    (1 = opaque: the pack's current form; its first one inverted it, as LoadImage does). A picture
+    without alpha gives a mask of ones of its size (the pack gives none, which fails the node that
+    reads it). Pictures over Pillow's MAX_IMAGE_PIXELS or the server's max_pixels are refused from
+    their header, before they are decoded."""
+    category = TOOLING
+    display_name = "Load Image (Base64)"
+    image: str = Text("")
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("ETN_LoadImageBase64",))
+
+    def run(self):
+        import numpy as np
+        import torch
+
+        picture = _picture(self.image, "image")
+        if picture.mode == "P" and "transparency" in picture.info:
+            picture = picture.convert("RGBA")
+        if "A" in picture.getbands():
+            alpha = np.asarray(picture.getchannel("A"), dtype=np.float32) / 255.0
+            mask = torch.from_numpy(alpha.copy())[None]
+        else:
+            mask = torch.ones(1, picture.height, picture.width)
+        rgb = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+        return torch.from_numpy(rgb.copy())[None], mask
+
+
+class EtnLoadMaskBase64(Node):
+    """A mask from base64 text (a PNG, WebP or JPEG file; a "data:image/...;base64," head is
+    skipped), as the pack's Load Mask (Base64) reads it: a grey picture's value, a colour picture's
+    red channel, / 255. A palette picture is read by its colours (the pack reads its palette
+    indices). Pictures over Pillow's MAX_IMAGE_PIXELS or the server's max_pixels are refused from
+    their header, before they are decoded."""
+    category = TOOLING
+    display_name = "Load Mask (Base64)"
+    mask: str = Text("")
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("ETN_LoadMaskBase64",))
+
+    def run(self):
+        import numpy as np
+        import torch
+
+        picture = _picture(self.mask, "mask")
+        if picture.mode not in ("L", "LA", "RGB", "RGBA"):
+            picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
+        values = np.asarray(picture, dtype=np.float32) / 255.0
+        if values.ndim == 3:
+            values = values[..., 0]
+        return torch.from_numpy(values.copy())[None]
+
+
+def send_images(images, format: str) -> list[dict]:
+    """Each image to the run's websocket client(s) as a PNG or JPEG (ComfyUI's binary frame), and the
+    pack's "executed" entries for them. JPEG drops an alpha channel (it has none)."""
+    import io
+
+    from graphflow.images import image_to_pil
+
+    sent = []
+    for image in _image(images, "images"):
+        picture = image_to_pil(image)
+        buffer = io.BytesIO()
+        if format == "JPEG":
+            picture.convert("RGB").save(buffer, format="JPEG", quality=95)
+        else:
+            picture.save(buffer, format="PNG", compress_level=1)
+        send_image(buffer.getvalue(), f"image/{format.lower()}")
+        sent.append({"source": "websocket", "content-type": f"image/{format.lower()}", "type": "output"})
+    return sent
+
+
+class EtnSendImageWebSocket(Node):
+    """Send each image to the client that queued the run over its websocket, as ComfyUI's binary
+    image frame (event type 1, then format 1 = JPEG or 2 = PNG, then the file), instead of saving
+    it; the node's "executed" output lists one {"source": "websocket", "content-type", "type":
+    "output"} per image, as the pack's does. Nothing is written to disk: a headless `graphflow run`
+    sends nothing and saves nothing."""
+    category = TOOLING
+    display_name = "Send Image (WebSocket)"
+    output_node = True
+    cacheable = False  # a cached run would send nothing
+    images: IMAGE
+    format: str = Choice(IMAGE_FORMATS, "PNG")
+    comfy = ComfyAlias(("ETN_SendImageWebSocket",))
+
+    def run(self):
+        show(images=send_images(self.images, self.format))
+
+
+class EtnKritaOutput(Node):
+    """Krita's output node: sends the images as PNGs over the websocket as ETN_SendImageWebSocket
+    does, and tells Krita where to place them (its "executed" output carries info: name, offset,
+    batch mode, whether to resize the canvas). Nothing is written to disk: a headless `graphflow
+    run` sends nothing and saves nothing."""
+    category = KRITA
+    display_name = "Krita Output"
+    output_node = True
+    cacheable = False  # a cached run would send nothing
+    images: IMAGE
+    x: int = Int(0, min=-MAX_SIZE * 8, max=MAX_SIZE * 8, description="offset x")
+    y: int = Int(0, min=-MAX_SIZE * 8, max=MAX_SIZE * 8, description="offset y")
+    name: str = Text("")
+    batch_mode: str = Choice(("default", "images", "animation", "layers"), "default")
+    resize_canvas: bool = Bool(False)
+    comfy = ComfyAlias(("ETN_KritaOutput",))
+
+    def run(self):
+        info = {"name": self.name, "offset_x": self.x, "offset_y": self.y, "batch_mode": self.batch_mode,
+                "resize_canvas": self.resize_canvas}
+        show(images=send_images(self.images, "PNG"), info=[info])
+
+
+class EtnKritaSendText(Node):
+    """Send a value to Krita as text (its "executed" output: name, the value as text, and the
+    content type of the kind chosen); no value sends "None"."""
+    category = KRITA
+    display_name = "Send Text"
+    output_node = True
+    value: ANY = None
+    name: str = Text("Output")
+    type: str = Choice(("text", "markdown", "html"), "text")
+    comfy = ComfyAlias(("ETN_KritaSendText",))
+
+    def run(self):
+        mime = {"text": "text/plain", "markdown": "text/markdown", "html": "text/html"}[self.type]
+        try:
+            text = "None" if self.value is None else str(self.value)
+        except Exception as e:  # a value whose str() fails is reported, not a failed run (the pack's choice)
+            text = f"Could not convert to text: {e}"
+        show(text=[{"name": self.name, "text": text, "content-type": mime}])
+
+
+class EtnCropImage(Node):
+    """Cut a width x height rectangle with its top-left corner at (x, y) out of the images, cut off at
+    the image's edges (the pack's: deprecated there for ComfyUI's ImageCrop). A corner outside the
+    image is refused (the pack returns an empty image)."""
+    category = TOOLING
+    display_name = "Crop Image"
+    image: IMAGE
+    x: int = Int(0, min=0, max=MAX_SIZE)
+    y: int = Int(0, min=0, max=MAX_SIZE)
+    width: int = Int(512, min=1, max=MAX_SIZE)
+    height: int = Int(512, min=1, max=MAX_SIZE)
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ETN_CropImage",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        size = inputs.get("image")
+        values = [widgets.get(k) for k in ("x", "y", "width", "height")]
+        if size is None or not all(isinstance(v, int) for v in values):
+            return Estimate(size)
+        x, y, width, height = values
+        return Estimate(Size(size.batch, max(1, min(height, size.height - y)), max(1, min(width, size.width - x))))
+
+    def run(self):
+        image = _image(self.image, "image")
+        if self.x >= image.shape[2] or self.y >= image.shape[1]:
+            raise NodeInputError("x" if self.x >= image.shape[2] else "y",
+                                 f"the corner ({self.x}, {self.y}) is outside the {image.shape[2]}x{image.shape[1]} "
+                                 "image")
+        return image[:, self.y:self.y + self.height, self.x:self.x + self.width].clone()
+
+
+class EtnApplyMaskToImage(Node):
+    """The image with the mask as its alpha channel (RGBA; an RGBA image's alpha is replaced): one
+    mask for every image, or one mask per image. The mask must be the image's size."""
+    category = TOOLING
+    display_name = "Apply Mask to Image"
+    image: IMAGE
+    mask: MASK
+    outputs = {"masked": IMAGE}
+    comfy = ComfyAlias(("ETN_ApplyMaskToImage",))
+
+    def run(self):
+        import torch
+
+        image = _image(self.image, "image")
+        mask = self.mask if self.mask.dim() == 3 else self.mask.reshape(-1, *self.mask.shape[-2:])
+        if mask.shape[-2:] != image.shape[1:3]:
+            raise NodeInputError("mask", f"is {mask.shape[-1]}x{mask.shape[-2]}: expected the image's size, "
+                                         f"{image.shape[2]}x{image.shape[1]}")
+        if image.shape[-1] not in (3, 4):
+            raise NodeInputError("image", f"has {image.shape[-1]} channels: expected RGB or RGBA")
+        # the pack takes mask i for image i when the counts agree, else the first mask for all
+        alpha = mask if mask.shape[0] == image.shape[0] else mask[:1].expand(image.shape[0], -1, -1)
+        return torch.cat([image[..., :3], alpha.to(image)[..., None]], dim=-1)
+
+
+# -- tiles -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """The pack's tile grid over an image: tile_count tiles a side (rows, columns), each tile_size
+    (height, width) pixels and overlapping its neighbours by 2 x padding; sizes are (height, width)."""
+    image_size: tuple[int, int]
+    tile_size: tuple[int, int]
+    tile_count: tuple[int, int]
+    padding: int
+    blending: int
+
+    @property
+    def total_count(self) -> int:
+        return self.tile_count[0] * self.tile_count[1]
+
+    def coord(self, index: int) -> tuple[int, int]:
+        # the pack's order: index % count[0] along the height first
+        return index % self.tile_count[0], index // self.tile_count[0]
+
+    def start(self, coord, pad: int = 0) -> tuple[int, int]:
+        return tuple(c * (t - 2 * self.padding) + (0 if c == 0 else pad) for c, t in zip(coord, self.tile_size))
+
+    def end(self, coord, pad: int = 0) -> tuple[int, int]:
+        return tuple(min(max(s + t - (0 if c == n - 1 else pad), 0), size)
+                     for s, t, c, n, size in zip(self.start(coord), self.tile_size, coord, self.tile_count,
+                                                 self.image_size))
+
+    def rect(self, index: int) -> tuple[slice, slice]:
+        coord = self.coord(index)
+        (y0, x0), (y1, x1) = self.start(coord), self.end(coord)
+        return slice(y0, y1), slice(x0, x1)
+
+    def mask(self, index: int, blend: bool):
+        """[1, h, w] of the tile: 1 where it alone covers the image (shrunk by padding - blending
+        on its inner sides) or, with blend, where it is merged (shrunk by padding, then box-blurred
+        by blending pixels)."""
+        import torch
+        import torch.nn.functional as F
+
+        coord = self.coord(index)
+        origin = self.start(coord)
+        (y0, x0), (y1, x1) = self.start(coord), self.end(coord)
+        pad = self.padding if blend else self.padding - self.blending
+        (sy, sx), (ey, ex) = self.start(coord, pad), self.end(coord, pad)
+        mask = torch.zeros(1, 1, y1 - y0, x1 - x0)
+        mask[..., sy - origin[0]:ey - origin[0], sx - origin[1]:ex - origin[1]] = 1.0
+        if blend and self.blending > 0:
+            k = self.blending
+            # kornia's box_blur: the mean over a k x k window, "same" size, edges reflected ((k-1)//2 before)
+            before, after = (k - 1) // 2, k - 1 - (k - 1) // 2
+            mask = F.avg_pool2d(F.pad(mask, (before, after, before, after), mode="reflect"), k, stride=1)
+        return mask[0]
+
+
+def _layout(value) -> TileLayout:
+    if not isinstance(value, TileLayout):
+        raise NodeInputError("layout", "expected a TILE_LAYOUT from ETN_TileLayout")
+    return value
+
+
+def _tile_index(layout: TileLayout, index: int) -> int:
+    if index >= layout.total_count:
+        raise NodeInputError("index", f"{index} is past the layout's last tile, {layout.total_count - 1} "
+                                      f"({layout.tile_count[0]} x {layout.tile_count[1]} tiles)")
+    return index
+
+
+class EtnTileLayout(Node):
+    """Plan overlapping tiles over the image, as the pack's Create Tile Layout does: per side,
+    count = max(1, size // (min_tile_size - 2 x padding)) tiles, each ceil((size + (count - 1) x 2 x
+    padding) / count) pixels rounded up to a multiple of `multiple`, placed every tile - 2 x padding
+    pixels (the last cut off at the edge). The image's sides and min_tile_size must be multiples of
+    `multiple`, blending at most padding, and padding under half of min_tile_size."""
+    category = TILES
+    display_name = "Create Tile Layout"
+    image: IMAGE
+    min_tile_size: int = Int(512, min=64, max=MAX_SIZE, step=8)
+    padding: int = Int(32, min=0, max=MAX_SIZE, step=8)
+    blending: int = Int(8, min=0, max=256, step=8)
+    multiple: int = Int(8, min=1, max=1024)
+    outputs = {"layout": TILE_LAYOUT}
+    comfy = ComfyAlias(("ETN_TileLayout",))
+
+    def run(self):
+        import math
+
+        image = _image(self.image, "image")
+        size = (image.shape[1], image.shape[2])
+        m = self.multiple
+        if any(s % m for s in size):
+            raise NodeInputError("image", f"is {size[1]}x{size[0]}: expected sides that are multiples of {m} (multiple)")
+        if self.min_tile_size % m:
+            raise NodeInputError("min_tile_size", f"{self.min_tile_size} is not a multiple of {m} (multiple)")
+        if self.blending > self.padding:
+            raise NodeInputError("blending", f"{self.blending} is more than the padding, {self.padding}")
+        step = self.min_tile_size - 2 * self.padding
+        if step <= 0:
+            raise NodeInputError("padding", f"{self.padding} leaves no room in a {self.min_tile_size}-pixel tile: "
+                                            "expected less than half of min_tile_size")
+        count = tuple(max(1, s // step) for s in size)
+        tile = tuple(math.ceil(math.ceil((s + (n - 1) * 2 * self.padding) / n) / m) * m for s, n in zip(size, count))
+        if self.blending and min(tile) <= self.blending:
+            raise NodeInputError("blending", f"{self.blending} is not less than a tile's side ({min(tile)})")
+        return TileLayout(size, tile, count, self.padding, self.blending)
+
+
+class EtnExtractImageTile(Node):
+    """The index-th tile of the layout cut out of the image (tiles counted down the first column,
+    then the next, as the pack counts them)."""
+    category = TILES
+    display_name = "Extract Image Tile"
+    image: IMAGE
+    layout: TILE_LAYOUT
+    index: int = Int(0, min=0)
+    outputs = {"tile": IMAGE}
+    comfy = ComfyAlias(("ETN_ExtractImageTile",))
+
+    def run(self):
+        layout = _layout(self.layout)
+        rows, cols = layout.rect(_tile_index(layout, self.index))
+        return _image(self.image, "image")[:, rows, cols].clone()
+
+
+class EtnExtractMaskTile(Node):
+    """The index-th tile of the layout cut out of the mask (counted as ETN_ExtractImageTile counts)."""
+    category = TILES
+    display_name = "Extract Mask Tile"
+    mask: MASK
+    layout: TILE_LAYOUT
+    index: int = Int(0, min=0)
+    outputs = {"tile": MASK}
+    comfy = ComfyAlias(("ETN_ExtractMaskTile",))
+
+    def run(self):
+        layout = _layout(self.layout)
+        rows, cols = layout.rect(_tile_index(layout, self.index))
+        mask = self.mask if self.mask.dim() == 3 else self.mask.reshape(-1, *self.mask.shape[-2:])
+        return mask[:, rows, cols].clone()
+
+
+class EtnGenerateTileMask(Node):
+    """The index-th tile's mask: without blend, 1 on the part the tile alone covers (its inner sides
+    shrunk by padding - blending); with blend, the weights ETN_MergeImageTile pastes it with (shrunk
+    by padding, edges softened by a box blur of blending pixels)."""
+    category = TILES
+    display_name = "Generate Tile Mask"
+    layout: TILE_LAYOUT
+    index: int = Int(0, min=0)
+    blend: bool = Bool(False)
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("ETN_GenerateTileMask",))
+
+    def run(self):
+        layout = _layout(self.layout)
+        return layout.mask(_tile_index(layout, self.index), self.blend)
+
+
+class EtnMergeImageTile(Node):
+    """The image with the index-th tile pasted in its place, weighted by the tile's blended mask
+    (ETN_GenerateTileMask with blend): image x (1 - mask) + tile x mask. Chain one per tile, index 0
+    first. The pack writes tiles after the first into its input in place; ours returns a new image
+    each time (the same result along a chain)."""
+    category = TILES
+    display_name = "Merge Image Tile"
+    image: IMAGE
+    layout: TILE_LAYOUT
+    index: int = Int(0, min=0)
+    tile: IMAGE
+    outputs = {"image": IMAGE}
+    comfy = ComfyAlias(("ETN_MergeImageTile",))
+
+    def run(self):
+        layout = _layout(self.layout)
+        index = _tile_index(layout, self.index)
+        image, tile = _image(self.image, "image"), _image(self.tile, "tile")
+        if tuple(image.shape[1:3]) != layout.image_size:
+            raise NodeInputError("image", f"is {image.shape[2]}x{image.shape[1]}: expected the layout's image size, "
+                                          f"{layout.image_size[1]}x{layout.image_size[0]}")
+        rows, cols = layout.rect(index)
+        region = image[:, rows, cols]
+        if tile.shape[1:] != region.shape[1:] or tile.shape[0] not in (1, region.shape[0]):
+            raise NodeInputError("tile", f"is {tile.shape[2]}x{tile.shape[1]} with {tile.shape[3]} channels: expected "
+                                         f"tile {index}'s {region.shape[2]}x{region.shape[1]} with {region.shape[3]}")
+        weight = layout.mask(index, blend=True)[..., None].to(image)
+        out = image.clone()
+        out[:, rows, cols] = (1 - weight) * region + weight * tile
+        return out
+
+
+# -- Krita's inputs, outside Krita -----------------------------------------------------------------
+
+
+def _stand_in_canvas():
+    import torch
+
+    return torch.full((1, KRITA_SIZE, KRITA_SIZE, 3), 0.5)
+
+
+class EtnKritaCanvas(Node):
+    """Krita's canvas, for a workflow Krita runs (Krita puts its canvas, size and seed in this node's
+    place). Run anywhere else: a plain grey 512x512 picture (the pack shows a placeholder picture it
+    ships), width and height 512, seed 0."""
+    category = KRITA
+    display_name = "Krita Canvas"
+    outputs = {"image": IMAGE, "width": INT, "height": INT, "seed": INT}
+    comfy = ComfyAlias(("ETN_KritaCanvas",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return Estimate(Size(1, KRITA_SIZE, KRITA_SIZE))
+
+    def run(self):
+        return _stand_in_canvas(), KRITA_SIZE, KRITA_SIZE, 0
+
+
+class EtnKritaSelection(Node):
+    """Krita's selection, for a workflow Krita runs (Krita puts the selection's mask and its
+    offset in this node's place). Run anywhere else, as the pack's: a 512x512 mask of ones, active
+    false, offset (0, 0)."""
+    category = KRITA
+    display_name = "Krita Selection"
+    context: str = Choice(("automatic", "entire image", "mask bounds"), "entire image")
+    padding: int = Int(0, min=0, max=MAX_SIZE)
+    outputs = {"mask": MASK, "active": BOOLEAN, "x": INT, "y": INT}
+    comfy = ComfyAlias(("ETN_KritaSelection",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return Estimate(Size(1, KRITA_SIZE, KRITA_SIZE))
+
+    def run(self):
+        import torch
+
+        return torch.ones(1, KRITA_SIZE, KRITA_SIZE), False, 0, 0
+
+
+class EtnKritaImageLayer(Node):
+    """The Krita layer called name, for a workflow Krita runs. Run anywhere else: the grey 512x512
+    stand-in of ETN_KritaCanvas and a 512x512 mask of ones (the pack's)."""
+    category = KRITA
+    display_name = "Krita Image Layer"
+    name: str = Text("Image")
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("ETN_KritaImageLayer",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return Estimate(Size(1, KRITA_SIZE, KRITA_SIZE))
+
+    def run(self):
+        import torch
+
+        return _stand_in_canvas(), torch.ones(1, KRITA_SIZE, KRITA_SIZE)
+
+
+class EtnKritaMaskLayer(Node):
+    """The Krita mask layer called name, for a workflow Krita runs. Run anywhere else, as the
+    pack's: a 512x512 mask of ones."""
+    category = KRITA
+    display_name = "Krita Mask Layer"
+    name: str = Text("Mask")
+    outputs = {"mask": MASK}
+    comfy = ComfyAlias(("ETN_KritaMaskLayer",))
+
+    @classmethod
+    def estimate(cls, widgets, inputs):
+        return Estimate(Size(1, KRITA_SIZE, KRITA_SIZE))
+
+    def run(self):
+        import torch
+
+        return torch.ones(1, KRITA_SIZE, KRITA_SIZE)
+
+
+PARAMETER_TYPES = ("auto", "number", "number (integer)", "toggle", "choice", "text", "prompt (positive)",
+                   "prompt (negative)")
+
+
+class EtnParameter(Node):
+    """A parameter Krita shows for a workflow it runs (and fills in). Run anywhere else it gives its
+    default, as the pack's: a number for "number", an integer for "number (integer)", else the
+    default text as it is. min and max are the range Krita offers; they don't bound the default."""
+    category = KRITA
+    display_name = "Parameter"
+    name: str = Text("Parameter")
+    type: str = Choice(PARAMETER_TYPES, "auto")
+    default: str = Text("")
+    min: float = Float(-1e10, min=-FLOAT_MAX, max=FLOAT_MAX)
+    max: float = Float(1e10, min=-FLOAT_MAX, max=FLOAT_MAX)
+    outputs = {"value": ANY}
+    comfy = ComfyAlias(("ETN_Parameter",), optional=("min", "max"))
+
+    def run(self):
+        if self.type not in ("number", "number (integer)"):
+            return self.default
+        try:
+            return float(self.default) if self.type == "number" else int(self.default)
+        except ValueError:
+            raise NodeInputError("default", f"{self.default!r} is not {'a number' if self.type == 'number' else 'an integer'}"
+                                            f" (type {self.type})") from None

@@ -1,0 +1,291 @@
+"""Acly's comfyui-tooling-nodes (nodes/pack_nodes_etn.py): the base64 loaders against Pillow's
+own decoding, the tile layout against the pack's formula written out, the blended tile mask against
+kornia's box_blur, the merge against image x (1 - mask) + tile x mask; errors by input name; an API
+prompt under the pack's class names through the executor; and a ComfyUI websocket client getting
+ETN_SendImageWebSocket's frames (event 1, format 2 = PNG / 1 = JPEG) that decode to the pixels sent."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+import torch
+from aiohttp import WSMsgType
+from PIL import Image
+
+import nodes.pack_nodes_etn as etn
+from graphflow.comfy_format import LEFT_OUT, custom_pack
+from graphflow.context import NodeInputError
+from graphflow.registry import Registry
+from tests.test_nodes_image_mask import call
+from tests.test_pack_nodes import run_graph
+from tests.test_pack_nodes_easyuse_samplers import run_with_limits  # noqa: F401
+from tests.test_server import home, start  # noqa: F401
+
+ETN_NODES = [cls for cls in vars(etn).values() if isinstance(cls, type) and cls.__module__ == etn.__name__
+             and hasattr(cls, "comfy")]
+
+
+@pytest.fixture(scope="module")
+def etn_registry():
+    registry = Registry()
+    for cls in ETN_NODES:
+        registry.add(cls, source="tests")
+    return registry
+
+
+@pytest.fixture
+def registry(etn_registry):  # the server fixture's registry: the pack's nodes alone
+    return etn_registry
+
+
+def _base64(array: np.ndarray, mode: str, format: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format=format)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _pixels(seed: int, shape) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+# -- base64 loaders --------------------------------------------------------------------------------
+
+
+def test_load_image_base64_gives_pillows_pixels_and_the_alpha_as_mask(etn_registry):
+    rgba = _pixels(1, (5, 7, 4))
+    image, mask = call(etn_registry, "EtnLoadImageBase64", image=_base64(rgba, "RGBA"))
+    assert image.shape == (1, 5, 7, 3) and mask.shape == (1, 5, 7)
+    assert torch.equal(image[0], torch.from_numpy(rgba[..., :3].astype(np.float32) / 255.0))
+    assert torch.equal(mask[0], torch.from_numpy(rgba[..., 3].astype(np.float32) / 255.0))
+    # a data URL's head is skipped; a JPEG (no alpha) gives a mask of ones of its size
+    rgb = _pixels(2, (6, 4, 3))
+    jpeg = _base64(rgb, "RGB", "JPEG")
+    image, mask = call(etn_registry, "EtnLoadImageBase64", image="data:image/jpeg;base64," + jpeg)
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(jpeg))).convert("RGB"), dtype=np.float32) / 255.0
+    assert torch.equal(image[0], torch.from_numpy(decoded)) and torch.equal(mask, torch.ones(1, 6, 4))
+
+
+def test_load_mask_base64_reads_grey_or_the_red_channel(etn_registry):
+    grey = _pixels(3, (4, 5))
+    assert torch.equal(call(etn_registry, "EtnLoadMaskBase64", mask=_base64(grey, "L"))[0],
+                       torch.from_numpy(grey.astype(np.float32) / 255.0))
+    rgb = _pixels(4, (4, 5, 3))
+    assert torch.equal(call(etn_registry, "EtnLoadMaskBase64", mask=_base64(rgb, "RGB"))[0],
+                       torch.from_numpy(rgb[..., 0].astype(np.float32) / 255.0))
+
+
+def test_base64_loaders_name_bad_input_and_hold_to_max_pixels(etn_registry, run_with_limits):  # noqa: F811
+    from graphflow.resource_limits import RunLimits
+    for node, name in (("EtnLoadImageBase64", "image"), ("EtnLoadMaskBase64", "mask")):
+        for text in ("", "aGVsbG8=", "not base64 at all!"):
+            with pytest.raises(NodeInputError) as e:
+                call(etn_registry, node, **{name: text})
+            assert e.value.input == name
+        picture = _base64(np.zeros((5, 4), dtype=np.uint8), "L")
+        run_with_limits(RunLimits(max_pixels=19))
+        with pytest.raises(NodeInputError, match="4x5, over the 19 pixels") as e:
+            call(etn_registry, node, **{name: picture})
+        assert e.value.input == name
+        run_with_limits(RunLimits(max_pixels=None))
+
+
+# -- crop and alpha --------------------------------------------------------------------------------
+
+
+def test_crop_and_apply_mask(etn_registry):
+    image = torch.rand(2, 10, 12, 3, generator=torch.Generator().manual_seed(0))
+    out = call(etn_registry, "EtnCropImage", image=image, x=3, y=4, width=20, height=2)
+    assert torch.equal(out, image[:, 4:6, 3:12])
+    with pytest.raises(NodeInputError) as e:
+        call(etn_registry, "EtnCropImage", image=image, x=12, y=0)
+    assert e.value.input == "x"
+    masks = torch.rand(2, 10, 12)
+    out = call(etn_registry, "EtnApplyMaskToImage", image=image, mask=masks)
+    assert out.shape == (2, 10, 12, 4) and torch.equal(out[..., :3], image) and torch.equal(out[..., 3], masks)
+    out = call(etn_registry, "EtnApplyMaskToImage", image=image, mask=masks[0])  # one mask for every image
+    assert torch.equal(out[1, ..., 3], masks[0])
+    with pytest.raises(NodeInputError, match="expected the image's size") as e:
+        call(etn_registry, "EtnApplyMaskToImage", image=image, mask=torch.ones(1, 5, 5))
+    assert e.value.input == "mask"
+
+
+# -- tiles -----------------------------------------------------------------------------------------
+
+
+def _expected_layout(h, w, min_tile, padding, multiple):
+    """The pack's formula, per side: count = max(1, side // (min_tile - 2p)); tile = ceil(ceil((side +
+    (count - 1) 2p) / count) / multiple) x multiple; tile i starts at i (tile - 2p) and ends at
+    min(start + tile, side)."""
+    sides = []
+    for side in (h, w):
+        count = max(1, side // (min_tile - 2 * padding))
+        tile = math.ceil(math.ceil((side + (count - 1) * 2 * padding) / count) / multiple) * multiple
+        sides.append([(i * (tile - 2 * padding), min(i * (tile - 2 * padding) + tile, side)) for i in range(count)])
+    return sides
+
+
+@pytest.mark.parametrize("h, w, min_tile, padding, blending, multiple", [(96, 160, 64, 8, 8, 8), (72, 48, 64, 16, 0, 8),
+                                                                         (40, 40, 64, 8, 8, 4)])
+def test_tile_layout_and_extraction_follow_the_packs_formula(etn_registry, h, w, min_tile, padding, blending, multiple):
+    image = torch.rand(1, h, w, 3, generator=torch.Generator().manual_seed(1))
+    layout = call(etn_registry, "EtnTileLayout", image=image, min_tile_size=min_tile, padding=padding,
+                  blending=blending, multiple=multiple)
+    rows, cols = _expected_layout(h, w, min_tile, padding, multiple)
+    assert layout.total_count == len(rows) * len(cols)
+    for index in range(layout.total_count):
+        (y0, y1), (x0, x1) = rows[index % len(rows)], cols[index // len(rows)]  # down the first column first
+        tile = call(etn_registry, "EtnExtractImageTile", image=image, layout=layout, index=index)
+        assert torch.equal(tile, image[:, y0:y1, x0:x1])
+        mask_tile = call(etn_registry, "EtnExtractMaskTile", mask=image[..., 0], layout=layout, index=index)
+        assert torch.equal(mask_tile, image[:, y0:y1, x0:x1, 0])
+    with pytest.raises(NodeInputError) as e:
+        call(etn_registry, "EtnExtractImageTile", image=image, layout=layout, index=layout.total_count)
+    assert e.value.input == "index"
+
+
+def test_tile_masks_and_merge(etn_registry):
+    from kornia.filters import box_blur
+
+    h, w, padding, blending = 96, 160, 8, 8
+    image = torch.rand(1, h, w, 3, generator=torch.Generator().manual_seed(2))
+    layout = call(etn_registry, "EtnTileLayout", image=image, min_tile_size=64, padding=padding, blending=blending,
+                  multiple=8)
+    rows, cols = _expected_layout(h, w, 64, padding, 8)
+    merged = torch.zeros_like(image)
+    for index in range(layout.total_count):
+        r, c = index % len(rows), index // len(rows)
+        (y0, y1), (x0, x1) = rows[r], cols[c]
+        # the tile's own area: its inner sides shrunk by pad (padding - blending unblended, padding blended)
+        def area(pad):
+            mask = torch.zeros(1, 1, y1 - y0, x1 - x0)
+            top, left = (0 if r == 0 else pad), (0 if c == 0 else pad)
+            bottom = (y1 - y0) - (0 if r == len(rows) - 1 else pad)
+            right = (x1 - x0) - (0 if c == len(cols) - 1 else pad)
+            mask[..., top:bottom, left:right] = 1
+            return mask
+        plain = call(etn_registry, "EtnGenerateTileMask", layout=layout, index=index, blend=False)
+        assert torch.equal(plain, area(padding - blending)[0])
+        blended = call(etn_registry, "EtnGenerateTileMask", layout=layout, index=index, blend=True)
+        assert torch.allclose(blended, box_blur(area(padding), (blending, blending))[0], atol=1e-6)
+        tile = torch.rand(1, y1 - y0, x1 - x0, 3, generator=torch.Generator().manual_seed(10 + index))
+        before = merged.clone()
+        merged = call(etn_registry, "EtnMergeImageTile", image=merged, layout=layout, index=index, tile=tile)
+        weight = blended[..., None]
+        expected = before.clone()
+        expected[:, y0:y1, x0:x1] = (1 - weight) * before[:, y0:y1, x0:x1] + weight * tile
+        assert torch.allclose(merged, expected, atol=1e-6)
+    with pytest.raises(NodeInputError) as e:
+        call(etn_registry, "EtnMergeImageTile", image=merged, layout=layout, index=0, tile=torch.zeros(1, 8, 8, 3))
+    assert e.value.input == "tile"
+
+
+def test_tile_layout_refuses_what_the_pack_asserts(etn_registry):
+    image = torch.zeros(1, 64, 60, 3)
+    for inputs, name in (({}, "image"), ({"blending": 16, "padding": 8}, "blending"),
+                         ({"padding": 32, "min_tile_size": 64}, "padding")):
+        picture = image if name == "image" else torch.zeros(1, 64, 64, 3)
+        with pytest.raises(NodeInputError) as e:
+            call(etn_registry, "EtnTileLayout", image=picture, **{"min_tile_size": 64, **inputs})
+        assert e.value.input == name
+
+
+# -- Krita's nodes outside Krita -------------------------------------------------------------------
+
+
+def test_parameter_gives_its_default_by_type(etn_registry):
+    assert call(etn_registry, "EtnParameter", type="number", default="2.5") == 2.5
+    assert call(etn_registry, "EtnParameter", type="number (integer)", default="7") == 7
+    assert call(etn_registry, "EtnParameter", type="text", default="a cat") == "a cat"
+    with pytest.raises(NodeInputError) as e:
+        call(etn_registry, "EtnParameter", type="number (integer)", default="seven")
+    assert e.value.input == "default"
+
+
+def test_unbuilt_classes_are_named_as_the_packs():
+    assert custom_pack("ETN_AttentionMask") == "comfyui-tooling-nodes"
+    assert "argostranslate" in LEFT_OUT["ETN_Translate"] and "not built yet" in LEFT_OUT["ETN_LoadImageCache"]
+
+
+# -- a ComfyUI prompt, and the websocket -----------------------------------------------------------
+
+
+def _tiled_prompt(picture: str, format: str = "PNG") -> dict:
+    """API format: load, cut into tiles, merge them back, send over the websocket."""
+    prompt = {"1": {"class_type": "ETN_LoadImageBase64", "inputs": {"image": picture}},
+              "2": {"class_type": "ETN_TileLayout", "inputs": {"image": ["1", 0], "min_tile_size": 64, "padding": 8,
+                                                               "blending": 8, "multiple": 8}}}
+    previous = ["1", 0]
+    for index in range(2):
+        prompt[f"t{index}"] = {"class_type": "ETN_ExtractImageTile",
+                               "inputs": {"image": ["1", 0], "layout": ["2", 0], "index": index}}
+        prompt[f"m{index}"] = {"class_type": "ETN_MergeImageTile",
+                               "inputs": {"image": previous, "layout": ["2", 0], "index": index,
+                                          "tile": [f"t{index}", 0]}}
+        previous = [f"m{index}", 0]
+    prompt["9"] = {"class_type": "ETN_SendImageWebSocket", "inputs": {"images": previous, "format": format}}
+    return prompt
+
+
+def test_api_prompt_runs_through_the_executor(etn_registry):
+    rgb = _pixels(5, (64, 96, 3))
+    result = run_graph(etn_registry, _tiled_prompt(_base64(rgb, "RGB")))
+    assert result.outputs["9"]["images"] == [{"source": "websocket", "content-type": "image/png", "type": "output"}]
+
+
+def test_headless_run_sends_and_saves_nothing(etn_registry, monkeypatch, tmp_path, capsys):
+    """`graphflow run` of a prompt ending in ETN_SendImageWebSocket: it succeeds, names no file (the
+    node's "executed" entries have none) and writes none."""
+    from graphflow import cli, registry as registry_module
+
+    monkeypatch.setattr(registry_module, "_default", etn_registry)
+    path = tmp_path / "prompt.json"
+    path.write_text(json.dumps(_tiled_prompt(_base64(_pixels(7, (64, 96, 3)), "RGB"))))
+    outputs = tmp_path / "outputs"
+    assert cli.main(["run", str(path), "--output-dir", str(outputs)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert not outputs.exists() or not any(outputs.rglob("*.*"))
+
+
+async def test_a_comfyui_client_gets_the_sent_images(start):  # noqa: F811
+    rgb = _pixels(6, (64, 96, 3))
+    client = await start()
+    ws = await client.ws_connect("/ws?clientId=krita")  # no &previews=1: sent images are results, not previews
+    assert (await ws.receive_json())["type"] == "status"
+    frames = {}
+    for format in ("PNG", "JPEG"):
+        queued = await (await client.post("/prompt", json={"prompt": _tiled_prompt(_base64(rgb, "RGB"), format),
+                                                            "client_id": "krita"})).json()
+        frames[format], executed = [], None
+        while True:
+            msg = await asyncio.wait_for(ws.receive(), 30)
+            if msg.type == WSMsgType.BINARY:
+                frames[format].append(msg.data)
+                continue
+            message = json.loads(msg.data)
+            if message["type"] == "executed" and message["data"]["node"] == "9":
+                executed = message["data"]["output"]
+            if message["type"] == "executing" and message["data"]["node"] is None \
+                    and message["data"]["prompt_id"] == queued["prompt_id"]:
+                break
+        assert executed == {"images": [{"source": "websocket", "content-type": f"image/{format.lower()}",
+                                        "type": "output"}]}
+    await ws.close()
+    (png,), (jpeg,) = frames["PNG"], frames["JPEG"]
+    assert struct.unpack_from(">II", png) == (1, 2) and struct.unpack_from(">II", jpeg) == (1, 1)
+    # the tiles merged back over the image they were cut from are that image (to float rounding:
+    # 255 x value is truncated to 8 bits, so a blend a hair under a level drops one)
+    sent = np.asarray(Image.open(io.BytesIO(png[8:])).convert("RGB"), dtype=int)
+    assert sent.shape == rgb.shape and np.abs(sent - rgb).max() <= 1
+    # the JPEG is the same pixels as Pillow encodes them at the pack's quality, 95
+    reference = io.BytesIO()
+    Image.open(io.BytesIO(png[8:])).save(reference, format="JPEG", quality=95)
+    decoded = Image.open(io.BytesIO(jpeg[8:]))
+    assert decoded.format == "JPEG"
+    assert np.array_equal(np.asarray(decoded), np.asarray(Image.open(reference)))
