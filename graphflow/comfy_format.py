@@ -328,9 +328,6 @@ ETN_LATER = {
     **dict.fromkeys(("ETN_LoadImageCache", "ETN_SaveImageCache"),
                     "not built yet: they pass images through the pack's server routes (PUT / GET /api/etn/image/{id}), "
                     "which graphflow's server does not have yet"),
-    **dict.fromkeys(("ETN_DefineRegion", "ETN_BackgroundRegion", "ETN_ListRegionMasks", "ETN_AttentionMask"),
-                    "not built yet: regional prompting, an attention patch that limits each region's prompt to its mask "
-                    "(the pack's attn2 patches, after laksjdjf's attention couple)"),
     **dict.fromkeys(("ETN_ReferenceImage", "ETN_ApplyReferenceImages"),
                     "not built yet: reference images through a style model (CLIP vision + Redux), each downsampled by "
                     "its weight over its step range"),

@@ -7,7 +7,8 @@ pack's files at these commits:
   which this module follows where they differ (the base64 loaders' alpha mask);
   6e7b2445db9cf16f1765ec70aa3ccac5e69c6593 tile.py (INPUT_TYPES form) and its io.ComfyNode form (no
   commit given: "multiple", at least one tile a side, blending up to padding), followed here;
-  61fa161c34c2ecf4cd9a5d4447c08bda3b53585a region.py; 79e9b6426ff8fe57313f92d62bed421dc8e360b0 krita.py.
+  61fa161c34c2ecf4cd9a5d4447c08bda3b53585a region.py and its io.ComfyNode form (no commit given; the same
+  UNet attn2 patches, and an Anima / Cosmos path); 79e9b6426ff8fe57313f92d62bed421dc8e360b0 krita.py.
 And how the client reads the results: Acly/krita-ai-diffusion's ai_diffusion/comfy_client.py
 (_extract_message_png_image: a binary frame of event type 1 (ComfyUI's PREVIEW_IMAGE) and format 2
 (PNG) is a result image; ComfyUI's send_image puts those two big-endian 32-bit codes before the file).
@@ -19,9 +20,11 @@ the file; its "executed" output lists {"source": "websocket", "content-type", "t
 image, as the pack's does); ETN_CropImage, ETN_ApplyMaskToImage; the tiling nodes ETN_TileLayout,
 ETN_ExtractImageTile, ETN_ExtractMaskTile, ETN_GenerateTileMask, ETN_MergeImageTile (the pack's
 tile maths; its blend is kornia's box_blur, written out here as a mean over the window with
-reflected edges); Krita's custom-workflow nodes as they run outside Krita (the plugin replaces them
-with its own inputs before it queues a workflow): ETN_KritaCanvas, ETN_KritaSelection,
-ETN_KritaImageLayer, ETN_KritaMaskLayer, ETN_Parameter, ETN_KritaSendText.
+reflected edges); the regions ETN_BackgroundRegion, ETN_DefineRegion, ETN_ListRegionMasks and
+ETN_AttentionMask (regional prompting on SD1.x / SDXL UNets: graphflow.models.region_attention; the
+pack's Anima / Cosmos-Predict2 path is not built); Krita's custom-workflow nodes as they run outside
+Krita (the plugin replaces them with its own inputs before it queues a workflow): ETN_KritaCanvas,
+ETN_KritaSelection, ETN_KritaImageLayer, ETN_KritaMaskLayer, ETN_Parameter, ETN_KritaSendText.
 The pack's other classes are named in graphflow/comfy_format.py (ETN_LEFT_OUT with why, ETN_LATER
 not built yet). Nothing here draws random numbers.
 """
@@ -32,8 +35,8 @@ import sys
 from dataclasses import dataclass
 
 from graphflow.api import (
-    ANY, BOOLEAN, IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text,
-    send_image, show, socket_type,
+    ANY, BOOLEAN, CONDITIONING, IMAGE, INT, MASK, MODEL, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
+    NodeInputError, Size, Text, send_image, show, socket_type,
 )
 from nodes.image import _image
 from nodes.pack_nodes_easyuse import base64_picture_bytes
@@ -42,8 +45,10 @@ COMFY_PACK = "comfyui-tooling-nodes"  # the custom node pack this module's Comfy
 
 TOOLING = "external_tooling"
 TILES = "external_tooling/tiles"
+REGIONS_CATEGORY = "external_tooling/regions"
 KRITA = "krita"
 MAX_SIZE = 8192  # the pack's bound on crop and tile sizes
+REGIONS = socket_type("REGIONS", "#8e6bc0", "Prompts for parts of the picture, each with its mask (ETN_DefineRegion)")
 TILE_LAYOUT = socket_type("TILE_LAYOUT", "#5c6bc0", "How ETN_TileLayout cut an image into overlapping tiles")
 IMAGE_FORMATS = ("PNG", "JPEG")
 # the stand-in for Krita's canvas / layers outside Krita (the pack shows a placeholder picture of this size)
@@ -361,7 +366,8 @@ class EtnTileLayout(Node):
         size = (image.shape[1], image.shape[2])
         m = self.multiple
         if any(s % m for s in size):
-            raise NodeInputError("image", f"is {size[1]}x{size[0]}: expected sides that are multiples of {m} (multiple)")
+            raise NodeInputError("image", f"is {size[1]}x{size[0]}: expected sides that are multiples of {m} "
+                                          "(multiple)")
         if self.min_tile_size % m:
             raise NodeInputError("min_tile_size", f"{self.min_tile_size} is not a multiple of {m} (multiple)")
         if self.blending > self.padding:
@@ -458,6 +464,125 @@ class EtnMergeImageTile(Node):
         out = image.clone()
         out[:, rows, cols] = (1 - weight) * region + weight * tile
         return out
+
+
+# -- regions ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Regions:
+    """A chain of regions, first to last: (mask [1, H, W], or None for the background: what the
+    others leave, conditioning) each."""
+    entries: tuple
+
+    def masks(self):
+        """[R, H, W]: each region's mask, the background's 1 - the sum of the others (the pack's)."""
+        import torch
+
+        if len(self.entries) < 2:
+            raise NodeInputError("regions", "holds one region: expected at least 2 (a background or a region, then "
+                                            "regions defined on it)")
+        given = [mask for mask, _ in self.entries if mask is not None]
+        background = 1.0 - torch.stack(given).sum(0) if self.entries[0][0] is None else None
+        return torch.cat([background if mask is None else mask for mask, _ in self.entries])
+
+
+def _regions(value, name: str = "regions") -> Regions:
+    if not isinstance(value, Regions):
+        raise NodeInputError(name, "expected REGIONS from ETN_BackgroundRegion or ETN_DefineRegion")
+    return value
+
+
+def _text(conditioning, name: str):
+    """The first entry's text tokens [1, T, C], as the pack reads a region's conditioning."""
+    import torch
+
+    if not conditioning or not torch.is_tensor(conditioning[0][0]) or conditioning[0][0].dim() != 3:
+        raise NodeInputError(name, "expected a CONDITIONING of text tokens (a text encoder's output)")
+    return conditioning[0][0][:1]
+
+
+class EtnBackgroundRegion(Node):
+    """Start regions with a background: its prompt is attended to wherever the regions defined on it
+    leave room (its mask: 1 - the sum of theirs)."""
+    category = REGIONS_CATEGORY
+    display_name = "Background Region"
+    conditioning: CONDITIONING
+    outputs = {"regions": REGIONS}
+    comfy = ComfyAlias(("ETN_BackgroundRegion",))
+
+    def run(self):
+        _text(self.conditioning, "conditioning")
+        return Regions(((None, self.conditioning),))
+
+
+class EtnDefineRegion(Node):
+    """Add a region: its prompt is attended to where the mask is (weighted by it), after the
+    regions given (or as the first). Masks are one [H, W] each, all of one size: the latent's or
+    the image's it is sampled for."""
+    category = REGIONS_CATEGORY
+    display_name = "Define Region"
+    mask: MASK
+    conditioning: CONDITIONING
+    regions: REGIONS = None
+    outputs = {"regions": REGIONS}
+    comfy = ComfyAlias(("ETN_DefineRegion",))
+
+    def run(self):
+        mask = self.mask if self.mask.dim() == 3 else self.mask.reshape(1, *self.mask.shape[-2:])
+        if mask.shape[0] != 1:
+            raise NodeInputError("mask", f"is a batch of {mask.shape[0]} masks: expected one (a region has one mask)")
+        _text(self.conditioning, "conditioning")
+        before = _regions(self.regions).entries if self.regions is not None else ()
+        sized = [m for m, _ in before if m is not None]
+        if sized and sized[0].shape != mask.shape:
+            raise NodeInputError("mask", f"is {mask.shape[-1]}x{mask.shape[-2]}: expected the other regions' size, "
+                                         f"{sized[0].shape[-1]}x{sized[0].shape[-2]}")
+        return Regions((*before, (mask.float(), self.conditioning)))
+
+
+class EtnListRegionMasks(Node):
+    """Each region's mask, first to last, as a mask batch (the background's: 1 - the others'). The
+    pack gives them with an extra dimension [R, 1, H, W]; ours is a plain MASK batch [R, H, W]."""
+    category = REGIONS_CATEGORY
+    display_name = "List Region Masks"
+    regions: REGIONS
+    outputs = {"masks": MASK}
+    comfy = ComfyAlias(("ETN_ListRegionMasks",))
+
+    def run(self):
+        return _regions(self.regions).masks()
+
+
+class EtnAttentionMask(Node):
+    """Regional prompting on an SD1.x / SDXL model: in every cross-attention each region's prompt is
+    attended to on its own and the outputs summed, weighted by the regions' masks (divided by their
+    sum at each pixel), so a region's prompt has no say in the attention where its mask is 0. The
+    positive prompt given to the sampler is not attended to (give it as the background region);
+    the negative prompt works as before. The masks must be the latent's size or the image's (8 x)."""
+    category = REGIONS_CATEGORY
+    display_name = "Regions Attention Mask"
+    model: MODEL
+    regions: REGIONS
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ETN_AttentionMask",))
+
+    def run(self):
+        from graphflow.models.architectures import ARCHITECTURES
+        from graphflow.models.region_attention import apply_region_attention
+
+        arch = getattr(self.model, "arch", None)
+        if getattr(ARCHITECTURES.get(arch), "saved_as", None) != "unet":  # the SD1 / SD2 / SDXL UNet families
+            raise NodeInputError("model", f"a {arch} model: the regions' attention masks patch an SD1.x / SDXL UNet's "
+                                          "cross-attention")
+        regions = _regions(self.regions)
+        masks = regions.masks()
+        total = masks.sum(0, keepdim=True)
+        if (total == 0).any():
+            raise NodeInputError("regions", "their masks add up to 0 at some pixels, which no region would cover: "
+                                            "start with ETN_BackgroundRegion, or cover the whole picture")
+        contexts = [_text(conditioning, "regions") for _, conditioning in regions.entries]
+        return apply_region_attention(self.model, masks / total, contexts)
 
 
 # -- Krita's inputs, outside Krita -----------------------------------------------------------------
@@ -569,5 +694,5 @@ class EtnParameter(Node):
         try:
             return float(self.default) if self.type == "number" else int(self.default)
         except ValueError:
-            raise NodeInputError("default", f"{self.default!r} is not {'a number' if self.type == 'number' else 'an integer'}"
-                                            f" (type {self.type})") from None
+            kind = "a number" if self.type == "number" else "an integer"
+            raise NodeInputError("default", f"{self.default!r} is not {kind} (type {self.type})") from None

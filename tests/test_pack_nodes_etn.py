@@ -289,3 +289,146 @@ async def test_a_comfyui_client_gets_the_sent_images(start):  # noqa: F811
     decoded = Image.open(io.BytesIO(jpeg[8:]))
     assert decoded.format == "JPEG"
     assert np.array_equal(np.asarray(decoded), np.asarray(Image.open(reference)))
+
+
+# -- regions: attention masks ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_unet_model():
+    from graphflow.models import DiffusionModel, UNet
+    from graphflow.testing import unet_config, unet_state
+
+    unet = UNet(unet_config("sd1"))
+    unet.load_state_dict(unet_state(unet.config, dtype=torch.float32))
+    return DiffusionModel(unet.eval(), "sd1")
+
+
+def _conditioning(seed: int, tokens: int, width: int) -> list:
+    return [(torch.randn(1, tokens, width, generator=torch.Generator().manual_seed(seed)), {})]
+
+
+def _halves(h: int, w: int) -> torch.Tensor:
+    """A mask of the picture's right half."""
+    mask = torch.zeros(1, h, w)
+    mask[..., w // 2:] = 1
+    return mask
+
+
+def test_region_masks_list_with_the_background_as_what_is_left(etn_registry):
+    a, b = _conditioning(1, 3, 8), _conditioning(2, 5, 8)
+    mask = torch.rand(1, 6, 4, generator=torch.Generator().manual_seed(3))
+    regions = call(etn_registry, "EtnDefineRegion", mask=mask, conditioning=b,
+                   regions=call(etn_registry, "EtnBackgroundRegion", conditioning=a))
+    masks = call(etn_registry, "EtnListRegionMasks", regions=regions)
+    assert torch.equal(masks, torch.cat([1 - mask, mask]))
+    for inputs, name in (({"regions": call(etn_registry, "EtnBackgroundRegion", conditioning=a)}, "regions"),):
+        with pytest.raises(NodeInputError) as e:
+            call(etn_registry, "EtnListRegionMasks", **inputs)
+        assert e.value.input == name
+    with pytest.raises(NodeInputError) as e:
+        call(etn_registry, "EtnDefineRegion", mask=torch.ones(1, 5, 5), conditioning=a, regions=regions)
+    assert e.value.input == "mask"
+
+
+def test_each_region_prompt_is_attended_to_only_inside_its_mask(etn_registry, tiny_unet_model):
+    """One cross-attention of the patched UNet against the plain one: a positive row's tokens in the
+    left half are the plain attention to the background's prompt, in the right half to the region's
+    (so outside its mask a region's prompt has no influence); a negative row keeps its own text."""
+    from graphflow.models.ip_adapter import cross_attentions
+    from graphflow.models.unet import latent_size
+    from graphflow.sampling.guidance import UNetRows, unet_rows
+
+    width = tiny_unet_model.unet.config.context_dim
+    background, region, own = _conditioning(4, 7, width), _conditioning(5, 3, width), _conditioning(6, 7, width)
+    h, w = 4, 6  # the latent; the masks at the image's size (8 x)
+    regions = call(etn_registry, "EtnDefineRegion", mask=_halves(8 * h, 8 * w), conditioning=region,
+                   regions=call(etn_registry, "EtnBackgroundRegion", conditioning=background))
+    patched = call(etn_registry, "EtnAttentionMask", model=tiny_unet_model, regions=regions)
+    plain_modules, patched_modules = dict(tiny_unet_model.unet.named_modules()), dict(patched.unet.named_modules())
+    checked = 0
+    for path in cross_attentions(tiny_unet_model.unet):
+        plain = plain_modules[path]
+        for grid in ((h, w), (h // 2, w // 2)):
+            seeded = torch.Generator().manual_seed(7)
+            tokens = torch.randn(2, grid[0] * grid[1], plain.to_q.in_features, generator=seeded)
+            context = own[0][0].expand(2, -1, -1)
+            rows, size = unet_rows.set(UNetRows(torch.tensor([1.0, 1.0]), (False, True))), latent_size.set((h, w))
+            try:
+                with torch.no_grad():
+                    out = patched_modules[path](tokens, context, grid)
+                    to_background = plain(tokens, background[0][0].expand(2, -1, -1), grid)
+                    to_region = plain(tokens, region[0][0].expand(2, -1, -1), grid)
+                    to_own = plain(tokens, context, grid)
+            finally:
+                latent_size.reset(size)
+                unet_rows.reset(rows)
+            # nearest-neighbour: token column c reads mask column floor(c x 8w / grid w)
+            right = (torch.arange(grid[0] * grid[1]) % grid[1]) * (8 * w) // grid[1] >= 4 * w
+            torch.testing.assert_close(out[0, ~right], to_background[0, ~right], atol=1e-5, rtol=0)
+            torch.testing.assert_close(out[0, right], to_region[0, right], atol=1e-5, rtol=0)
+            torch.testing.assert_close(out[1], to_own[1], atol=1e-5, rtol=0)
+            assert (to_region[0, ~right] - to_background[0, ~right]).abs().max() > 1e-3  # the prompts differ
+            checked += 1
+    assert checked >= 4
+
+
+def test_attention_mask_refuses_masks_of_another_size_and_uncovered_pixels(etn_registry, tiny_unet_model):
+    from graphflow.sampling.guidance import UNetRows, unet_rows
+
+    width = tiny_unet_model.unet.config.context_dim
+    a, b = _conditioning(1, 3, width), _conditioning(2, 3, width)
+    regions = call(etn_registry, "EtnDefineRegion", mask=_halves(5, 5), conditioning=b,
+                   regions=call(etn_registry, "EtnBackgroundRegion", conditioning=a))
+    patched = call(etn_registry, "EtnAttentionMask", model=tiny_unet_model, regions=regions)
+    rows = unet_rows.set(UNetRows(torch.tensor([1.0]), (False,)))
+    try:
+        with pytest.raises(NodeInputError, match="5x5: expected the latent's size, 8x8") as e, torch.no_grad():
+            patched.unet(torch.zeros(1, 4, 8, 8), torch.tensor([500.0]), a[0][0])
+    finally:
+        unet_rows.reset(rows)
+    assert e.value.input == "model"
+    uncovered = call(etn_registry, "EtnDefineRegion", mask=_halves(8, 8), conditioning=b,
+                     regions=call(etn_registry, "EtnDefineRegion", mask=_halves(8, 8), conditioning=a))
+    with pytest.raises(NodeInputError, match="add up to 0") as e:
+        call(etn_registry, "EtnAttentionMask", model=tiny_unet_model, regions=uncovered)
+    assert e.value.input == "regions"
+
+
+def test_regions_prompt_runs_through_the_sampler(builtin_registry, tmp_folders):
+    """An API prompt sampling with ETN_AttentionMask (a latent-sized region mask of 0.5, so the
+    background weighs 0.5 too): background and region both the prompt "a" give the plain run's
+    latent with positive "a" (the weights add up to 1); a region prompt "b" changes it."""
+    from graphflow.testing import write_checkpoint
+
+    (tmp_folders.models / "checkpoints").mkdir(exist_ok=True)
+    write_checkpoint(tmp_folders.models / "checkpoints" / "tiny.safetensors", "sd1")
+
+    def prompt(region_text: str | None) -> dict:
+        nodes = {
+            "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+            "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a"}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "bad"}},
+            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "9": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                       "latent_image": ["4", 0], "seed": 3, "steps": 2, "cfg": 5.0,
+                                                       "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        }
+        if region_text is not None:
+            nodes.update({
+                "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": region_text}},
+                "6": {"class_type": "SolidMask", "inputs": {"value": 0.5, "width": 8, "height": 8}},
+                "7": {"class_type": "ETN_BackgroundRegion", "inputs": {"conditioning": ["2", 0]}},
+                "8": {"class_type": "ETN_DefineRegion", "inputs": {"mask": ["6", 0], "conditioning": ["5", 0],
+                                                                   "regions": ["7", 0]}},
+                "10": {"class_type": "ETN_AttentionMask", "inputs": {"model": ["1", 0], "regions": ["8", 0]}},
+            })
+            nodes["9"]["inputs"]["model"] = ["10", 0]
+        return nodes
+
+    def sampled(region_text):
+        return run_graph(builtin_registry, prompt(region_text), outputs=["9"]).values["9"][0]["samples"]
+
+    plain = sampled(None)
+    torch.testing.assert_close(sampled("a"), plain, atol=1e-4, rtol=0)
+    assert (sampled("b") - plain).abs().max() > 1e-3
