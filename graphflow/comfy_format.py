@@ -318,8 +318,6 @@ FILL_LATER = ("FL_VideoCaptionSaver", "FL_NFTGenerator", "FL_SDUltimate_Slices",
 # ETN_LATER, those not built yet; from its __init__.py at b08b3779bf0288bf3a83b697b553c3eaf2a89573
 # (every class is "ETN_..."; CUSTOM_PACKS claims the prefix)
 ETN_LEFT_OUT = {
-    "ETN_Translate": "it translates the prompt with argostranslate's downloaded language models, a package graphflow "
-                     "does not declare",
     "ETN_NSFWFilter": "it runs the Stable Diffusion safety checker model (a CLIP image classifier the pack downloads)",
     "ETN_KritaStyle": "Krita alone answers it (Krita's chosen style's model, prompts and sampler); the pack's own node "
                       "only fails, \"This workflow must be started from Krita!\"",

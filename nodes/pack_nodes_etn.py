@@ -24,19 +24,22 @@ reflected edges); the regions ETN_BackgroundRegion, ETN_DefineRegion, ETN_ListRe
 ETN_AttentionMask (regional prompting on SD1.x / SDXL UNets: graphflow.models.region_attention; the
 pack's Anima / Cosmos-Predict2 path is not built); Krita's custom-workflow nodes as they run outside
 Krita (the plugin replaces them with its own inputs before it queues a workflow): ETN_KritaCanvas,
-ETN_KritaSelection, ETN_KritaImageLayer, ETN_KritaMaskLayer, ETN_Parameter, ETN_KritaSendText.
+ETN_KritaSelection, ETN_KritaImageLayer, ETN_KritaMaskLayer, ETN_Parameter, ETN_KritaSendText;
+ETN_Translate as the pack runs without its optional translator (argostranslate): English passes,
+other languages are refused (the newest Krita plugin checks that the class exists).
 The pack's other classes are named in graphflow/comfy_format.py (ETN_LEFT_OUT with why, ETN_LATER
 not built yet). Nothing here draws random numbers.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
 from graphflow.api import (
     ANY, BOOLEAN, CONDITIONING, IMAGE, INT, MASK, MODEL, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
-    NodeInputError, Size, Text, send_image, show, socket_type,
+    NodeInputError, STRING, Size, Text, send_image, show, socket_type,
 )
 from nodes.image import _image
 from nodes.pack_nodes_easyuse import base64_picture_bytes
@@ -215,6 +218,35 @@ class EtnKritaSendText(Node):
         except Exception as e:  # a value whose str() fails is reported, not a failed run (the pack's choice)
             text = f"Could not convert to text: {e}"
         show(text=[{"name": self.name, "text": text, "content-type": mime}])
+
+
+LANGUAGE_DIRECTIVE = re.compile(r"lang:\w\w")
+
+
+class EtnTranslate(Node):
+    """The prompt in English, as the pack's Translate gives it where its optional translator
+    (argostranslate, which graphflow does not carry) is not installed: the text is cut at "lang:xx"
+    directives, each piece stripped of surrounding spaces, and the non-empty pieces joined by single
+    spaces; English pieces (no directive, or "lang:en") pass through. A directive for another
+    language is refused, as there, naming the input."""
+    category = TOOLING
+    display_name = "Translate"
+    text: str = Text("", multiline=True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("ETN_Translate",))
+
+    def run(self):
+        pieces, last = [], 0
+        for directive in LANGUAGE_DIRECTIVE.finditer(self.text):
+            pieces.append(self.text[last:directive.start()].strip())
+            last = directive.end()
+            language = directive.group(0)[5:]
+            if language != "en":
+                raise NodeInputError("text", f"{directive.group(0)} asks for a translation from {language!r}: "
+                                             "graphflow carries no translator (the pack's argostranslate); expected "
+                                             "English text, or lang:en")
+        pieces.append(self.text[last:].strip())
+        return " ".join(piece for piece in pieces if piece)
 
 
 class EtnCropImage(Node):

@@ -208,9 +208,21 @@ def test_parameter_gives_its_default_by_type(etn_registry):
     assert e.value.input == "default"
 
 
+def test_translate_passes_english_as_the_pack_does_without_its_translator(etn_registry):
+    """The pack's Chunk.parse and translate without argostranslate, worked by hand: pieces between
+    directives stripped, empty ones dropped, joined by one space; another language refused."""
+    cases = {"  a red fox  ": "a red fox", "a cat lang:en  on a mat ": "a cat on a mat", "lang:en x": "x",
+             "lang:en": "", "embedding:style, a cat": "embedding:style, a cat"}
+    for text, expected in cases.items():
+        assert call(etn_registry, "EtnTranslate", text=text) == expected
+    with pytest.raises(NodeInputError, match="lang:de") as e:
+        call(etn_registry, "EtnTranslate", text="a lang:de Katze")
+    assert e.value.input == "text"
+
+
 def test_unbuilt_classes_are_named_as_the_packs():
-    assert custom_pack("ETN_AttentionMask") == "comfyui-tooling-nodes"
-    assert "argostranslate" in LEFT_OUT["ETN_Translate"] and "not built yet" in LEFT_OUT["ETN_LoadImageCache"]
+    assert custom_pack("ETN_ApplyReferenceImages") == "comfyui-tooling-nodes"
+    assert "model" in LEFT_OUT["ETN_NSFWFilter"] and "not built yet" in LEFT_OUT["ETN_LoadImageCache"]
 
 
 # -- a ComfyUI prompt, and the websocket -----------------------------------------------------------
