@@ -904,22 +904,29 @@ BASE64_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide/Save")
 
 def base64_picture_bytes(data: str, input_name: str) -> bytes:
     """A picture file's bytes from base64 text, refused (NodeInputError naming input_name) unless
-    they are a picture Pillow can read whose size, read from its header before anything is decoded,
-    is within Pillow's MAX_IMAGE_PIXELS and the server's max_pixels."""
+    they are a picture checked_picture_bytes passes."""
     import base64
     import binascii
-    import io
-    import warnings
 
-    from PIL import Image, UnidentifiedImageError
-
-    from graphflow.api import run_limits
     if not data.strip():
         raise NodeInputError(input_name, "is empty: paste a picture file's base64 text")
     try:
         raw = base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError) as e:
         raise NodeInputError(input_name, f"not base64 text: {e}") from None
+    return checked_picture_bytes(raw, input_name)
+
+
+def checked_picture_bytes(raw: bytes, input_name: str) -> bytes:
+    """A picture file's bytes, refused (NodeInputError naming input_name) unless they are a picture
+    Pillow can read whose size, read from its header before anything is decoded, is within Pillow's
+    MAX_IMAGE_PIXELS and the server's max_pixels."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from graphflow.api import run_limits
     try:
         with warnings.catch_warnings():  # over MAX_IMAGE_PIXELS is refused below, with the input named
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
