@@ -323,9 +323,6 @@ ETN_LEFT_OUT = {
                       "only fails, \"This workflow must be started from Krita!\"",
 }
 ETN_LATER = {
-    **dict.fromkeys(("ETN_LoadImageCache", "ETN_SaveImageCache"),
-                    "not built yet: they pass images through the pack's server routes (PUT / GET /api/etn/image/{id}), "
-                    "which graphflow's server does not have yet"),
     **dict.fromkeys(("ETN_ReferenceImage", "ETN_ApplyReferenceImages"),
                     "not built yet: reference images through a style model (CLIP vision + Redux), each downsampled by "
                     "its weight over its step range"),

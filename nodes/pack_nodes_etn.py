@@ -14,7 +14,9 @@ And how the client reads the results: Acly/krita-ai-diffusion's ai_diffusion/com
 (PNG) is a result image; ComfyUI's send_image puts those two big-endian 32-bit codes before the file).
 
 Nodes here: ETN_LoadImageBase64, ETN_LoadMaskBase64 (base64 text in the prompt, size-checked from the
-header before decoding); ETN_SendImageWebSocket and ETN_KritaOutput (each image to the run's
+header before decoding); ETN_LoadImageCache and ETN_SaveImageCache (pictures a client PUTs / GETs at
+/api/etn/image/{id}: graphflow/server/etn_routes.py, held in memory by graphflow.image_exchange, in
+this process only: a Ray worker does not see them); ETN_SendImageWebSocket and ETN_KritaOutput (each image to the run's
 websocket client as ComfyUI's binary frame: 4 bytes event type 1, 4 bytes format (1 JPEG, 2 PNG),
 the file; its "executed" output lists {"source": "websocket", "content-type", "type": "output"} per
 image, as the pack's does); ETN_CropImage, ETN_ApplyMaskToImage; the tiling nodes ETN_TileLayout,
@@ -42,7 +44,7 @@ from graphflow.api import (
     NodeInputError, STRING, Size, Text, send_image, show, socket_type,
 )
 from nodes.image import _image
-from nodes.pack_nodes_easyuse import base64_picture_bytes
+from nodes.pack_nodes_easyuse import base64_picture_bytes, checked_picture_bytes
 
 COMFY_PACK = "comfyui-tooling-nodes"  # the custom node pack this module's ComfyUI classes come from
 
@@ -70,11 +72,16 @@ def _base64_text(text: str) -> str:
 
 def _picture(text: str, input_name: str):
     """The PIL picture in base64 text, held to the pixel limits before it is decoded."""
+    return _decoded(base64_picture_bytes(_base64_text(text), input_name), input_name)
+
+
+def _decoded(raw: bytes, input_name: str):
+    """The PIL picture of checked bytes (checked_picture_bytes), decoded; 8 bits a channel only."""
     import io
 
     from PIL import Image
 
-    picture = Image.open(io.BytesIO(base64_picture_bytes(_base64_text(text), input_name)))
+    picture = Image.open(io.BytesIO(raw))
     try:
         picture.load()
     except OSError as e:
@@ -142,21 +149,27 @@ class EtnLoadMaskBase64(Node):
 def send_images(images, format: str) -> list[dict]:
     """Each image to the run's websocket client(s) as a PNG or JPEG (ComfyUI's binary frame), and the
     pack's "executed" entries for them. JPEG drops an alpha channel (it has none)."""
+    sent = []
+    for image in _image(images, "images"):
+        send_image(_encoded(image, format), f"image/{format.lower()}")
+        sent.append({"source": "websocket", "content-type": f"image/{format.lower()}", "type": "output"})
+    return sent
+
+
+def _encoded(image, format: str) -> bytes:
+    """One image [H, W, C] as a PNG (fast compression) or JPEG (quality 95, no alpha) file, as the pack
+    writes them."""
     import io
 
     from graphflow.images import image_to_pil
 
-    sent = []
-    for image in _image(images, "images"):
-        picture = image_to_pil(image)
-        buffer = io.BytesIO()
-        if format == "JPEG":
-            picture.convert("RGB").save(buffer, format="JPEG", quality=95)
-        else:
-            picture.save(buffer, format="PNG", compress_level=1)
-        send_image(buffer.getvalue(), f"image/{format.lower()}")
-        sent.append({"source": "websocket", "content-type": f"image/{format.lower()}", "type": "output"})
-    return sent
+    picture = image_to_pil(image)
+    buffer = io.BytesIO()
+    if format == "JPEG":
+        picture.convert("RGB").save(buffer, format="JPEG", quality=95)
+    else:
+        picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 class EtnSendImageWebSocket(Node):
@@ -175,6 +188,65 @@ class EtnSendImageWebSocket(Node):
 
     def run(self):
         show(images=send_images(self.images, self.format))
+
+
+class EtnLoadImageCache(Node):
+    """The picture a client stored under id (PUT /api/etn/image/{id}, as the Krita AI Diffusion
+    plugin does), as the pack's Load Image from Cache gives it: its colours, and as the mask its
+    alpha (an RGB picture's red channel, a grey one's grey, as the pack reads them). Pictures are
+    held in the server's memory 10 minutes after they were stored or last loaded (graphflow.
+    image_exchange); size-checked against Pillow's MAX_IMAGE_PIXELS and the server's max_pixels
+    before they are decoded. A grey picture with alpha gives grey colours and its alpha (the pack
+    fails on it); a palette picture is read by its colours."""
+    category = TOOLING
+    display_name = "Load Image from Cache"
+    id: str = Text("")
+    outputs = {"image": IMAGE, "mask": MASK}
+    comfy = ComfyAlias(("ETN_LoadImageCache",))
+
+    def run(self):
+        import numpy as np
+        import torch
+
+        from graphflow.image_exchange import image_exchange
+
+        entry = image_exchange.get(self.id, loading=True)
+        if entry is None:
+            raise NodeInputError("id", f"no picture is stored under {self.id!r}: store it first with PUT "
+                                       "/api/etn/image/{id} on this server (pictures are kept 10 minutes)")
+        picture = _decoded(checked_picture_bytes(entry.data, "id"), "id")
+        if picture.mode not in ("L", "LA", "RGB", "RGBA"):
+            picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
+        values = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
+        values = values[..., None] if values.dim() == 2 else values
+        image = values[..., :1].expand(-1, -1, 3) if values.shape[-1] <= 2 else values[..., :3]
+        mask = values[..., -1] if values.shape[-1] in (2, 4) else values[..., 0]
+        return image.contiguous()[None], mask.contiguous()[None]
+
+
+class EtnSaveImageCache(Node):
+    """Store each image in the server's memory as a PNG or JPEG for the client to fetch (GET
+    /api/etn/image/{id}, as the Krita AI Diffusion plugin does) instead of saving it; the node's
+    "executed" output lists {"source": "http", "id", "content-type", "type": "output"} per image, as
+    the pack's does. Pictures are kept 10 minutes, or 1 minute once fetched twice. Nothing is written
+    to disk."""
+    category = TOOLING
+    display_name = "Save Image to Cache"
+    output_node = True
+    cacheable = False  # a cached run would store nothing new
+    images: IMAGE
+    format: str = Choice(IMAGE_FORMATS, "PNG")
+    comfy = ComfyAlias(("ETN_SaveImageCache",))
+
+    def run(self):
+        from graphflow.image_exchange import image_exchange
+
+        stored = []
+        for image in _image(self.images, "images"):
+            content_type = f"image/{self.format.lower()}"
+            key = image_exchange.add(_encoded(image, self.format), content_type)
+            stored.append({"source": "http", "id": key, "content-type": content_type, "type": "output"})
+        show(images=stored)
 
 
 class EtnKritaOutput(Node):

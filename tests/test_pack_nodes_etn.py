@@ -222,7 +222,80 @@ def test_translate_passes_english_as_the_pack_does_without_its_translator(etn_re
 
 def test_unbuilt_classes_are_named_as_the_packs():
     assert custom_pack("ETN_ApplyReferenceImages") == "comfyui-tooling-nodes"
-    assert "model" in LEFT_OUT["ETN_NSFWFilter"] and "not built yet" in LEFT_OUT["ETN_LoadImageCache"]
+    assert "model" in LEFT_OUT["ETN_NSFWFilter"] and "not built yet" in LEFT_OUT["ETN_ReferenceImage"]
+
+
+# -- the image cache -------------------------------------------------------------------------------
+
+
+def _png_bytes(array: np.ndarray, mode: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_load_image_cache_reads_channels_as_the_pack(etn_registry):
+    from graphflow.image_exchange import image_exchange
+
+    grey, rgb = _pixels(8, (3, 5)), _pixels(9, (3, 5, 3))
+    image_exchange.put("etn-test-grey", _png_bytes(grey, "L"), "image/png")
+    image_exchange.put("etn-test-rgb", _png_bytes(rgb, "RGB"), "image/png")
+    image, mask = call(etn_registry, "EtnLoadImageCache", id="etn-test-grey")
+    expected = torch.from_numpy(grey.astype(np.float32) / 255.0)
+    assert torch.equal(image[0], expected[..., None].expand(-1, -1, 3)) and torch.equal(mask[0], expected)
+    image, mask = call(etn_registry, "EtnLoadImageCache", id="etn-test-rgb")  # the red channel as the mask
+    expected = torch.from_numpy(rgb.astype(np.float32) / 255.0)
+    assert torch.equal(image[0], expected) and torch.equal(mask[0], expected[..., 0])
+    with pytest.raises(NodeInputError, match="no picture is stored") as e:
+        call(etn_registry, "EtnLoadImageCache", id="etn-test-missing")
+    assert e.value.input == "id"
+
+
+def test_image_exchange_drops_the_oldest_over_its_byte_limit():
+    from graphflow.image_exchange import ImageExchange
+
+    exchange = ImageExchange(max_bytes=10)
+    assert exchange.put("a", b"1234", "x") and exchange.put("b", b"5678", "x")
+    assert not exchange.put("a", b"other", "x") and exchange.get("a").data == b"1234"  # kept, as "cached"
+    exchange.put("c", b"9012", "x")
+    assert exchange.get("a") is None and exchange.get("b").data == b"5678" and exchange.get("c") is not None
+
+
+async def test_a_client_round_trips_pictures_through_the_image_routes(start):  # noqa: F811
+    """As the Krita plugin: PUT a picture, queue LoadImageCache -> ApplyMaskToImage -> SaveImageCache,
+    read the id from "executed", GET the picture: the pixels sent, alpha and all."""
+    rgba = _pixels(10, (6, 8, 4))
+    client = await start(max_upload_bytes=4096)
+    url = "/api/etn/image/krita-input-1"
+    answer = await client.put(url, data=_png_bytes(rgba, "RGBA"), headers={"Content-Type": "image/png"})
+    assert answer.status == 201 and await answer.json() == {"status": "success"}
+    answer = await client.put(url, data=b"other", headers={"Content-Type": "image/png"})
+    assert answer.status == 200 and await answer.json() == {"status": "cached"}
+    assert (await client.put("/api/etn/image/big", data=b"x" * 5000)).status == 413
+    missing = await client.get("/api/etn/image/nothing-here")
+    assert missing.status == 404 and await missing.json() == {"error": "Image not found"}
+
+    ws = await client.ws_connect("/ws?clientId=krita")
+    assert (await ws.receive_json())["type"] == "status"
+    prompt = {"1": {"class_type": "ETN_LoadImageCache", "inputs": {"id": "krita-input-1"}},
+              "2": {"class_type": "ETN_ApplyMaskToImage", "inputs": {"image": ["1", 0], "mask": ["1", 1]}},
+              "3": {"class_type": "ETN_SaveImageCache", "inputs": {"images": ["2", 0], "format": "PNG"}}}
+    queued = await (await client.post("/prompt", json={"prompt": prompt, "client_id": "krita"})).json()
+    executed = None
+    while True:
+        message = await asyncio.wait_for(ws.receive_json(), 30)
+        if message["type"] == "executed" and message["data"]["node"] == "3":
+            executed = message["data"]["output"]
+        if message["type"] == "executing" and message["data"]["node"] is None \
+                and message["data"]["prompt_id"] == queued["prompt_id"]:
+            break
+    await ws.close()
+    (entry,) = executed["images"]
+    assert {k: entry[k] for k in ("source", "content-type", "type")} == {"source": "http", "content-type": "image/png",
+                                                                          "type": "output"}
+    answer = await client.get(f"/api/etn/image/{entry['id']}")
+    assert answer.status == 200 and answer.content_type == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(await answer.read()))), rgba)
 
 
 # -- a ComfyUI prompt, and the websocket -----------------------------------------------------------
