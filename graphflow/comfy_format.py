@@ -323,9 +323,6 @@ ETN_LEFT_OUT = {
                       "only fails, \"This workflow must be started from Krita!\"",
 }
 ETN_LATER = {
-    **dict.fromkeys(("ETN_ReferenceImage", "ETN_ApplyReferenceImages"),
-                    "not built yet: reference images through a style model (CLIP vision + Redux), each downsampled by "
-                    "its weight over its step range"),
     "ETN_KritaCanvasResize": "not built yet: the index holds the class name in the pack's list, not its source",
 }
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers

@@ -24,9 +24,11 @@ ETN_ExtractImageTile, ETN_ExtractMaskTile, ETN_GenerateTileMask, ETN_MergeImageT
 tile maths; its blend is kornia's box_blur, written out here as a mean over the window with
 reflected edges); the regions ETN_BackgroundRegion, ETN_DefineRegion, ETN_ListRegionMasks and
 ETN_AttentionMask (regional prompting on SD1.x / SDXL UNets: graphflow.models.region_attention; the
-pack's Anima / Cosmos-Predict2 path is not built); Krita's custom-workflow nodes as they run outside
-Krita (the plugin replaces them with its own inputs before it queues a workflow): ETN_KritaCanvas,
-ETN_KritaSelection, ETN_KritaImageLayer, ETN_KritaMaskLayer, ETN_Parameter, ETN_KritaSendText;
+pack's Anima / Cosmos-Predict2 path is not built); ETN_ReferenceImage and ETN_ApplyReferenceImages
+(style tokens of CLIP vision + a style model, FLUX Redux, per step range); Krita's custom-workflow
+nodes as they run outside Krita (the plugin replaces them with its own inputs before it queues a
+workflow): ETN_KritaCanvas, ETN_KritaSelection, ETN_KritaImageLayer, ETN_KritaMaskLayer,
+ETN_Parameter, ETN_KritaSendText;
 ETN_Translate as the pack runs without its optional translator (argostranslate): English passes,
 other languages are refused (the newest Krita plugin checks that the class exists).
 The pack's other classes are named in graphflow/comfy_format.py (ETN_LEFT_OUT with why, ETN_LATER
@@ -40,8 +42,8 @@ import sys
 from dataclasses import dataclass
 
 from graphflow.api import (
-    ANY, BOOLEAN, CONDITIONING, IMAGE, INT, MASK, MODEL, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
-    NodeInputError, STRING, Size, Text, send_image, show, socket_type,
+    ANY, BOOLEAN, CLIP_VISION, CONDITIONING, IMAGE, INT, MASK, MODEL, STRING, STYLE_MODEL, Bool, Choice, ComfyAlias,
+    Estimate, Float, Int, Node, NodeInputError, Size, Text, send_image, show, socket_type,
 )
 from nodes.image import _image
 from nodes.pack_nodes_easyuse import base64_picture_bytes, checked_picture_bytes
@@ -54,6 +56,8 @@ REGIONS_CATEGORY = "external_tooling/regions"
 KRITA = "krita"
 MAX_SIZE = 8192  # the pack's bound on crop and tile sizes
 REGIONS = socket_type("REGIONS", "#8e6bc0", "Prompts for parts of the picture, each with its mask (ETN_DefineRegion)")
+REFERENCE_IMAGES = socket_type("REFERENCE_IMAGE", "#c06b8e", "Images with weights and step ranges for "
+                                                            "ETN_ApplyReferenceImages")
 TILE_LAYOUT = socket_type("TILE_LAYOUT", "#5c6bc0", "How ETN_TileLayout cut an image into overlapping tiles")
 IMAGE_FORMATS = ("PNG", "JPEG")
 # the stand-in for Krita's canvas / layers outside Krita (the pack shows a placeholder picture of this size)
@@ -687,6 +691,102 @@ class EtnAttentionMask(Node):
                                             "start with ETN_BackgroundRegion, or cover the whole picture")
         contexts = [_text(conditioning, "regions") for _, conditioning in regions.entries]
         return apply_region_attention(self.model, masks / total, contexts)
+
+
+# -- reference images ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    image: object  # IMAGE
+    weight: float
+    start: float
+    end: float
+
+
+class EtnReferenceImage(Node):
+    """Add an image to a list of reference images for ETN_ApplyReferenceImages: its weight (under
+    1 it gives fewer style tokens; 0 zeros them) and the part of the sampling (start to end, 0 to 1)
+    where it applies."""
+    category = TOOLING
+    display_name = "Reference Image"
+    image: IMAGE
+    weight: float = Float(1.0, min=0.0, max=10.0)
+    range_start: float = Float(0.0, min=0.0, max=1.0)
+    range_end: float = Float(1.0, min=0.0, max=1.0)
+    reference_images: REFERENCE_IMAGES = None
+    outputs = {"reference_images": REFERENCE_IMAGES}
+    comfy = ComfyAlias(("ETN_ReferenceImage",))
+
+    def run(self):
+        _image(self.image, "image")
+        before = self.reference_images if self.reference_images is not None else ()
+        if not isinstance(before, tuple) or not all(isinstance(r, Reference) for r in before):
+            raise NodeInputError("reference_images", "expected REFERENCE_IMAGE from ETN_ReferenceImage")
+        return (*before, Reference(self.image, self.weight, self.range_start, self.range_end))
+
+
+def _fewer_tokens(tokens, weight: float, name: str):
+    """The pack's downsampling of an image's style tokens [1, t, D] by weight: all at 1 or more,
+    zeros at 0, else their square grid area-averaged to a half (weight 0.6 up), a third (0.3 up) or
+    a quarter of its side."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    if weight >= 1.0:
+        return tokens
+    if weight <= 0.0:
+        return torch.zeros_like(tokens)
+    factor = 2 if weight >= 0.6 else 3 if weight >= 0.3 else 4
+    b, t, width = tokens.shape
+    side = math.isqrt(t)
+    if side * side != t:
+        raise NodeInputError(name, f"a weight under 1 averages the style tokens over their square grid; this image "
+                                   f"gives {t} tokens, no square (give one image per reference)")
+    grid = tokens.view(b, side, side, width).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(side // factor, side // factor), mode="area")
+    return grid.permute(0, 2, 3, 1).reshape(b, -1, width)
+
+
+class EtnApplyReferenceImages(Node):
+    """Add the reference images' style tokens (CLIP vision, then the style model: FLUX Redux) to the
+    first conditioning entry's text tokens, one entry per stretch of the sampling between the
+    references' start and end points, each with the tokens of the references active over all of
+    it (ranges as start_percent / end_percent)."""
+    category = TOOLING
+    display_name = "Apply Reference Images"
+    conditioning: CONDITIONING
+    clip_vision: CLIP_VISION
+    style_model: STYLE_MODEL
+    references: REFERENCE_IMAGES
+    outputs = {"conditioning": CONDITIONING}
+    comfy = ComfyAlias(("ETN_ApplyReferenceImages",))
+
+    def run(self):
+        import torch
+
+        if not self.references or not all(isinstance(r, Reference) for r in self.references):
+            raise NodeInputError("references", "expected REFERENCE_IMAGE from ETN_ReferenceImage")
+        base, options = _text(self.conditioning, "conditioning"), self.conditioning[0][1]
+        tokens = []
+        for reference in self.references:
+            try:
+                style = self.style_model.tokens(self.clip_vision.encode_image(reference.image))
+            except ValueError as e:
+                raise NodeInputError("style_model", str(e)) from None
+            style = _fewer_tokens(style.reshape(1, -1, style.shape[-1]), reference.weight, "references")
+            if style.shape[-1] != base.shape[-1]:
+                raise NodeInputError("style_model", f"gives {style.shape[-1]}-wide tokens; the conditioning's are "
+                                                    f"{base.shape[-1]} wide (Redux: FLUX's T5 tokens)")
+            tokens.append(style.to(base.device, base.dtype))
+        points = sorted({0.0, 1.0} | {r.start for r in self.references} | {r.end for r in self.references})
+        out = []
+        for start, end in zip(points, points[1:]):
+            active = [t for t, r in zip(tokens, self.references) if r.start <= start and r.end >= end]
+            out.append((torch.cat([base, *active], dim=1), {**options, "start_percent": start, "end_percent": end}))
+        return out
 
 
 # -- Krita's inputs, outside Krita -----------------------------------------------------------------

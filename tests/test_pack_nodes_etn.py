@@ -221,8 +221,8 @@ def test_translate_passes_english_as_the_pack_does_without_its_translator(etn_re
 
 
 def test_unbuilt_classes_are_named_as_the_packs():
-    assert custom_pack("ETN_ApplyReferenceImages") == "comfyui-tooling-nodes"
-    assert "model" in LEFT_OUT["ETN_NSFWFilter"] and "not built yet" in LEFT_OUT["ETN_ReferenceImage"]
+    assert custom_pack("ETN_KritaCanvasResize") == "comfyui-tooling-nodes"
+    assert "model" in LEFT_OUT["ETN_NSFWFilter"] and "not built yet" in LEFT_OUT["ETN_KritaCanvasResize"]
 
 
 # -- the image cache -------------------------------------------------------------------------------
@@ -517,3 +517,40 @@ def test_regions_prompt_runs_through_the_sampler(builtin_registry, tmp_folders):
     plain = sampled(None)
     torch.testing.assert_close(sampled("a"), plain, atol=1e-4, rtol=0)
     assert (sampled("b") - plain).abs().max() > 1e-3
+
+
+# -- reference images ------------------------------------------------------------------------------
+
+
+def test_reference_images_split_the_steps_and_thin_the_tokens_by_weight(etn_registry, tmp_path):
+    """Against the pack's formula written out: the steps cut at every reference's start and end, each
+    stretch the text tokens + the tokens of the references covering all of it; weight 1 keeps an
+    image's 16 SigLIP tokens (a 4 x 4 grid), 0.7 averages 2 x 2 blocks (4 tokens), 0.4 averages to 1."""
+    from graphflow.models.clip_vision import load_clip_vision
+    from graphflow.models.redux import load_style_model
+    from graphflow.testing import T5_TINY_WIDTH, write_clip_vision, write_redux
+
+    vision = load_clip_vision(write_clip_vision(tmp_path / "siglip.safetensors", "siglip", dtype=torch.float32))
+    redux = load_style_model(write_redux(tmp_path / "redux.safetensors", dtype=torch.float32))
+    images = [torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(20 + i)) for i in range(3)]
+    style = [redux.tokens(vision.encode_image(image)) for image in images]  # [1, 16, D] each
+    base = torch.randn(1, 5, T5_TINY_WIDTH, generator=torch.Generator().manual_seed(30))
+    references = None
+    for image, weight, start, end in ((images[0], 1.0, 0.0, 0.5), (images[1], 0.7, 0.25, 1.0),
+                                      (images[2], 0.4, 0.0, 1.0)):
+        references = call(etn_registry, "EtnReferenceImage", image=image, weight=weight, range_start=start,
+                          range_end=end, reference_images=references)
+    out = call(etn_registry, "EtnApplyReferenceImages", conditioning=[(base, {"pooled_output": None})],
+               clip_vision=vision, style_model=redux, references=references)
+    grid = style[1].reshape(4, 4, -1)
+    blocks = torch.stack([grid[r:r + 2, c:c + 2].mean((0, 1)) for r in (0, 2) for c in (0, 2)])[None]
+    whole = style[2].mean(1, keepdim=True)
+    expected = [(0.0, 0.25, [style[0], whole]), (0.25, 0.5, [style[0], blocks, whole]), (0.5, 1.0, [blocks, whole])]
+    assert len(out) == len(expected)
+    for (tokens, options), (start, end, parts) in zip(out, expected):
+        assert (options["start_percent"], options["end_percent"]) == (start, end) and "pooled_output" in options
+        torch.testing.assert_close(tokens, torch.cat([base, *parts], dim=1), atol=1e-5, rtol=0)
+    with pytest.raises(NodeInputError) as e:
+        call(etn_registry, "EtnApplyReferenceImages", conditioning=[(torch.zeros(1, 5, 7), {})], clip_vision=vision,
+             style_model=redux, references=references)
+    assert e.value.input == "style_model"
