@@ -46,6 +46,7 @@ from graphflow.api import (
     Estimate, Float, Int, Node, NodeInputError, Size, Text, send_image, show, socket_type,
 )
 from nodes.image import _image
+from nodes.pack_nodes_essentials import _mask
 from nodes.pack_nodes_easyuse import base64_picture_bytes, checked_picture_bytes
 
 COMFY_PACK = "comfyui-tooling-nodes"  # the custom node pack this module's ComfyUI classes come from
@@ -371,7 +372,7 @@ class EtnApplyMaskToImage(Node):
         import torch
 
         image = _image(self.image, "image")
-        mask = self.mask if self.mask.dim() == 3 else self.mask.reshape(-1, *self.mask.shape[-2:])
+        mask = _mask(self.mask, "mask")
         if mask.shape[-2:] != image.shape[1:3]:
             raise NodeInputError("mask", f"is {mask.shape[-1]}x{mask.shape[-2]}: expected the image's size, "
                                          f"{image.shape[2]}x{image.shape[1]}")
@@ -434,6 +435,9 @@ class TileLayout:
             k = self.blending
             # kornia's box_blur: the mean over a k x k window, "same" size, edges reflected ((k-1)//2 before)
             before, after = (k - 1) // 2, k - 1 - (k - 1) // 2
+            if min(mask.shape[-2:]) <= after:  # a reflection needs more pixels than it reflects
+                raise NodeInputError("layout", f"tile {index} is {mask.shape[-1]}x{mask.shape[-2]}, too small to "
+                                               f"blend over {k} pixels: lower blending or multiple")
             mask = F.avg_pool2d(F.pad(mask, (before, after, before, after), mode="reflect"), k, stride=1)
         return mask[0]
 
@@ -521,7 +525,7 @@ class EtnExtractMaskTile(Node):
     def run(self):
         layout = _layout(self.layout)
         rows, cols = layout.rect(_tile_index(layout, self.index))
-        mask = self.mask if self.mask.dim() == 3 else self.mask.reshape(-1, *self.mask.shape[-2:])
+        mask = _mask(self.mask, "mask")
         return mask[:, rows, cols].clone()
 
 
@@ -637,7 +641,7 @@ class EtnDefineRegion(Node):
     comfy = ComfyAlias(("ETN_DefineRegion",))
 
     def run(self):
-        mask = self.mask if self.mask.dim() == 3 else self.mask.reshape(1, *self.mask.shape[-2:])
+        mask = _mask(self.mask, "mask")
         if mask.shape[0] != 1:
             raise NodeInputError("mask", f"is a batch of {mask.shape[0]} masks: expected one (a region has one mask)")
         _text(self.conditioning, "conditioning")
