@@ -217,8 +217,9 @@ class EtnLoadImageCache(Node):
 
         entry = image_exchange.get(self.id, loading=True)
         if entry is None:
-            raise NodeInputError("id", f"no picture is stored under {self.id!r}: store it first with PUT "
-                                       "/api/etn/image/{id} on this server (pictures are kept 10 minutes)")
+            raise NodeInputError("id", f"no picture is stored under {self.id!r} in this process: store it first with "
+                                       "PUT /api/etn/image/{id} on this server (pictures are kept 10 minutes; a "
+                                       "server running nodes on Ray workers has no shared image cache)")
         picture = _decoded(checked_picture_bytes(entry.data, "id"), "id")
         if picture.mode not in ("L", "LA", "RGB", "RGBA"):
             picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
@@ -244,14 +245,15 @@ class EtnSaveImageCache(Node):
     comfy = ComfyAlias(("ETN_SaveImageCache",))
 
     def run(self):
-        from graphflow.image_exchange import image_exchange
+        from graphflow.image_exchange import TooLarge, image_exchange
 
-        stored = []
-        for image in _image(self.images, "images"):
-            content_type = f"image/{self.format.lower()}"
-            key = image_exchange.add(_encoded(image, self.format), content_type)
-            stored.append({"source": "http", "id": key, "content-type": content_type, "type": "output"})
-        show(images=stored)
+        content_type = f"image/{self.format.lower()}"
+        pictures = [(_encoded(image, self.format), content_type) for image in _image(self.images, "images")]
+        try:
+            keys = image_exchange.add_all(pictures)
+        except TooLarge as e:
+            raise NodeInputError("images", f"{e}: save fewer or smaller images at a time") from None
+        show(images=[{"source": "http", "id": key, "content-type": content_type, "type": "output"} for key in keys])
 
 
 class EtnKritaOutput(Node):

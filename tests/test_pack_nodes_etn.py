@@ -234,12 +234,20 @@ def _png_bytes(array: np.ndarray, mode: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_load_image_cache_reads_channels_as_the_pack(etn_registry):
+@pytest.fixture
+def exchange():
+    """The process's image cache, empty before and after the test."""
     from graphflow.image_exchange import image_exchange
 
+    image_exchange.clear()
+    yield image_exchange
+    image_exchange.clear()
+
+
+def test_load_image_cache_reads_channels_as_the_pack(etn_registry, exchange):
     grey, rgb = _pixels(8, (3, 5)), _pixels(9, (3, 5, 3))
-    image_exchange.put("etn-test-grey", _png_bytes(grey, "L"), "image/png")
-    image_exchange.put("etn-test-rgb", _png_bytes(rgb, "RGB"), "image/png")
+    exchange.put("etn-test-grey", _png_bytes(grey, "L"), "image/png")
+    exchange.put("etn-test-rgb", _png_bytes(rgb, "RGB"), "image/png")
     image, mask = call(etn_registry, "EtnLoadImageCache", id="etn-test-grey")
     expected = torch.from_numpy(grey.astype(np.float32) / 255.0)
     assert torch.equal(image[0], expected[..., None].expand(-1, -1, 3)) and torch.equal(mask[0], expected)
@@ -251,17 +259,105 @@ def test_load_image_cache_reads_channels_as_the_pack(etn_registry):
     assert e.value.input == "id"
 
 
-def test_image_exchange_drops_the_oldest_over_its_byte_limit():
+@pytest.fixture
+def clock(monkeypatch):
+    """graphflow.image_exchange's time.monotonic, set by hand."""
+    import graphflow.image_exchange as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_image_exchange_keeps_pictures_as_the_pack(clock):
+    """600 s after they were stored or last loaded by a node; 60 s once fetched twice."""
     from graphflow.image_exchange import ImageExchange
 
-    exchange = ImageExchange(max_bytes=10)
+    exchange = ImageExchange()
+    exchange.put("kept", b"1", "x")
+    exchange.put("loaded", b"2", "x")
+    exchange.put("fetched", b"3", "x")
+    exchange.get("fetched"), exchange.get("fetched")
+    clock[0] += 59
+    assert exchange.holds("fetched")
+    clock[0] += 2
+    assert not exchange.holds("fetched") and exchange.holds("kept")
+    clock[0] += 500
+    assert exchange.get("loaded", loading=True) is not None  # at 561 s: 600 s more from now
+    clock[0] += 40
+    assert not exchange.holds("kept") and exchange.holds("loaded")
+    clock[0] += 559
+    assert exchange.holds("loaded")
+    clock[0] += 2
+    assert not exchange.holds("loaded") and exchange.total == 0
+
+
+def test_image_exchange_drops_the_oldest_over_its_limits_but_never_a_nodes_own_batch():
+    from graphflow.image_exchange import ImageExchange, TooLarge
+
+    exchange = ImageExchange(max_bytes=10, max_entries=3)
     assert exchange.put("a", b"1234", "x") and exchange.put("b", b"5678", "x")
     assert not exchange.put("a", b"other", "x") and exchange.get("a").data == b"1234"  # kept, as "cached"
     exchange.put("c", b"9012", "x")
-    assert exchange.get("a") is None and exchange.get("b").data == b"5678" and exchange.get("c") is not None
+    assert not exchange.holds("a") and exchange.get("b").data == b"5678" and exchange.holds("c")
+    with pytest.raises(TooLarge):
+        exchange.put("big", b"x" * 11, "x")
+    assert not exchange.holds("big") and exchange.holds("b")
+    keys = exchange.add_all([(b"123", "x"), (b"456", "x"), (b"789", "x")])
+    assert all(exchange.holds(key) for key in keys) and not exchange.holds("b") and exchange.total == 9
+    with pytest.raises(TooLarge):  # 12 bytes together: storing the last would drop the first
+        exchange.add_all([(b"123456", "x"), (b"123456", "x")])
+    exchange.add_all([(b"1", "x")])
+    assert len(exchange.entries) == 3 and exchange.total == 7  # at most 3 entries
 
 
-async def test_a_client_round_trips_pictures_through_the_image_routes(start):  # noqa: F811
+def test_save_image_cache_refuses_a_batch_over_the_cap_by_input(etn_registry, exchange, monkeypatch):
+    monkeypatch.setattr(exchange, "max_bytes", 100)
+    with pytest.raises(NodeInputError, match="over the 100") as e:
+        call(etn_registry, "EtnSaveImageCache", images=torch.rand(2, 16, 16, 3), format="PNG")
+    assert e.value.input == "images" and not exchange.entries
+
+
+async def test_image_routes_store_and_serve_only_pictures_by_their_own_type(start, exchange):  # noqa: F811
+    """A page PUT as text/html is refused (served back it would run as the server's own); a picture
+    is served under the type its bytes show, with nosniff, whatever Content-Type it was sent with."""
+    client = await start(max_upload_bytes=4096)
+    page = await client.put("/api/etn/image/page", data=b"<script>alert(1)</script>",
+                            headers={"Content-Type": "text/html"})
+    assert page.status == 415 and "PNG, JPEG or WebP" in (await page.json())["error"]
+    assert (await client.get("/api/etn/image/page")).status == 404
+    empty = await client.put("/api/etn/image/empty", data=b"", headers={"Content-Type": "image/png"})
+    assert empty.status == 400 and "empty" in (await empty.json())["error"]
+    buffer = io.BytesIO()
+    Image.fromarray(_pixels(11, (4, 4, 3)), "RGB").save(buffer, format="WEBP", lossless=True)
+    for key, data, sent_as, served_as in (("p", _png_bytes(_pixels(12, (4, 4, 3)), "RGB"), "text/html", "image/png"),
+                                          ("w", buffer.getvalue(), "image/png; charset=utf-8", "image/webp")):
+        assert (await client.put(f"/api/etn/image/{key}", data=data, headers={"Content-Type": sent_as})).status == 201
+        answer = await client.get(f"/api/etn/image/{key}")
+        assert answer.status == 200 and answer.content_type == served_as
+        assert answer.headers["X-Content-Type-Options"] == "nosniff" and await answer.read() == data
+    # an id already held is answered before the body is read: over the upload limit, still "cached"
+    again = await client.put("/api/etn/image/p", data=b"x" * 5000)
+    assert again.status == 200 and await again.json() == {"status": "cached"}
+
+
+class _IdleDispatcher:
+    """Stands for graphflow.cluster.RayDispatcher: the queue runs elsewhere (here: nowhere)."""
+
+    async def loop(self, server):
+        while not server.stopping:
+            await asyncio.sleep(0.02)
+
+
+async def test_image_routes_are_refused_where_nodes_run_on_ray_workers(start, exchange):  # noqa: F811
+    client = await start(dispatcher=_IdleDispatcher())
+    for method in ("get", "put"):
+        answer = await getattr(client, method)("/api/etn/image/x", data=_png_bytes(_pixels(1, (2, 2, 3)), "RGB"))
+        assert answer.status == 501 and "Ray workers" in (await answer.json())["error"]
+    assert not exchange.entries
+
+
+async def test_a_client_round_trips_pictures_through_the_image_routes(start, exchange):  # noqa: F811
     """As the Krita plugin: PUT a picture, queue LoadImageCache -> ApplyMaskToImage -> SaveImageCache,
     read the id from "executed", GET the picture: the pixels sent, alpha and all."""
     rgba = _pixels(10, (6, 8, 4))
