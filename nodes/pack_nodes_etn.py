@@ -209,6 +209,12 @@ class EtnLoadImageCache(Node):
     outputs = {"image": IMAGE, "mask": MASK}
     comfy = ComfyAlias(("ETN_LoadImageCache",))
 
+    @classmethod
+    def fingerprint(cls, id):
+        from graphflow.image_exchange import image_exchange
+
+        return image_exchange.version(id)  # a new picture PUT under an id that expired is read anew
+
     def run(self):
         import numpy as np
         import torch

@@ -259,6 +259,24 @@ def test_load_image_cache_reads_channels_as_the_pack(etn_registry, exchange):
     assert e.value.input == "id"
 
 
+def test_load_image_cache_reads_a_new_picture_put_under_an_id_again(etn_registry, exchange):
+    """The executor's output cache spans runs: once the first picture under an id has gone, a new
+    one PUT under it is what the next run loads."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+
+    executor = Executor(etn_registry)
+    prompt = {"1": {"class_type": "ETN_LoadImageCache", "inputs": {"id": "fixed"}}}
+    loaded = []
+    for value in (10, 200):
+        exchange.clear()  # the first picture expired
+        exchange.put("fixed", _png_bytes(np.full((4, 4, 3), value, np.uint8), "RGB"), "image/png")
+        result = executor.run(parse_workflow(prompt, etn_registry), outputs=["1"])
+        assert result.ok, (result.problems, result.error)
+        loaded.append(round(result.values["1"][0][0, 0, 0, 0].item() * 255))
+    assert loaded == [10, 200]
+
+
 @pytest.fixture
 def clock(monkeypatch):
     """graphflow.image_exchange's time.monotonic, set by hand."""
