@@ -902,7 +902,11 @@ class EasyImageBatchToImageList(Node):
 BASE64_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide/Save")
 
 
-def base64_picture_bytes(data: str, input_name: str) -> bytes:
+# what OpenCV and Pillow both decode in-process (Pillow would hand an EPS to Ghostscript)
+PICTURE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+
+
+def base64_picture_bytes(data: str, input_name: str, formats: tuple[str, ...] = PICTURE_FORMATS) -> bytes:
     """A picture file's bytes from base64 text, refused (NodeInputError naming input_name) unless
     they are a picture checked_picture_bytes passes."""
     import base64
@@ -914,13 +918,13 @@ def base64_picture_bytes(data: str, input_name: str) -> bytes:
         raw = base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError) as e:
         raise NodeInputError(input_name, f"not base64 text: {e}") from None
-    return checked_picture_bytes(raw, input_name)
+    return checked_picture_bytes(raw, input_name, formats)
 
 
-def checked_picture_bytes(raw: bytes, input_name: str) -> bytes:
+def checked_picture_bytes(raw: bytes, input_name: str, formats: tuple[str, ...] = PICTURE_FORMATS) -> bytes:
     """A picture file's bytes, refused (NodeInputError naming input_name) unless they are a picture
-    Pillow can read whose size, read from its header before anything is decoded, is within Pillow's
-    MAX_IMAGE_PIXELS and the server's max_pixels."""
+    in one of formats (Pillow's names) whose size, read from its header before anything is decoded,
+    is within Pillow's MAX_IMAGE_PIXELS and the server's max_pixels."""
     import io
     import warnings
 
@@ -930,10 +934,11 @@ def checked_picture_bytes(raw: bytes, input_name: str) -> bytes:
     try:
         with warnings.catch_warnings():  # over MAX_IMAGE_PIXELS is refused below, with the input named
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw)) as header:  # reads the header only
+            with Image.open(io.BytesIO(raw), formats=formats) as header:  # reads the header only
                 width, height = header.size
     except UnidentifiedImageError:  # its message names the BytesIO object, nothing the user gave
-        raise NodeInputError(input_name, "the decoded bytes are no picture format Pillow knows") from None
+        raise NodeInputError(input_name, f"the decoded bytes are no picture of the formats read here: "
+                                         f"{', '.join(formats)}") from None
     except OSError as e:
         raise NodeInputError(input_name, f"the decoded bytes are no readable picture: {e}") from None
     except Image.DecompressionBombError as e:

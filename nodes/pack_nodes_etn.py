@@ -61,6 +61,7 @@ REFERENCE_IMAGES = socket_type("REFERENCE_IMAGE", "#c06b8e", "Images with weight
                                                             "ETN_ApplyReferenceImages")
 TILE_LAYOUT = socket_type("TILE_LAYOUT", "#5c6bc0", "How ETN_TileLayout cut an image into overlapping tiles")
 IMAGE_FORMATS = ("PNG", "JPEG")
+READ_FORMATS = ("PNG", "JPEG", "WEBP")  # what the pack's client sends; nothing Pillow hands to another program
 # the stand-in for Krita's canvas / layers outside Krita (the pack shows a placeholder picture of this size)
 KRITA_SIZE = 512
 FLOAT_MAX = sys.float_info.max
@@ -77,16 +78,17 @@ def _base64_text(text: str) -> str:
 
 def _picture(text: str, input_name: str):
     """The PIL picture in base64 text, held to the pixel limits before it is decoded."""
-    return _decoded(base64_picture_bytes(_base64_text(text), input_name), input_name)
+    return _decoded(base64_picture_bytes(_base64_text(text), input_name, READ_FORMATS), input_name)
 
 
 def _decoded(raw: bytes, input_name: str):
-    """The PIL picture of checked bytes (checked_picture_bytes), decoded; 8 bits a channel only."""
+    """The PIL picture of checked bytes (checked_picture_bytes with READ_FORMATS), decoded; 8 bits a
+    channel only."""
     import io
 
     from PIL import Image
 
-    picture = Image.open(io.BytesIO(raw))
+    picture = Image.open(io.BytesIO(raw), formats=READ_FORMATS)
     try:
         picture.load()
     except OSError as e:
@@ -226,7 +228,7 @@ class EtnLoadImageCache(Node):
             raise NodeInputError("id", f"no picture is stored under {self.id!r} in this process: store it first with "
                                        "PUT /api/etn/image/{id} on this server (pictures are kept 10 minutes; a "
                                        "server running nodes on Ray workers has no shared image cache)")
-        picture = _decoded(checked_picture_bytes(entry.data, "id"), "id")
+        picture = _decoded(checked_picture_bytes(entry.data, "id", READ_FORMATS), "id")
         if picture.mode not in ("L", "LA", "RGB", "RGBA"):
             picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
         values = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)

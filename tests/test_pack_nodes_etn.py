@@ -96,6 +96,36 @@ def test_base64_loaders_name_bad_input_and_hold_to_max_pixels(etn_registry, run_
         run_with_limits(RunLimits(max_pixels=None))
 
 
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\n%%EndComments\nshowpage\n"
+
+
+def test_picture_loaders_read_no_format_pillow_hands_to_another_program(etn_registry, exchange):
+    """An EPS (Pillow would run Ghostscript on it) is refused by input before anything decodes it,
+    as is a BMP for the ETN loaders (the pack's client sends PNG, JPEG or WebP)."""
+    import time
+
+    from PIL import EpsImagePlugin
+
+    from graphflow.image_exchange import Entry
+    from nodes.pack_nodes_easyuse import checked_picture_bytes
+
+    assert EpsImagePlugin._accept(EPS)  # Pillow would open it
+    with pytest.raises(NodeInputError, match="BMP, TIFF") as e:
+        checked_picture_bytes(EPS, "base64_data")
+    assert e.value.input == "base64_data"
+    bmp = io.BytesIO()
+    Image.fromarray(_pixels(1, (2, 2, 3)), "RGB").save(bmp, format="BMP")
+    for data in (EPS, bmp.getvalue()):
+        for node, name in (("EtnLoadImageBase64", "image"), ("EtnLoadMaskBase64", "mask")):
+            with pytest.raises(NodeInputError, match="PNG, JPEG, WEBP$") as e:
+                call(etn_registry, node, **{name: base64.b64encode(data).decode()})
+            assert e.value.input == name
+        exchange.entries["sent"] = Entry(data, "image/png", time.monotonic())  # as another part of the code might
+        with pytest.raises(NodeInputError, match="PNG, JPEG, WEBP$") as e:
+            call(etn_registry, "EtnLoadImageCache", id="sent")
+        assert e.value.input == "id"
+
+
 # -- crop and alpha --------------------------------------------------------------------------------
 
 
