@@ -602,6 +602,68 @@ def test_each_region_prompt_is_attended_to_only_inside_its_mask(etn_registry, ti
     assert checked >= 4
 
 
+def test_a_lora_applied_after_the_attention_mask_changes_the_regions_keys(etn_registry, tiny_unet_model):
+    """A patched copy of the regional model (a LoRA's: to_k x 3) shares its attention override; its
+    region keys come from its own weights, as if the regions were applied after the LoRA, and the
+    regional model before it keeps its own."""
+    from graphflow.models.ip_adapter import cross_attentions
+    from graphflow.models.lora import patched_copy
+    from graphflow.models.unet import latent_size
+
+    width = tiny_unet_model.unet.config.context_dim
+    regions = call(etn_registry, "EtnDefineRegion", mask=_halves(4, 6), conditioning=_conditioning(2, 3, width),
+                   regions=call(etn_registry, "EtnBackgroundRegion", conditioning=_conditioning(1, 5, width)))
+    path = cross_attentions(tiny_unet_model.unet)[0]
+    weight = dict(tiny_unet_model.unet.named_parameters())[path + ".to_k.weight"]
+    lora = {path + ".to_k.weight": weight * 3}
+    regional = call(etn_registry, "EtnAttentionMask", model=tiny_unet_model, regions=regions)
+    lora_after = patched_copy(regional.unet, lora)
+    lora_first = call(etn_registry, "EtnAttentionMask", regions=regions,
+                      model=tiny_unet_model.with_unet(patched_copy(tiny_unet_model.unet, lora))).unet
+    attn = dict(regional.unet.named_modules())[path]
+    tokens = torch.randn(1, 24, attn.to_q.in_features, generator=torch.Generator().manual_seed(3))
+    text = torch.zeros(1, 5, width)  # a positive row's own text: not attended to
+    size = latent_size.set((4, 6))
+    try:
+        with torch.no_grad():
+            before = attn(tokens, text, (4, 6))
+            out, expected = (dict(unet.named_modules())[path](tokens, text, (4, 6)) for unet in (lora_after, lora_first))
+            again = attn(tokens, text, (4, 6))
+    finally:
+        latent_size.reset(size)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(again, before, atol=0, rtol=0)
+    assert (out - before).abs().max() > 1e-2
+
+
+def test_regions_on_an_sdxl_unet_of_an_odd_latent(etn_registry):
+    """SDXL (two attention grids a level, a 5 x 7 latent the grids round down from): regions all of
+    the positive prompt give the plain UNet's output; the negative row is untouched either way."""
+    from graphflow.models import DiffusionModel, UNet
+    from graphflow.sampling.guidance import UNetRows, unet_rows
+    from graphflow.testing import unet_config, unet_state
+
+    config = unet_config("sdxl")
+    unet = UNet(config)
+    unet.load_state_dict(unet_state(config, dtype=torch.float32))
+    model = DiffusionModel(unet.eval(), "sdxl")
+    seeded = torch.Generator().manual_seed(0)
+    text = torch.randn(1, 7, config.context_dim, generator=seeded)
+    regions = call(etn_registry, "EtnDefineRegion", mask=_halves(5, 7), conditioning=[(text, {})],
+                   regions=call(etn_registry, "EtnBackgroundRegion", conditioning=[(text, {})]))
+    patched = call(etn_registry, "EtnAttentionMask", model=model, regions=regions)
+    x, t = torch.randn(2, 4, 5, 7, generator=seeded), torch.tensor([500.0, 500.0])
+    y = torch.randn(2, config.adm_in_channels, generator=seeded)
+    rows = unet_rows.set(UNetRows(t, (False, True)))
+    try:
+        with torch.no_grad():
+            out = patched.unet(x, t, text.expand(2, -1, -1), y=y)
+            expected = model.unet(x, t, text.expand(2, -1, -1), y=y)
+    finally:
+        unet_rows.reset(rows)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
+
+
 def test_attention_mask_refuses_masks_of_another_size_and_uncovered_pixels(etn_registry, tiny_unet_model):
     from graphflow.sampling.guidance import UNetRows, unet_rows
 

@@ -10,6 +10,8 @@ equals the pack's repeating each to a common length (a softmax over repeated key
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 
@@ -35,7 +37,10 @@ def apply_region_attention(model, masks: torch.Tensor, contexts: list[torch.Tens
 def _regional(masks: torch.Tensor, contexts: list[torch.Tensor]):
     from graphflow.sampling.guidance import unet_rows  # once, not in every attention call
 
-    cache: dict = {}  # (device, dtype, grid, latent) -> (each region's keys and values, mask weights [R, L])
+    # (ids of what makes the keys, device, dtype, grid, latent) -> (weak references to those things,
+    # each region's keys and values, mask weights [R, L]). The override is shared by every later
+    # copy of the module (a LoRA's patched_copy), so the cache tells them apart by their layers.
+    cache: dict = {}
 
     def override(attn, q, k, v, size):
         b, heads, tokens, _ = q.shape
@@ -43,10 +48,15 @@ def _regional(masks: torch.Tensor, contexts: list[torch.Tensor]):
         flags = rows.negative if rows is not None and len(rows.negative) == b else (False,) * b
         negative = torch.tensor(flags, device=q.device)
         latent = latent_size.get()
-        key = (q.device, q.dtype, size, latent)
-        if key not in cache:
-            cache[key] = (_keys_values(attn, contexts, q), _token_weights(masks, size, latent, tokens, q))
-        keys_values, weights = cache[key]
+        makers = _key_makers(attn)
+        key = (tuple(map(id, makers)), q.device, q.dtype, size, latent)
+        held = cache.get(key)
+        if held is None or any(ref() is not maker for ref, maker in zip(held[0], makers)):
+            for stale in [name for name, entry in cache.items() if any(ref() is None for ref in entry[0])]:
+                del cache[stale]
+            held = cache[key] = ([weakref.ref(maker) for maker in makers], _keys_values(attn, contexts, q),
+                                 _token_weights(masks, size, latent, tokens, q))
+        _, keys_values, weights = held
         out = torch.empty_like(q)
         if negative.any():
             out[negative] = attention(q[negative], k[negative], v[negative])
@@ -60,6 +70,12 @@ def _regional(masks: torch.Tensor, contexts: list[torch.Tensor]):
             out[positive] = total
         return out
     return override
+
+
+def _key_makers(attn) -> list:
+    """What the regions' keys and values come from: the key and value layers, their weights and the
+    key/value patches."""
+    return [attn.to_k, attn.to_v, *attn.to_k.parameters(), *attn.to_v.parameters(), *attn.kv_patches]
 
 
 def _keys_values(attn, contexts: list[torch.Tensor], q: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
