@@ -679,6 +679,13 @@ def test_attention_mask_refuses_masks_of_another_size_and_uncovered_pixels(etn_r
     finally:
         unet_rows.reset(rows)
     assert e.value.input == "model"
+    rows = unet_rows.set(UNetRows(torch.tensor([1.0, 1.0]), (False, True)))  # a batch of 1 for 2 rows
+    try:
+        with pytest.raises(NodeInputError, match="batch of 1 rows for the 2") as e, torch.no_grad():
+            patched.unet(torch.zeros(1, 4, 5, 5), torch.tensor([500.0]), a[0][0])
+    finally:
+        unet_rows.reset(rows)
+    assert e.value.input == "model"
     uncovered = call(etn_registry, "EtnDefineRegion", mask=_halves(8, 8), conditioning=b,
                      regions=call(etn_registry, "EtnDefineRegion", mask=_halves(8, 8), conditioning=a))
     with pytest.raises(NodeInputError, match="add up to 0") as e:

@@ -45,8 +45,10 @@ def _regional(masks: torch.Tensor, contexts: list[torch.Tensor]):
     def override(attn, q, k, v, size):
         b, heads, tokens, _ = q.shape
         rows = unet_rows.get()
-        flags = rows.negative if rows is not None and len(rows.negative) == b else (False,) * b
-        negative = torch.tensor(flags, device=q.device)
+        if rows is not None and len(rows.negative) != b:
+            raise NodeInputError("model", f"its ETN_AttentionMask got a batch of {b} rows for the {len(rows.negative)} "
+                                          "the sampler gave (a patch changed the batch): can't tell the negative rows")
+        negative = torch.tensor(rows.negative if rows is not None else (False,) * b, device=q.device)
         latent = latent_size.get()
         makers = _key_makers(attn)
         key = (tuple(map(id, makers)), q.device, q.dtype, size, latent)
