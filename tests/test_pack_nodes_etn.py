@@ -520,6 +520,33 @@ async def test_a_comfyui_client_gets_the_sent_images(start):  # noqa: F811
     assert np.array_equal(np.asarray(decoded), np.asarray(Image.open(reference)))
 
 
+async def test_sent_images_go_only_to_the_client_that_queued_the_run(start):  # noqa: F811
+    """As ComfyUI's send_sync(..., client_id): another client, on either protocol, gets no frame of it."""
+    from tests.test_server import finished, receive_until
+
+    client = await start()
+    owner = await client.ws_connect("/ws?client_id=krita")
+    others = [await client.ws_connect("/ws?client_id=editor"), await client.ws_connect("/ws?clientId=script")]
+    for ws in (owner, *others):
+        assert (await ws.receive_json())["type"] == "status"
+    prompt = {"1": {"class_type": "ETN_LoadImageBase64", "inputs": {"image": _base64(_pixels(2, (4, 4, 3)), "RGB")}},
+              "2": {"class_type": "ETN_SendImageWebSocket", "inputs": {"images": ["1", 0], "format": "PNG"}}}
+    queued = await (await client.post("/prompt", json={"prompt": prompt, "client_id": "krita"})).json()
+    got = await receive_until(owner, finished(queued["prompt_id"]))
+    assert [m["data"]["node"] for m in got if m["type"] == "frame"] == ["2"]
+    editor_got = await receive_until(others[0], finished(queued["prompt_id"]))
+    assert not [m for m in editor_got if m["type"] == "frame"]
+    # a ComfyUI client hears nothing of another's run; what it has by now (the frame was queued to
+    # every client before the run ended) has no binary frame
+    script_got = []
+    with pytest.raises(asyncio.TimeoutError):
+        while True:
+            script_got.append(await asyncio.wait_for(others[1].receive(), 0.5))
+    assert not [msg for msg in script_got if msg.type == WSMsgType.BINARY]
+    for ws in (owner, *others):
+        await ws.close()
+
+
 # -- regions: attention masks ----------------------------------------------------------------------
 
 

@@ -210,14 +210,14 @@ class Hub:
 
     def send_image(self, frame: bytes, image: bytes, client_id: str | None, image_type: str = "image/png") -> None:
         """An image a node sends instead of saving it (SaveImageWebsocket, ETN_SendImageWebSocket): to
-        ComfyUI clients as ComfyUI's PNG or JPEG frame, to ours as a preview frame; never dropped."""
+        the client that submitted the run only, as ComfyUI sends it (to every client where the run
+        names none): ComfyUI clients get ComfyUI's PNG or JPEG frame, ours a preview frame; never
+        dropped."""
         comfy_item = Outgoing(comfyui_messages.image_frame(image, image_type))
         item = Outgoing(frame)
         for client in list(self.clients):
-            if client.protocol != "comfyui":
-                client.push(item)
-            elif comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
-                client.push(comfy_item)
+            if comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
+                client.push(item if client.protocol != "comfyui" else comfy_item)
 
     async def close_all(self) -> None:
         for client in list(self.clients):
