@@ -784,10 +784,17 @@ class EtnApplyReferenceImages(Node):
         if not self.references or not all(isinstance(r, Reference) for r in self.references):
             raise NodeInputError("references", "expected REFERENCE_IMAGE from ETN_ReferenceImage")
         base, options = _text(self.conditioning, "conditioning"), self.conditioning[0][1]
+        if self.conditioning[0][0].shape[0] != 1:  # the style tokens are one image's, for one prompt
+            raise NodeInputError("conditioning", f"is a batch of {self.conditioning[0][0].shape[0]} prompts: expected "
+                                                 "one (the references' tokens are added to one prompt's)")
         tokens = []
         for reference in self.references:
             try:
-                style = self.style_model.tokens(self.clip_vision.encode_image(reference.image))
+                encoded = self.clip_vision.encode_image(reference.image)
+            except ValueError as e:
+                raise NodeInputError("references", str(e)) from None
+            try:
+                style = self.style_model.tokens(encoded)
             except ValueError as e:
                 raise NodeInputError("style_model", str(e)) from None
             style = _fewer_tokens(style.reshape(1, -1, style.shape[-1]), reference.weight, "references")

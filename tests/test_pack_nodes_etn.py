@@ -794,3 +794,12 @@ def test_reference_images_split_the_steps_and_thin_the_tokens_by_weight(etn_regi
         call(etn_registry, "EtnApplyReferenceImages", conditioning=[(torch.zeros(1, 5, 7), {})], clip_vision=vision,
              style_model=redux, references=references)
     assert e.value.input == "style_model"
+    with pytest.raises(NodeInputError, match="batch of 2 prompts") as e:
+        call(etn_registry, "EtnApplyReferenceImages", conditioning=[(base.expand(2, -1, -1), {})], clip_vision=vision,
+             style_model=redux, references=references)
+    assert e.value.input == "conditioning"
+    unbatched = (etn.Reference(images[0][0], 1.0, 0.0, 1.0),)  # [H, W, C]: the encoder refuses it
+    with pytest.raises(NodeInputError, match="expected an IMAGE") as e:
+        call(etn_registry, "EtnApplyReferenceImages", conditioning=[(base, {})], clip_vision=vision,
+             style_model=redux, references=unbatched)
+    assert e.value.input == "references"
