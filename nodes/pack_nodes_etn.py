@@ -156,27 +156,13 @@ class EtnLoadMaskBase64(Node):
 def send_images(images, format: str) -> list[dict]:
     """Each image to the run's websocket client(s) as a PNG or JPEG (ComfyUI's binary frame), and the
     pack's "executed" entries for them. JPEG drops an alpha channel (it has none)."""
+    from graphflow.images import picture_file
+
     sent = []
     for image in _image(images, "images"):
-        send_image(_encoded(image, format), f"image/{format.lower()}")
+        send_image(picture_file(image, format), f"image/{format.lower()}")
         sent.append({"source": "websocket", "content-type": f"image/{format.lower()}", "type": "output"})
     return sent
-
-
-def _encoded(image, format: str) -> bytes:
-    """One image [H, W, C] as a PNG (fast compression) or JPEG (quality 95, no alpha) file, as the pack
-    writes them."""
-    import io
-
-    from graphflow.images import image_to_pil
-
-    picture = image_to_pil(image)
-    buffer = io.BytesIO()
-    if format == "JPEG":
-        picture.convert("RGB").save(buffer, format="JPEG", quality=95)
-    else:
-        picture.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 class EtnSendImageWebSocket(Node):
@@ -254,9 +240,10 @@ class EtnSaveImageCache(Node):
 
     def run(self):
         from graphflow.image_exchange import TooLarge, image_exchange
+        from graphflow.images import picture_file
 
         content_type = f"image/{self.format.lower()}"
-        pictures = [(_encoded(image, self.format), content_type) for image in _image(self.images, "images")]
+        pictures = [(picture_file(image, self.format), content_type) for image in _image(self.images, "images")]
         try:
             keys = image_exchange.add_all(pictures)
         except TooLarge as e:
