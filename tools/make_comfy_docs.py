@@ -242,7 +242,14 @@ def render() -> str:
               "ComfyUI's type-1 frames (`SaveImageWebsocket` PNGs and `ETN_SendImageWebSocket` PNGs / JPEGs "
               "always, sampler previews with `&previews=1`).", ""]
     lines += ["The ETN pack's image exchange (comfyui-tooling-nodes' api.py, which the Krita AI Diffusion plugin "
-              "uses; pictures held in the server's memory, graphflow/image_exchange.py):", "",
+              "uses; pictures held in the server process's memory, graphflow/image_exchange.py). As the pack's: "
+              "pictures go 10 minutes after they were stored or last loaded, 1 minute once fetched twice. Beyond "
+              "it: ids are 1 to 128 letters, digits or `_ . : -` (400); a body over the server's upload limit "
+              "(`--max-upload-mb`) or the cache's 512 MiB is refused (413), as is one that is no PNG, JPEG or WebP "
+              "file (415); the cache holds at most 512 MiB and 4096 pictures, dropping the oldest first "
+              "(ETN_SaveImageCache refuses a batch over the cap rather than drop its own first pictures); a server "
+              "running nodes on Ray workers (`--ray-workers`, `--ray-address`) refuses both routes (501): the workers don't share the "
+              "server's memory.", "",
               "| method | path | what it does |", "|---|---|---|"]
     lines += [f"| {method} | `{path}` | {what} |" for method, path, _, what in ETN_ROUTES]
     lines += [""]
