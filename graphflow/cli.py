@@ -358,7 +358,7 @@ def cmd_run(args) -> int:
         return EXIT_NODE_FAILED
     for node_id, shown in result.outputs.items():
         for image in shown.get("images", []):
-            if image.get("type", "output") == "output":
+            if image.get("type", "output") == "output" and "filename" in image:  # none: sent, not saved
                 path = folders.outputs / image.get("subfolder", "") / image["filename"]
                 print(path)
         for text in shown.get("text", []):

@@ -220,10 +220,10 @@ class WorkerActor:
                 return  # the server sends it once history is written
             frame = None
             if event["type"] == "image":  # sent instead of saved (SaveImageWebsocket): as the local worker does
-                from graphflow.server.events import png_frame
+                from graphflow.server.events import image_frame
 
-                frame = png_frame({"run_id": run_id, "node": event["node"], "node_type": event["node_type"],
-                                   "final": True}, event["png"])
+                frame = image_frame({"run_id": run_id, "node": event["node"], "node_type": event["node_type"],
+                                     "final": True}, event["image"], event["image_type"])
             elif "preview" in event:
                 from graphflow.server.events import preview_frame
 
@@ -284,6 +284,8 @@ class WorkerActor:
         files = []
         for shown in outputs.values():
             for image in shown.get("images", []):
+                if "filename" not in image:  # sent over the websocket (ETN_SendImageWebSocket), not saved
+                    continue
                 base = folders.outputs if image.get("type", "output") == "output" else folders.temp
                 path = base / image.get("subfolder", "") / image["filename"]
                 if path.is_file():
@@ -320,7 +322,7 @@ def store_files(outputs: dict, files: list[dict]) -> dict:
                 name = f"{match.group(1) if match else stem}_{counter:05d}{suffix}"
         renamed[(kind, item.get("subfolder", ""), item["filename"])] = name
     for shown in outputs.values():
-        for image in shown.get("images", []):
+        for image in (i for i in shown.get("images", []) if "filename" in i):
             key = (image.get("type", "output"), image.get("subfolder", ""), image["filename"])
             image["filename"] = renamed.get(key, image["filename"])
     return outputs

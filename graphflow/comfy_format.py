@@ -314,6 +314,17 @@ FILL_LATER = ("FL_VideoCaptionSaver", "FL_NFTGenerator", "FL_SDUltimate_Slices",
               "FL_TextToPDF", "FL_PDFEncryptor", "FL_ProResVideo", "FL_API_Base64_ImageLoader", "FL_API_ImageSaver",
               "FL_AnimeLineExtractor", "FL_HunyuanDelight", "FL_ClipScanner", "FL_SceneCut", "FL_WF_Agent",
               "FL_BlackFrameReject", "FL_PasteByMask")
+# Acly's comfyui-tooling-nodes (nodes/pack_nodes_etn.py): its classes left out on purpose, with why, and
+# ETN_LATER, those not built yet; from its __init__.py at b08b3779bf0288bf3a83b697b553c3eaf2a89573
+# (every class is "ETN_..."; CUSTOM_PACKS claims the prefix)
+ETN_LEFT_OUT = {
+    "ETN_NSFWFilter": "it runs the Stable Diffusion safety checker model (a CLIP image classifier the pack downloads)",
+    "ETN_KritaStyle": "Krita alone answers it (Krita's chosen style's model, prompts and sampler); the pack's own node "
+                      "only fails, \"This workflow must be started from Krita!\"",
+}
+ETN_LATER = {
+    "ETN_KritaCanvasResize": "not built yet: the index holds the class name in the pack's list, not its source",
+}
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
@@ -512,6 +523,8 @@ CUSTOM_PACKS = {
     "comfyui-art-venture": ("AV_", *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT),
     "ComfyUI-IC-Light": ICLIGHT_CLASSES,
     "ComfyUI-IC-Light-Native": (*ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT),
+    # Acly's comfyui-tooling-nodes (nodes/pack_nodes_etn.py): every class starts "ETN_"
+    "comfyui-tooling-nodes": ("ETN_",),
 }
 # ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
 # NODE_CLASS_MAPPINGS give them (its model classes now live in ComfyUI_LayerStyle_Advance, above)
@@ -548,7 +561,7 @@ LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_
             **LAYERSTYLE_LEFT_OUT, **LAYERSTYLE_ADVANCE_LEFT_OUT,
             **ART_VENTURE_LEFT_OUT,
             **ICLIGHT_NATIVE_LEFT_OUT, **TILED_DIFFUSION_LEFT_OUT,
-            **FILL_LEFT_OUT}
+            **FILL_LEFT_OUT, **ETN_LEFT_OUT, **ETN_LATER}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "
@@ -557,6 +570,9 @@ PACK_NOTES = {
                                      "name's default",
     "ComfyUI_Fill-Nodes": "rounds 1 and 2; left out on purpose, with why in the error a save of one gets: "
                           + ", ".join(f"`{n}`" for n in FILL_LEFT_OUT) + "; its other classes are not built yet",
+    "comfyui-tooling-nodes": "the nodes the Krita AI Diffusion plugin's workflows use; left out on purpose: "
+                             + ", ".join(f"`{n}`" for n in ETN_LEFT_OUT) + "; not built yet: "
+                             + ", ".join(f"`{n}`" for n in ETN_LATER),
 }
 
 

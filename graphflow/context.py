@@ -124,14 +124,15 @@ def warn(message: str) -> None:
                   "message": message})
 
 
-def send_image(png: bytes) -> None:
-    """Send a PNG to the run's clients over the websocket instead of saving it (outside a server
-    run it goes nowhere)."""
+def send_image(data: bytes, image_type: str = "image/png") -> None:
+    """Send a picture file's bytes (a PNG, or a JPEG with image_type "image/jpeg") to the run's
+    clients over the websocket instead of saving it (outside a server run it goes nowhere)."""
     ctx = _current.get()
     if ctx is None:
         return
     check_interrupted()
-    ctx.emit({"type": "image", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type, "png": bytes(png)})
+    ctx.emit({"type": "image", "run_id": ctx.run_id, "node": ctx.node_id, "node_type": ctx.node_type, "image": bytes(data),
+              "image_type": image_type})
 
 
 def current_workflow() -> dict:

@@ -47,6 +47,20 @@ def image_to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(array[..., :3], "RGB")
 
 
+def picture_file(image: torch.Tensor, format: str = "PNG") -> bytes:
+    """One image (image_to_pil's) as a PNG file (fast compression, as ComfyUI's websocket savers
+    write it) or a JPEG (quality 95, no alpha: the ETN pack's)."""
+    import io
+
+    picture = image_to_pil(image)
+    buffer = io.BytesIO()
+    if format == "JPEG":
+        picture.convert("RGB").save(buffer, format="JPEG", quality=95)
+    else:
+        picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def resize_nchw(x: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
     """Resize an NCHW tensor (images or latents) with one of RESIZE_METHODS, as ComfyUI's
     common_upscale does, so imported graphs give its pixels: plain (not antialiased) torch

@@ -88,7 +88,7 @@ def image_files(outputs: dict) -> list[str]:
     files = []
     for shown in outputs.values():
         for image in shown.get("images", []):
-            if image.get("type", "output") == "output":
+            if image.get("type", "output") == "output" and "filename" in image:  # none: sent, not saved
                 files.append("/".join(p for p in (image.get("subfolder", ""), image["filename"]) if p))
     return files
 

@@ -331,13 +331,10 @@ class SaveImageWebsocket(Node):
     comfy = ComfyAlias(("SaveImageWebsocket",))
 
     def run(self):
-        from graphflow.images import image_to_pil
-        import io
+        from graphflow.images import picture_file
 
         for image in self.images:
-            buffer = io.BytesIO()
-            image_to_pil(image).save(buffer, format="PNG", compress_level=1)
-            send_image(buffer.getvalue())
+            send_image(picture_file(image))
 
 
 class ImageScale(Node):

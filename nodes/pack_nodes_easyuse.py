@@ -902,37 +902,43 @@ class EasyImageBatchToImageList(Node):
 BASE64_IMAGE_OUTPUTS = ("Hide", "Preview", "Save", "Hide/Save")
 
 
-def decoded_base64_picture(data: str, input_name: str):
-    """(IMAGE, MASK) of a base64-encoded picture as the pack's loadImageBase64 makes them: decoded
-    by OpenCV as stored, colours to RGB, the alpha channel / 255 as the mask (not inverted, as
-    LoadImage's is), else a mask of ones. The size is read from the header first and held to
-    Pillow's MAX_IMAGE_PIXELS and the server's max_pixels before anything is decoded.
-    Grey pictures (which the pack's colour conversion fails on) are made RGB; pictures of more
-    than 8 bits a channel are refused (the pack divides them by 255)."""
+# what OpenCV and Pillow both decode in-process (Pillow would hand an EPS to Ghostscript)
+PICTURE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+
+
+def base64_picture_bytes(data: str, input_name: str, formats: tuple[str, ...] = PICTURE_FORMATS) -> bytes:
+    """A picture file's bytes from base64 text, refused (NodeInputError naming input_name) unless
+    they are a picture checked_picture_bytes passes."""
     import base64
     import binascii
-    import io
-    import warnings
 
-    import cv2
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    from graphflow.api import run_limits
     if not data.strip():
         raise NodeInputError(input_name, "is empty: paste a picture file's base64 text")
     try:
         raw = base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError) as e:
         raise NodeInputError(input_name, f"not base64 text: {e}") from None
+    return checked_picture_bytes(raw, input_name, formats)
+
+
+def checked_picture_bytes(raw: bytes, input_name: str, formats: tuple[str, ...] = PICTURE_FORMATS) -> bytes:
+    """A picture file's bytes, refused (NodeInputError naming input_name) unless they are a picture
+    in one of formats (Pillow's names) whose size, read from its header before anything is decoded,
+    is within Pillow's MAX_IMAGE_PIXELS and the server's max_pixels."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from graphflow.api import run_limits
     try:
         with warnings.catch_warnings():  # over MAX_IMAGE_PIXELS is refused below, with the input named
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw)) as header:  # reads the header only
+            with Image.open(io.BytesIO(raw), formats=formats) as header:  # reads the header only
                 width, height = header.size
     except UnidentifiedImageError:  # its message names the BytesIO object, nothing the user gave
-        raise NodeInputError(input_name, "the decoded bytes are no picture format Pillow knows") from None
+        raise NodeInputError(input_name, f"the decoded bytes are no picture of the formats read here: "
+                                         f"{', '.join(formats)}") from None
     except OSError as e:
         raise NodeInputError(input_name, f"the decoded bytes are no readable picture: {e}") from None
     except Image.DecompressionBombError as e:
@@ -942,6 +948,21 @@ def decoded_base64_picture(data: str, input_name: str):
     if limits and width * height > min(limits):
         raise NodeInputError(input_name, f"the picture is {width}x{height}, over the {min(limits)} pixels "
                                          f"a picture may have here")
+    return raw
+
+
+def decoded_base64_picture(data: str, input_name: str):
+    """(IMAGE, MASK) of a base64-encoded picture as the pack's loadImageBase64 makes them: decoded
+    by OpenCV as stored, colours to RGB, the alpha channel / 255 as the mask (not inverted, as
+    LoadImage's is), else a mask of ones. The size is held to Pillow's MAX_IMAGE_PIXELS and the
+    server's max_pixels before anything is decoded (base64_picture_bytes).
+    Grey pictures (which the pack's colour conversion fails on) are made RGB; pictures of more
+    than 8 bits a channel are refused (the pack divides them by 255)."""
+    import cv2
+    import numpy as np
+    import torch
+
+    raw = base64_picture_bytes(data, input_name)
     picture = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if picture is None:
         raise NodeInputError(input_name, "OpenCV could not decode the picture")

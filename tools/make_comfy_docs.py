@@ -14,6 +14,7 @@ from graphflow import comfy_pack_nodes
 from graphflow.comfy_format import CUSTOM_PACKS, PACK_NOTES, _read_names, comfy_catalogue, custom_pack
 from graphflow.server.comfyui_messages import MESSAGE_TYPES
 from graphflow.server.comfyui_routes import ROUTES
+from graphflow.server.etn_routes import ROUTES as ETN_ROUTES
 from graphflow.registry import Registry
 from graphflow.workflow import comfy_aliases
 
@@ -238,7 +239,20 @@ def render() -> str:
               "running and finished nodes (value/max, display/parent/real node ids; a cached node is finished). "
               "A client whose first message is `feature_flags` with `supports_preview_metadata` gets sampler "
               "previews as type-4 frames (JSON metadata naming node and prompt, then the JPEG); others get "
-              "ComfyUI's type-1 frames (`SaveImageWebsocket` PNGs always, sampler previews with `&previews=1`).", ""]
+              "ComfyUI's type-1 frames (`SaveImageWebsocket` PNGs and `ETN_SendImageWebSocket` PNGs / JPEGs "
+              "always, sampler previews with `&previews=1`).", ""]
+    lines += ["The ETN pack's image exchange (comfyui-tooling-nodes' api.py, which the Krita AI Diffusion plugin "
+              "uses; pictures held in the server process's memory, graphflow/image_exchange.py). As the pack's: "
+              "pictures go 10 minutes after they were stored or last loaded, 1 minute once fetched twice. Beyond "
+              "it: ids are 1 to 128 letters, digits or `_ . : -` (400); a body over the server's upload limit "
+              "(`--max-upload-mb`) or the cache's 512 MiB is refused (413), as is one that is no PNG, JPEG or WebP "
+              "file (415); the cache holds at most 512 MiB and 4096 pictures, dropping the oldest first "
+              "(ETN_SaveImageCache refuses a batch over the cap rather than drop its own first pictures); a server "
+              "running nodes on Ray workers (`--ray-workers`, `--ray-address`) refuses both routes (501): the workers don't share the "
+              "server's memory.", "",
+              "| method | path | what it does |", "|---|---|---|"]
+    lines += [f"| {method} | `{path}` | {what} |" for method, path, _, what in ETN_ROUTES]
+    lines += [""]
     lines += ["", "## Custom node packs' nodes that are understood", "",
               "Frontend-only nodes, resolved on reading a UI-format graph (graphflow/comfy_pack_nodes.py):", "",
               f"- ComfyUI-KJNodes: `{comfy_pack_nodes.SET}`, `{comfy_pack_nodes.GET}`: each GetNode gives what the "

@@ -58,6 +58,10 @@ class Attention(nn.Module):
     # added to this one's before to_out (IP-Adapter's decoupled cross-attention; the grid for its
     # mask), set on shallow copies (graphflow.models.ip_adapter)
     extra_attention = None
+    # (this module, queries, keys, values [B, heads, L, d], the tokens' (h, w) grid) -> the attention's
+    # output in place of attention(q, k, v): regional prompts, each region's text attended to where
+    # its mask is (graphflow.models.region_attention); set on shallow copies
+    attention_override = None
 
     def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None = None):
         super().__init__()
@@ -77,7 +81,7 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         q, k, v = (t.view(b, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
                    for t in (self.to_q(x), self.to_k(keys), self.to_v(values)))
-        out = attention(q, k, v)
+        out = attention(q, k, v) if self.attention_override is None else self.attention_override(self, q, k, v, size)
         if self.extra_attention is not None:
             extra = self.extra_attention(q, size)
             if extra is not None:

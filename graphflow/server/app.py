@@ -22,8 +22,8 @@ from graphflow.folders import UnsafePathError, folders
 from graphflow.registry import Registry, default_registry
 from graphflow.resource_limits import SERVER_LIMITS, RunLimits
 
-from graphflow.server import (comfyui_routes, editor_routes, file_routes, model_routes, run_routes, system_routes,
-                              user_workflows)
+from graphflow.server import (comfyui_routes, editor_routes, etn_routes, file_routes, model_routes, run_routes,
+                              system_routes, user_workflows)
 from graphflow.server.json_api import error_response
 from graphflow.server.server import SERVER, WEB_DIR, Server, ServerConfig, is_loopback
 from graphflow.server.uploads import RequestError, UploadLimits
@@ -161,6 +161,8 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
         for full in (path, "/api" + path):
             if full == path or (method, full) not in ours:
                 r.add_get(full, handler) if method == "GET" else r.add_route(method, full, handler)
+    for method, path, handler, _ in etn_routes.ROUTES:  # the ETN pack's image exchange (Krita AI Diffusion)
+        r.add_route(method, path, handler)
     r.add_get("/", editor_routes.index)
     if web_dir is not None and web_dir.is_dir():
         r.add_static("/web/", web_dir, follow_symlinks=False)

@@ -201,5 +201,6 @@ def preview_frame(frame: bytes, with_metadata: bool = False) -> bytes:
     return struct.pack(">II", PREVIEW_IMAGE, code) + image
 
 
-def image_frame(png: bytes) -> bytes:
-    return struct.pack(">II", PREVIEW_IMAGE, PNG) + png
+def image_frame(data: bytes, image_type: str = "image/png") -> bytes:
+    """A picture a node sends as it is, in ComfyUI's framing: event type 1, format code, bytes."""
+    return struct.pack(">II", PREVIEW_IMAGE, JPEG if image_type == "image/jpeg" else PNG) + data

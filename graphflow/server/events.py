@@ -54,10 +54,11 @@ def preview_frame(meta: dict, image, max_side: int = PREVIEW_MAX_SIDE) -> bytes:
     return struct.pack(">II", PREVIEW_FRAME, len(header)) + header + buffer.getvalue()
 
 
-def png_frame(meta: dict, png: bytes) -> bytes:
-    """A binary frame of a PNG a node sent as it is (SaveImageWebsocket), in the preview framing."""
-    header = dumps(dict(meta, image_type="image/png")).encode()
-    return struct.pack(">II", PREVIEW_FRAME, len(header)) + header + png
+def image_frame(meta: dict, data: bytes, image_type: str = "image/png") -> bytes:
+    """A binary frame of a picture a node sent as it is (SaveImageWebsocket, ETN_SendImageWebSocket),
+    in the preview framing."""
+    header = dumps(dict(meta, image_type=image_type)).encode()
+    return struct.pack(">II", PREVIEW_FRAME, len(header)) + header + data
 
 
 def parse_preview_frame(frame: bytes) -> tuple[dict, bytes]:
@@ -207,16 +208,16 @@ class Hub:
                     comfy_items[metadata] = Outgoing(comfyui_messages.preview_frame(frame, metadata), PREVIEW)
                 client.push(comfy_items[metadata])
 
-    def send_image(self, frame: bytes, image: bytes, client_id: str | None) -> None:
-        """An image a node sends instead of saving it (SaveImageWebsocket): to ComfyUI clients as
-        ComfyUI's PNG frame, to ours as a preview frame; never dropped."""
-        comfy_item = Outgoing(comfyui_messages.image_frame(image))
+    def send_image(self, frame: bytes, image: bytes, client_id: str | None, image_type: str = "image/png") -> None:
+        """An image a node sends instead of saving it (SaveImageWebsocket, ETN_SendImageWebSocket): to
+        the client that submitted the run only, as ComfyUI sends it (to every client where the run
+        names none): ComfyUI clients get ComfyUI's PNG or JPEG frame, ours a preview frame; never
+        dropped."""
+        comfy_item = Outgoing(comfyui_messages.image_frame(image, image_type))
         item = Outgoing(frame)
         for client in list(self.clients):
-            if client.protocol != "comfyui":
-                client.push(item)
-            elif comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
-                client.push(comfy_item)
+            if comfyui_messages.concerns(client.client_id, {"client_id": client_id}):
+                client.push(item if client.protocol != "comfyui" else comfy_item)
 
     async def close_all(self) -> None:
         for client in list(self.clients):

@@ -143,7 +143,7 @@ class Server:
         kind = event.pop("type")
         event["client_id"] = state.client_id
         if kind == "image":  # a node's image sent over the websocket instead of saved
-            self.hub.send_image(frame, event["png"], state.client_id)
+            self.hub.send_image(frame, event["image"], state.client_id, event["image_type"])
             return
         if kind in ("node_started", "progress"):
             if state.node != event["node"]:

@@ -19,7 +19,7 @@ from graphflow.device import free_memory
 from graphflow.executor import Executor, RunResult, exception_message
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
-from graphflow.server.events import png_frame, preview_frame
+from graphflow.server.events import image_frame, preview_frame
 
 log = logging.getLogger("graphflow.server")
 
@@ -184,7 +184,7 @@ class Worker:
             frame = None
             if event["type"] == "image":
                 meta = {"run_id": state.run_id, "node": event["node"], "node_type": event["node_type"], "final": True}
-                frame = png_frame(meta, event["png"])
+                frame = image_frame(meta, event["image"], event["image_type"])
             elif "preview" in event:
                 image = event.pop("preview")
                 try:

@@ -215,7 +215,7 @@ export class NodeView {
   setOutputs(ui) {
     this.outputBox.replaceChildren();
     if (!ui) return;
-    const images = ui.images || [];
+    const images = (ui.images || []).filter((i) => i.filename);  // none: sent over the websocket, not saved
     if (images.length) {
       this.setPreview(null);
       const grid = el("div", images.length > 1 ? "output-images grid" : "output-images");

@@ -44,7 +44,7 @@ export class SidePanel {
 
   /** Add images a node showed in run `runId`: newest first, each once. */
   addResults(images, caption, runId = null) {
-    for (const image of images) {
+    for (const image of images.filter((i) => i.filename)) {  // none: sent over the websocket, not saved
       const url = viewUrl(image);
       if (this.seen.has(url)) continue;
       this.seen.add(url);
@@ -112,7 +112,7 @@ export class SidePanel {
       }
       const thumbs = el("div", "run-thumbs");
       for (const shown of Object.values(run.outputs || {})) {
-        for (const image of (shown.images || []).slice(0, 4)) {
+        for (const image of (shown.images || []).filter((i) => i.filename).slice(0, 4)) {
           const img = el("img", "", {alt: image.filename, loading: "lazy"});
           img.src = viewUrl(image, 128);
           thumbs.append(img);
