@@ -9,6 +9,8 @@ Extra model folders come from a ComfyUI-style extra_model_paths.yaml (see load_e
 """
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
@@ -261,9 +263,32 @@ def split_annotation(name: str) -> tuple[str, str | None]:
     return name, None
 
 
+_walks: ContextVar[dict | None] = ContextVar("graphflow_folder_walks", default=None)
+
+
+@contextmanager
+def walks_remembered():
+    """Within it (in this thread or task), each folder is walked once and its file names reused:
+    the node catalogue lists the same few model folders for some 500 inputs."""
+    token = _walks.set({})
+    try:
+        yield
+    finally:
+        _walks.reset(token)
+
+
 def _walk_files(base: Path) -> list[str]:
     """Names (posix, relative to base) of the files under base, following linked files and
     folders; a link loop is entered once."""
+    walks = _walks.get()
+    if walks is None:
+        return _walk(base)
+    if base not in walks:
+        walks[base] = _walk(base)
+    return list(walks[base])
+
+
+def _walk(base: Path) -> list[str]:
     names, seen = [], set()
     for root, dirs, files in os.walk(base, followlinks=True):
         dirs[:] = [d for d in dirs if d not in SKIPPED_FOLDERS]

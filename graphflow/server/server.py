@@ -18,6 +18,7 @@ from graphflow.validation import Problem, output_nodes, validate
 from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
 from graphflow.server.events import KEEP, NODE, PROGRESS, Hub
+from graphflow.server.json_api import RegistryReply
 from graphflow.server.store import RunStore
 from graphflow.server.uploads import UploadLimits
 from graphflow.server.worker import RunState, Worker
@@ -74,6 +75,8 @@ class Server:
         self._tasks: list[asyncio.Task] = []
         self._queue_scheduled = False
         self.loopback_only = is_loopback(config.host)
+        # the node catalogue and ComfyUI's object_info, remade only when they change (json_api.RegistryReply)
+        self.replies: dict[str, RegistryReply] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 

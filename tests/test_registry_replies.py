@@ -1,0 +1,93 @@
+"""GET /api/nodes and /object_info are kept between requests (graphflow.server.json_api's
+RegistryReply) but stay current: a model file dropped into its folder, an uploaded picture or a node
+added to the registry shows at the next request, and the reply is the catalogue made afresh."""
+
+import json
+
+import pytest
+
+import graphflow.folders as folders_module
+from graphflow.folders import walks_remembered
+from graphflow.registry import Registry
+from graphflow.server.app import create_app
+from graphflow.server.comfyui_object_info import object_info
+
+COMFY_CLASSES = ("CheckpointLoaderSimple", "LoadImage", "LoraLoader")  # LoadCheckpoint, LoadImage, LoadLoRA
+
+
+@pytest.fixture
+def registry(builtin_registry):
+    registry = Registry()
+    for class_type in COMFY_CLASSES:
+        registry.add(builtin_registry.comfy_node(class_type))
+    return registry
+
+
+@pytest.fixture
+async def client(aiohttp_client, registry, tmp_folders):
+    return await aiohttp_client(create_app(registry, tmp_folders.home / "runs.db", web_dir=None))
+
+
+def _options(catalogue: dict, node_type: str, name: str) -> list:
+    return next(i["options"] for i in catalogue["nodes"][node_type]["inputs"] if i["name"] == name)
+
+
+async def _get(client, path: str) -> dict:
+    response = await client.get(path)
+    assert response.status == 200 and response.content_type == "application/json"
+    return json.loads(await response.read())
+
+
+async def test_a_model_file_dropped_into_its_folder_is_offered_at_the_next_request(client, tmp_folders):
+    first = await _get(client, "/api/nodes")
+    assert "mine.safetensors" not in _options(first, "LoadCheckpoint", "checkpoint")
+    assert await _get(client, "/api/nodes") == first
+
+    (tmp_folders.models / "checkpoints" / "deep").mkdir(parents=True)
+    (tmp_folders.models / "checkpoints" / "deep" / "mine.safetensors").write_bytes(b"{}")
+    catalogue = await _get(client, "/api/nodes")
+    assert "deep/mine.safetensors" in _options(catalogue, "LoadCheckpoint", "checkpoint")
+    assert "deep/mine.safetensors" not in _options(catalogue, "LoadLoRA", "lora_name")
+    info = await _get(client, "/object_info")
+    assert "deep/mine.safetensors" in info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    one = await _get(client, "/object_info/CheckpointLoaderSimple")
+    assert one == {"CheckpointLoaderSimple": info["CheckpointLoaderSimple"]}
+
+    (tmp_folders.models / "checkpoints" / "deep" / "mine.safetensors").unlink()
+    catalogue = await _get(client, "/api/nodes")
+    assert "deep/mine.safetensors" not in _options(catalogue, "LoadCheckpoint", "checkpoint")
+    assert catalogue == first
+
+
+async def test_an_input_picture_and_an_added_node_show_at_the_next_request(client, registry, builtin_registry,
+                                                                          tmp_folders):
+    await _get(client, "/api/nodes")
+    (tmp_folders.inputs / "dropped.png").write_bytes(b"not read for the list")
+    assert "dropped.png" in _options(await _get(client, "/api/nodes"), "LoadImage", "image")
+    await _get(client, "/object_info")
+    registry.add(builtin_registry.comfy_node("VAELoader"))
+    assert "LoadVAE" in (await _get(client, "/api/nodes"))["nodes"]
+    assert "VAELoader" in await _get(client, "/object_info")
+
+
+async def test_the_kept_replies_are_the_catalogue_and_object_info_made_afresh(client, registry, tmp_folders):
+    (tmp_folders.models / "loras").mkdir(parents=True)
+    (tmp_folders.models / "loras" / "style.safetensors").write_bytes(b"{}")
+    for _ in range(2):
+        assert await _get(client, "/api/nodes") == json.loads(json.dumps(registry.catalogue()))
+        assert await _get(client, "/object_info") == json.loads(json.dumps(object_info(registry)))
+
+
+def test_a_folder_is_walked_once_while_walks_are_remembered(tmp_folders, monkeypatch):
+    (tmp_folders.models / "loras").mkdir(parents=True)
+    (tmp_folders.models / "loras" / "a.safetensors").write_bytes(b"{}")
+    walked = []
+    walk = folders_module._walk
+    monkeypatch.setattr(folders_module, "_walk", lambda base: walked.append(base) or walk(base))
+    with walks_remembered():
+        first = tmp_folders.list_models("loras")
+        first.append("changed by its caller")
+        assert "a.safetensors" in first and tmp_folders.list_models("loras") == first[:-1]
+    assert walked == tmp_folders.model_dirs("loras")
+    (tmp_folders.models / "loras" / "b.safetensors").write_bytes(b"{}")
+    assert "b.safetensors" in tmp_folders.list_models("loras")  # no longer remembered
