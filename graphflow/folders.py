@@ -270,6 +270,9 @@ _walks: ContextVar[dict | None] = ContextVar("graphflow_folder_walks", default=N
 def walks_remembered():
     """Within it (in this thread or task), each folder is walked once and its file names reused:
     the node catalogue lists the same few model folders for some 500 inputs."""
+    if _walks.get() is not None:  # already remembered by an outer one
+        yield
+        return
     token = _walks.set({})
     try:
         yield

@@ -7,6 +7,7 @@ import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
 
+from graphflow.folders import walks_remembered
 from graphflow.node import Node, node_catalogue, socket_catalogue
 from graphflow.workflow import comfy_aliases
 
@@ -199,6 +200,10 @@ class Registry:
                 for spec in cls.input_specs.values() if spec.widget is not None and spec.widget.kind == "CHOICE"}
 
     def catalogue(self) -> dict:
+        with walks_remembered():  # ~500 inputs list the same few model folders
+            return self._catalogue()
+
+    def _catalogue(self) -> dict:
         return {
             "nodes": {name: dict(node_catalogue(cls, self._sources[name]),  # ComfyUI names: the editor's search knows them
                                  comfy=sorted({t for a in comfy_aliases(cls) for t in a.class_types}))
