@@ -30,7 +30,7 @@ import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, get_type_hints
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
                       ValidationInfo, create_model)
@@ -392,7 +392,8 @@ def _own_hints(klass) -> dict:
     """The annotations `klass` itself declares, evaluated as typing.get_type_hints(klass) evaluates
     them (a string in the class's namespace and its module's), but not every base's again with them
     (Node's own each time: half the declaration time of the ~2000 built-in nodes). Anything but a
-    plain widget type, socket or ClassVar is left to get_type_hints, which gives a failure its message."""
+    plain widget type or a socket (a ClassVar too) is left to get_type_hints, which evaluates what it
+    holds and gives a failure its message."""
     annotations = klass.__dict__.get("__annotations__", {})
     module = getattr(sys.modules.get(klass.__module__), "__dict__", {})
     namespace = None
@@ -404,7 +405,7 @@ def _own_hints(klass) -> dict:
                 value = eval(_annotation_code(value), namespace, module)  # noqa: S307 (as get_type_hints does)
             except Exception:
                 value = _NOT_PLAIN
-        if not (isinstance(value, type) and value in _PLAIN_WIDGET_KINDS or get_origin(value) is ClassVar
+        if not (isinstance(value, type) and value in _PLAIN_WIDGET_KINDS
                 or not isinstance(value, str) and socket_of(value) is not None):
             every = get_type_hints(klass, include_extras=True)
             return {name: every[name] for name in annotations}

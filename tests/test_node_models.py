@@ -3,7 +3,7 @@ first use, any other's (a plugin's) at declaration, the same models either way; 
 inputs read from each class's own annotations as typing.get_type_hints reads them."""
 
 import warnings
-from typing import get_type_hints
+from typing import ClassVar, get_type_hints
 
 import pytest
 
@@ -126,9 +126,16 @@ def test_own_annotations_read_as_get_type_hints_reads_them(builtin_registry):
     ("Undefined", "node Odd: cannot read its input annotations: name 'Undefined' is not defined"),
     ("list[int]", "node Odd: input 'x' has annotation list[int]; use a socket type"),
     ("3", "node Odd: input 'x' has annotation 3; use a socket type"),
+    (ClassVar["Undefined"], "node Odd: cannot read its input annotations: name 'Undefined' is not defined"),
 ])
 def test_an_annotation_that_is_no_input_type_is_refused_as_before(annotation, message):
     with pytest.raises(NodeDeclarationError) as refused:
         type("Odd", (Node,), {"__annotations__": {"x": annotation}, "__module__": LAZY_MODULE,
                               "run": lambda self: None})
     assert str(refused.value).startswith(message)
+
+
+def test_a_classvar_is_no_input():
+    odd = type("Odd", (Node,), {"__annotations__": {"x": ClassVar[dict[str, int]], "y": int},
+                                "__module__": LAZY_MODULE, "run": lambda self: None})
+    assert list(odd.input_specs) == ["y"]
