@@ -323,10 +323,14 @@ class Node:
             cls.node_type = cls.__name__
         cls.input_specs = _declared_inputs(cls)
         cls.output_specs = _declared_outputs(cls)
-        if not cls.__module__.startswith(LAZY_MODEL_MODULES):  # a plugin's: a refusal fails its import
-            for model in ("widget_model", "linked_widget_model"):
-                getattr(cls, model)
+        eager = not cls.__module__.startswith(LAZY_MODEL_MODULES)  # a plugin's: a refusal fails its import
+        if eager:
+            cls.widget_model
+        # between the two models, as before they were lazy: a declaration with faults in both the
+        # fingerprint and a linked hint keeps failing on the fingerprint (a "declaration" problem)
         _check_fingerprint(cls)
+        if eager:
+            cls.linked_widget_model
 
     @classmethod
     def description(cls) -> str:

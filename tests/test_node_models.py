@@ -139,3 +139,18 @@ def test_a_classvar_is_no_input():
     odd = type("Odd", (Node,), {"__annotations__": {"x": ClassVar[dict[str, int]], "y": int},
                                 "__module__": LAZY_MODULE, "run": lambda self: None})
     assert list(odd.input_specs) == ["y"]
+
+
+def test_a_bad_fingerprint_is_refused_before_a_linked_hint_pydantic_refuses():
+    # the order of the checks before the models were built lazily: a plugin with both faults keeps
+    # getting a declaration error, which its load reports as a "declaration" problem
+    with pytest.raises(NodeDeclarationError, match="fingerprint\\(\\) takes 'other', no input of the node"):
+        class Both(Node):
+            strength: float = Float(0.5, min=0, max=1, linked_list=True, linked_max=object())
+
+            @classmethod
+            def fingerprint(cls, other):
+                return None
+
+            def run(self):
+                return None
