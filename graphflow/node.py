@@ -47,6 +47,7 @@ _REQUIRED = object()
 RESERVED_NAMES = {
     "run", "category", "version", "outputs", "output_node", "cacheable", "display_name",
     "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec", "estimate", "input_is_list",
+    "widget_model", "linked_widget_model",  # an input's Widget there would hide the built model
 }
 
 

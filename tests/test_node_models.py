@@ -154,3 +154,12 @@ def test_a_bad_fingerprint_is_refused_before_a_linked_hint_pydantic_refuses():
 
             def run(self):
                 return None
+
+
+@pytest.mark.parametrize("module", [LAZY_MODULE, __name__])
+@pytest.mark.parametrize("name", ["widget_model", "linked_widget_model"])
+def test_an_input_named_as_a_model_is_refused(module, name):
+    # a Widget in the class would hide the built model: validation failed on it
+    with pytest.raises(NodeDeclarationError, match=f"input name '{name}' is reserved by the node API"):
+        type("Shadow", (Node,), {"__annotations__": {name: int}, name: Int(1), "__module__": module,
+                                 "run": lambda self: None})
