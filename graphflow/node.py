@@ -28,6 +28,7 @@ import difflib
 import functools
 import inspect
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, get_type_hints
@@ -291,10 +292,18 @@ class _NodeModel:
 
     def __get__(self, node, cls) -> type[BaseModel]:
         model = cls.__dict__.get(self.slot)
-        if model is None:  # two threads may both build it: the same model, one kept
-            model = self.build(cls)
-            setattr(cls, self.slot, model)
+        if model is None:
+            # built once: two threads building at once kept one's widget model and the other's linked
+            # model made from it (the server validates on its loop while a worker thread runs)
+            with _BUILDING_MODELS:
+                model = cls.__dict__.get(self.slot)
+                if model is None:
+                    model = self.build(cls)
+                    setattr(cls, self.slot, model)
         return model
+
+
+_BUILDING_MODELS = threading.RLock()  # re-entered: building the linked model reads the widget model
 
 
 class Node:

@@ -2,6 +2,7 @@
 first use, any other's (a plugin's) at declaration, the same models either way; and the declared
 inputs read from each class's own annotations as typing.get_type_hints reads them."""
 
+import threading
 import warnings
 from typing import ClassVar, get_type_hints
 
@@ -163,3 +164,28 @@ def test_an_input_named_as_a_model_is_refused(module, name):
     with pytest.raises(NodeDeclarationError, match=f"input name '{name}' is reserved by the node API"):
         type("Shadow", (Node,), {"__annotations__": {name: int}, name: Int(1), "__module__": module,
                                  "run": lambda self: None})
+
+
+def test_two_threads_reading_a_model_first_build_it_once(monkeypatch):
+    count = _declare(LAZY_MODULE)[0]
+    both_building = threading.Barrier(2)
+    built = []
+    create_model = node_module.create_model
+
+    def create_model_slowly(model, /, **fields):
+        built.append(model)
+        try:  # unlocked, both threads meet here and each builds a model
+            both_building.wait(timeout=0.5)
+        except threading.BrokenBarrierError:
+            pass
+        return create_model(model, **fields)
+
+    monkeypatch.setattr(node_module, "create_model", create_model_slowly)
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(count.linked_widget_model)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert built == ["CountWidgets"]
+    assert seen[0] is seen[1] is count.widget_model is count.linked_widget_model
