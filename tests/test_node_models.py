@@ -2,7 +2,9 @@
 first use, any other's (a plugin's) at declaration, the same models either way; and the declared
 inputs read from each class's own annotations as typing.get_type_hints reads them."""
 
+import sys
 import threading
+import types
 import warnings
 from typing import ClassVar, get_type_hints
 
@@ -115,12 +117,133 @@ def test_every_builtin_node_builds_its_models_without_a_warning(builtin_registry
             assert set(cls.linked_widget_model.model_fields) == widgets, cls.node_type
 
 
-def test_own_annotations_read_as_get_type_hints_reads_them(builtin_registry):
-    for cls in builtin_registry:
-        for klass in cls.__mro__[:-2]:  # Node and object declare no inputs
+def _assert_own_hints_are_get_type_hints(cls):
+    for klass in cls.__mro__:
+        if klass not in (Node, object):  # a mixin after Node too
             own = klass.__dict__.get("__annotations__", {})
             every = get_type_hints(klass, include_extras=True)
             assert node_module._own_hints(klass) == {name: every[name] for name in own}, klass
+
+
+def test_own_annotations_read_as_get_type_hints_reads_them(builtin_registry):
+    for cls in builtin_registry:
+        _assert_own_hints_are_get_type_hints(cls)
+
+
+MIXINS = """
+from typing import ClassVar
+from graphflow.api import Node
+from graphflow.types import MASK
+
+Soft = MASK  # named in this module only
+
+
+class Masked(Node):
+    mask: Soft = None
+
+    def run(self):
+        return None
+
+
+class Helper:  # no node: its annotations are read, and are no inputs
+    helper: dict[str, int]
+    calls: ClassVar[int] = 0
+    alias: "Soft"
+"""
+
+DECLARATIONS = """
+from typing import Annotated, ClassVar
+import graphflow.types as types_module
+from graphflow.api import Bool, Float, Int, Node, Text
+from graphflow.types import IMAGE, LATENT
+from {mixins} import Helper, Masked
+
+
+class Base(Node):
+    steps: int = Int(20, min=1)
+    strength: float = Float(0.5)
+    image: IMAGE = None
+    count: ClassVar[int] = 0
+    _private: int = 0
+    outputs = {{"image": IMAGE}}
+
+    def run(self):
+        return self.image
+
+
+class Overridden(Base):  # inherited inputs declared again, as other kinds
+    steps: float = Float(1.5)
+    image: LATENT = None
+    name: str = Text("x")
+
+
+class ClassAttribute(Node):
+    Kind = IMAGE
+    picture: Kind = None  # a class attribute as an annotation
+    mask: types_module.MASK = None
+    quoted: "bool" = Bool(True)
+    extras: Annotated[int, "a note"] = Int(1)
+
+    def run(self):
+        return None
+
+
+class ShadowedInt(Node):
+    int = float
+    amount: int = Float(0.25)
+
+    def run(self):
+        return None
+
+
+class Mixed(Overridden, Masked, Helper):  # Node comes before Helper in its __mro__
+    extra: bool = Bool(False)
+"""
+
+
+def _specs_from_get_type_hints(cls) -> dict:
+    """cls's inputs read as before _own_hints: every Node class's hints from typing.get_type_hints."""
+    specs = {}
+    for klass in reversed(cls.__mro__):
+        if klass is Node or not issubclass(klass, Node):
+            continue
+        hints = get_type_hints(klass, include_extras=True)
+        for name in klass.__dict__.get("__annotations__", {}):
+            if getattr(hints[name], "__origin__", None) is not ClassVar and not name.startswith("_"):
+                default = klass.__dict__.get(name, node_module._REQUIRED)
+                specs[name] = node_module._input_spec(cls, name, hints[name], default)
+    return specs
+
+
+@pytest.fixture(scope="module", params=["", "from __future__ import annotations\n"], ids=["plain", "future"])
+def declared(request) -> dict[str, type]:
+    """DECLARATIONS in a module of their own (their mixins in another), with or without string annotations."""
+    names = [f"test_node_models_{request.param_index}_{part}" for part in ("mixins", "declarations")]
+    modules = [types.ModuleType(name) for name in names]
+    sys.modules.update(zip(names, modules))  # where annotations are resolved
+    try:
+        for module, source in zip(modules, (MIXINS, DECLARATIONS.format(mixins=names[0]))):
+            exec(compile(request.param + source, module.__name__, "exec"), module.__dict__)  # noqa: S102
+        yield {name: value for name, value in vars(modules[1]).items() if isinstance(value, type)}
+    finally:
+        for name in names:
+            del sys.modules[name]
+
+
+@pytest.mark.parametrize("class_name", ["Base", "Overridden", "ClassAttribute", "ShadowedInt", "Mixed"])
+def test_a_plugins_inputs_are_read_as_get_type_hints_reads_them(declared, class_name):
+    cls = declared[class_name]
+    _assert_own_hints_are_get_type_hints(cls)
+    assert cls.input_specs == _specs_from_get_type_hints(cls)
+
+
+def test_the_declarations_read_as_get_type_hints_reads_them_are_the_ones_meant(declared):
+    kinds = {name: {n: s.type for n, s in cls.input_specs.items()} for name, cls in declared.items()
+             if issubclass(cls, Node) and cls.__module__ != Node.__module__}
+    assert kinds["Overridden"] == {"steps": "FLOAT", "strength": "FLOAT", "image": "LATENT", "name": "STRING"}
+    assert kinds["ClassAttribute"] == {"picture": "IMAGE", "mask": "MASK", "quoted": "BOOLEAN", "extras": "INT"}
+    assert kinds["ShadowedInt"] == {"amount": "FLOAT"}
+    assert kinds["Mixed"] == {"mask": "MASK", **kinds["Overridden"], "extra": "BOOLEAN"}
 
 
 @pytest.mark.parametrize("annotation, message", [
