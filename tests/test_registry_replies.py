@@ -91,3 +91,15 @@ def test_a_folder_is_walked_once_while_walks_are_remembered(tmp_folders, monkeyp
     assert walked == tmp_folders.model_dirs("loras")
     (tmp_folders.models / "loras" / "b.safetensors").write_bytes(b"{}")
     assert "b.safetensors" in tmp_folders.list_models("loras")  # no longer remembered
+
+
+async def test_a_registry_that_makes_its_own_catalogue_is_served_it(aiohttp_client, registry, tmp_folders):
+    class Marked(Registry):
+        def catalogue(self):
+            return {**super().catalogue(), "marked": True}
+
+    marked = Marked()
+    for cls in registry:
+        marked.add(cls)
+    client = await aiohttp_client(create_app(marked, tmp_folders.home / "runs.db", web_dir=None))
+    assert (await _get(client, "/api/nodes"))["marked"] is True

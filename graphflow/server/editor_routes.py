@@ -5,18 +5,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from graphflow.registry import Registry
 from graphflow.validation import Problem, validate
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
-from graphflow.server.json_api import RegistryReply, error_response, json_body, json_response
+from graphflow.server.json_api import error_response, json_body, json_response
 from graphflow.server.server import server_of
 from graphflow.server.uploads import RequestError
 
 
 async def get_nodes(request):
     server = server_of(request)
-    return server.replies.setdefault("nodes", RegistryReply(Registry.catalogue)).response(server.registry)
+    return server.nodes_reply.response(server.registry)
 
 
 EXAMPLE_WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"

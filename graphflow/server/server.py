@@ -17,6 +17,7 @@ from graphflow.resource_limits import RunLimits
 from graphflow.validation import Problem, output_nodes, validate
 from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
+from graphflow.server.comfyui_object_info import object_info
 from graphflow.server.events import KEEP, NODE, PROGRESS, Hub
 from graphflow.server.json_api import RegistryReply
 from graphflow.server.store import RunStore
@@ -76,7 +77,8 @@ class Server:
         self._queue_scheduled = False
         self.loopback_only = is_loopback(config.host)
         # the node catalogue and ComfyUI's object_info, remade only when they change (json_api.RegistryReply)
-        self.replies: dict[str, RegistryReply] = {}
+        self.nodes_reply = RegistryReply(lambda registry: registry.catalogue())
+        self.object_info_reply = RegistryReply(object_info)
 
     # --- lifecycle -------------------------------------------------------------------------
 
