@@ -2,15 +2,18 @@
 RegistryReply) but stay current: a model file dropped into its folder, an uploaded picture or a node
 added to the registry shows at the next request, and the reply is the catalogue made afresh."""
 
+import gc
 import json
+import weakref
 
 import pytest
 
 import graphflow.folders as folders_module
 from graphflow.folders import walks_remembered
 from graphflow.registry import Registry
-from graphflow.server.app import create_app
+from graphflow.server.app import SERVER, create_app
 from graphflow.server.comfyui_object_info import object_info
+from graphflow.server.events import dumps
 
 COMFY_CLASSES = ("CheckpointLoaderSimple", "LoadImage", "LoraLoader")  # LoadCheckpoint, LoadImage, LoadLoRA
 
@@ -91,6 +94,34 @@ def test_a_folder_is_walked_once_while_walks_are_remembered(tmp_folders, monkeyp
     assert walked == tmp_folders.model_dirs("loras")
     (tmp_folders.models / "loras" / "b.safetensors").write_bytes(b"{}")
     assert "b.safetensors" in tmp_folders.list_models("loras")  # no longer remembered
+
+
+class _Made(dict):
+    """A reply as its maker made it, which a weak reference can watch."""
+
+
+def _watch_making(server, monkeypatch) -> list[weakref.ref]:
+    """A weak reference to each reply the server's kept replies make from now on."""
+    made = []
+    for reply in (server.nodes_reply, server.object_info_reply):
+        def make(registry, make=reply.make):
+            data = _Made(make(registry))
+            made.append(weakref.ref(data))
+            return data
+        monkeypatch.setattr(reply, "make", make)
+    return made
+
+
+async def test_a_kept_reply_keeps_its_body_not_the_reply_decoded(client, registry, monkeypatch):
+    made = _watch_making(client.app[SERVER], monkeypatch)
+    body = await (await client.get("/object_info")).read()
+    assert body == dumps(object_info(registry)).encode()  # joined from its entries, as one dumps writes it
+    info = json.loads(body)
+    assert await _get(client, "/object_info/LoadImage") == {"LoadImage": info["LoadImage"]}
+    assert await _get(client, "/object_info/NoSuchClass") == {}
+    await _get(client, "/api/nodes")
+    gc.collect()
+    assert len(made) == 2 and [ref() for ref in made] == [None, None]
 
 
 async def test_a_registry_that_makes_its_own_catalogue_is_served_it(aiohttp_client, registry, tmp_folders):

@@ -130,11 +130,7 @@ MODEL_FOLDERS = (*MODEL_KINDS, *COMFY_KINDS)  # ComfyUI's legacy names ("clip", 
 
 async def comfy_object_info(request):
     server = server_of(request)
-    class_type = request.match_info.get("class_type")
-    if class_type is None:
-        return server.object_info_reply.response(server.registry)
-    info = server.object_info_reply.current(server.registry).data
-    return json_response({class_type: info[class_type]} if class_type in info else {})
+    return server.object_info_reply.response(server.registry, request.match_info.get("class_type"))
 
 
 def _extra_data(record: dict) -> dict:

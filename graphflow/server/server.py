@@ -78,7 +78,7 @@ class Server:
         self.loopback_only = is_loopback(config.host)
         # the node catalogue and ComfyUI's object_info, remade only when they change (json_api.RegistryReply)
         self.nodes_reply = RegistryReply(lambda registry: registry.catalogue())
-        self.object_info_reply = RegistryReply(object_info)
+        self.object_info_reply = RegistryReply(object_info, by_key=True)  # /object_info/{class_type} too
 
     # --- lifecycle -------------------------------------------------------------------------
 
