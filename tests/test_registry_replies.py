@@ -112,6 +112,15 @@ def _watch_making(server, monkeypatch) -> list[weakref.ref]:
     return made
 
 
+async def test_a_load_problem_changed_in_place_shows_at_the_next_request(client, registry):
+    problem = {"kind": "error", "message": "a plugin failed"}
+    registry.problems.append(problem)
+    assert (await _get(client, "/api/nodes"))["problems"] == [problem]
+    problem["file"] = "plugins/broken.py"  # as a plugin's load completes its problem
+    assert (await _get(client, "/api/nodes"))["problems"] == [
+        {"kind": "error", "message": "a plugin failed", "file": "plugins/broken.py"}]
+
+
 async def test_a_kept_reply_keeps_its_body_not_the_reply_decoded(client, registry, monkeypatch):
     made = _watch_making(client.app[SERVER], monkeypatch)
     body = await (await client.get("/object_info")).read()

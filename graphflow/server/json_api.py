@@ -1,6 +1,7 @@
 """How the routes read JSON requests and write JSON replies. Bad input raises RequestError, which the
 application's guard turns into an error reply with its status."""
 
+import copy
 import json
 import re
 
@@ -39,7 +40,8 @@ class RegistryReply:
 
     def current(self, registry) -> bytes:
         with walks_remembered():  # the options and a remake list each folder once
-            made_from = (registry, registry.generation, registry.choice_options(), list(registry.problems),
+            # the problems copied deeply: a problem completed in place (plugins.py sets its "file") is a change
+            made_from = (registry, registry.generation, registry.choice_options(), copy.deepcopy(registry.problems),
                          socket_catalogue())
             if made_from != self.made_from:
                 made = self.make(registry)
