@@ -14,6 +14,7 @@ from graphflow.registry import Registry
 from graphflow.server.app import SERVER, create_app
 from graphflow.server.comfyui_object_info import object_info
 from graphflow.server.events import dumps
+from graphflow.types import SOCKET_TYPES, SocketType
 
 COMFY_CLASSES = ("CheckpointLoaderSimple", "LoadImage", "LoraLoader")  # LoadCheckpoint, LoadImage, LoadLoRA
 
@@ -110,6 +111,34 @@ def _watch_making(server, monkeypatch) -> list[weakref.ref]:
             return data
         monkeypatch.setattr(reply, "make", make)
     return made
+
+
+async def test_an_unchanged_registry_is_not_made_again(client, monkeypatch):
+    made = _watch_making(client.app[SERVER], monkeypatch)
+    for _ in range(3):
+        await _get(client, "/api/nodes")
+        await _get(client, "/object_info")
+        await _get(client, "/object_info/LoadImage")
+    assert len(made) == 2
+
+
+async def test_a_node_without_a_choice_shows_at_the_next_request(client, registry, builtin_registry):
+    await _get(client, "/api/nodes")
+    await _get(client, "/object_info")
+    empty_latent = builtin_registry.comfy_node("EmptyLatentImage")
+    assert not any(spec.widget and spec.widget.kind == "CHOICE" for spec in empty_latent.input_specs.values())
+    registry.add(empty_latent)  # no choice's options change: only the registry's nodes do
+    assert "EmptyLatent" in (await _get(client, "/api/nodes"))["nodes"]
+    assert "EmptyLatentImage" in await _get(client, "/object_info")
+
+
+async def test_a_socket_type_and_a_load_problem_show_at_the_next_request(client, registry, monkeypatch):
+    await _get(client, "/api/nodes")
+    monkeypatch.setitem(SOCKET_TYPES, "REPLY_TEST", SocketType("REPLY_TEST", "#123456", "declared after a reply"))
+    assert (await _get(client, "/api/nodes"))["sockets"]["REPLY_TEST"]["color"] == "#123456"
+    problem = {"kind": "error", "message": "a plugin failed after a reply was made"}
+    registry.problems.append(problem)
+    assert problem in (await _get(client, "/api/nodes"))["problems"]
 
 
 async def test_a_load_problem_changed_in_place_shows_at_the_next_request(client, registry):
