@@ -446,20 +446,22 @@ def cmd_convert(args) -> int:
 def cmd_nodes(args) -> int:
     from graphflow.registry import default_registry
 
-    catalogue = default_registry().catalogue()
+    registry = default_registry()
     if args.json:
-        print(json.dumps(catalogue, indent=2, default=str))
+        print(json.dumps(registry.catalogue(), indent=2, default=str))
         return EXIT_OK
-    by_category: dict[str, list[dict]] = {}
-    for entry in catalogue["nodes"].values():
-        by_category.setdefault(entry["category"], []).append(entry)
+    # the list needs no catalogue: that lists every choice's options (the model folders, FFmpeg's encoders)
+    by_category: dict[str, list] = {}
+    for cls in sorted(registry, key=lambda cls: cls.node_type):
+        by_category.setdefault(cls.category, []).append(cls)
     for category in sorted(by_category):
         print(f"{category}:")
-        for entry in by_category[category]:
-            summary = (entry["description"].splitlines() or [""])[0]
-            source = "" if entry["source"] == "builtin" else f" [{entry['source']}]"
-            print(f"  {entry['type']:<28}{summary}{source}")
-    for problem in catalogue["problems"]:
+        for cls in by_category[category]:
+            summary = (cls.description().splitlines() or [""])[0]
+            source = registry.source(cls.node_type)
+            source = "" if source == "builtin" else f" [{source}]"
+            print(f"  {cls.node_type:<28}{summary}{source}")
+    for problem in registry.problems:
         print(f"problem: {problem.get('message', problem)}", file=sys.stderr)
     return EXIT_OK
 

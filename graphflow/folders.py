@@ -9,6 +9,8 @@ Extra model folders come from a ComfyUI-style extra_model_paths.yaml (see load_e
 """
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
@@ -144,11 +146,8 @@ class Folders:
         the kind's KIND_EXTENSIONS, else MODEL_EXTENSIONS). A sharded set is offered as its index: the
         shard files an index names are left out."""
         extensions = extensions or KIND_EXTENSIONS.get(kind, MODEL_EXTENSIONS)
-        names = set()
-        for base in self.model_dirs(kind):
-            found = {name for name in _walk_files(base) if name.lower().endswith(extensions)}
-            names.update(found - _shards(base, found))
-        return sorted(names)
+        bases = tuple(self.model_dirs(kind))
+        return _remembered(("models", bases, extensions), lambda: _model_files(bases, extensions))
 
     def list_files_inside(self, kind: str, extensions: tuple[str, ...]) -> list[str]:
         """The files of a kind of user data (LUTs, fonts) with one of `extensions`, as list_models
@@ -261,9 +260,48 @@ def split_annotation(name: str) -> tuple[str, str | None]:
     return name, None
 
 
+def _model_files(bases: tuple[Path, ...], extensions: tuple[str, ...]) -> list[str]:
+    names = set()
+    for base in bases:
+        found = {name for name in _walk_files(base) if name.lower().endswith(extensions)}
+        names.update(found - _shards(base, found))
+    return sorted(names)
+
+
+_walks: ContextVar[dict | None] = ContextVar("graphflow_folder_walks", default=None)
+
+
+@contextmanager
+def walks_remembered():
+    """Within it (in this thread or task), each folder is walked once and its file names reused, and
+    so are list_models' answers: the node catalogue lists the same few model folders for some 500 inputs."""
+    if _walks.get() is not None:  # already remembered by an outer one
+        yield
+        return
+    token = _walks.set({})
+    try:
+        yield
+    finally:
+        _walks.reset(token)
+
+
 def _walk_files(base: Path) -> list[str]:
     """Names (posix, relative to base) of the files under base, following linked files and
     folders; a link loop is entered once."""
+    return _remembered(base, lambda: _walk(base))
+
+
+def _remembered(key, listing) -> list:
+    """listing(), or what it gave for `key` earlier within walks_remembered (a copy: callers may change it)."""
+    walks = _walks.get()
+    if walks is None:
+        return listing()
+    if key not in walks:
+        walks[key] = listing()
+    return list(walks[key])
+
+
+def _walk(base: Path) -> list[str]:
     names, seen = [], set()
     for root, dirs, files in os.walk(base, followlinks=True):
         dirs[:] = [d for d in dirs if d not in SKIPPED_FOLDERS]

@@ -27,6 +27,8 @@ item (shorter lists repeat their last item) and each of its outputs becomes a li
 import difflib
 import functools
 import inspect
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, get_type_hints
@@ -46,6 +48,7 @@ _REQUIRED = object()
 RESERVED_NAMES = {
     "run", "category", "version", "outputs", "output_node", "cacheable", "display_name",
     "node_type", "fingerprint", "upgrade", "comfy", "inputs", "spec", "estimate", "input_is_list",
+    "widget_model", "linked_widget_model",  # an input's Widget there would hide the built model
 }
 
 
@@ -255,6 +258,54 @@ def widget_model_linking(cls, linked: frozenset[str]) -> type[BaseModel]:
                         **{name: (Any, None) for name in linked})
 
 
+def _widget_model(cls) -> type[BaseModel]:
+    """The node's widgets as one pydantic model: a typed-in value is checked (and defaulted) by it."""
+    widgets = {name: _pydantic_field(s) for name, s in cls.input_specs.items() if s.widget}
+    return create_model(f"{cls.__name__}Widgets", __config__=ConfigDict(extra="ignore"), **widgets)
+
+
+def _linked_widget_model(cls) -> type[BaseModel]:
+    """widget_model for values arriving by links: the same model unless a widget has a linked hint."""
+    if not any(s.widget and LINKED_HINTS & s.widget.hints.keys() for s in cls.input_specs.values()):
+        return cls.widget_model
+    linked = {name: _pydantic_field(s, linked=True) for name, s in cls.input_specs.items() if s.widget}
+    return create_model(f"{cls.__name__}LinkedWidgets", __config__=ConfigDict(extra="ignore"), **linked)
+
+
+# Modules whose node classes build their pydantic models on first use: building them for the ~2000
+# built-in nodes took most of the 4-5 s of `graphflow nodes` / `validate`, which need few or none
+# (tests/test_node_models.py builds every built-in's). Any other module's nodes (a plugin's) build
+# them at declaration, so a declaration pydantic refuses still fails the plugin's import.
+LAZY_MODEL_MODULES = ("nodes.",)
+
+
+class _NodeModel:
+    """A node class's model, built by `build(cls)` on first read and kept in that class's own
+    __dict__ (under a private name: an attribute set on the class would be inherited by its
+    subclasses, whose inputs differ)."""
+
+    def __init__(self, build: Callable[[type], type[BaseModel]]):
+        self.build = build
+
+    def __set_name__(self, owner, name):
+        self.slot = f"_built_{name}"
+
+    def __get__(self, node, cls) -> type[BaseModel]:
+        model = cls.__dict__.get(self.slot)
+        if model is None:
+            # built once: two threads building at once kept one's widget model and the other's linked
+            # model made from it (the server validates on its loop while a worker thread runs)
+            with _BUILDING_MODELS:
+                model = cls.__dict__.get(self.slot)
+                if model is None:
+                    model = self.build(cls)
+                    setattr(cls, self.slot, model)
+        return model
+
+
+_BUILDING_MODELS = threading.RLock()  # re-entered: building the linked model reads the widget model
+
+
 class Node:
     """Base class of every node. Its docstring is the help text the editor shows."""
 
@@ -272,8 +323,9 @@ class Node:
     # Filled in by __init_subclass__ from the declaration:
     input_specs: ClassVar[dict[str, InputSpec]] = {}
     output_specs: ClassVar[tuple[OutputSpec, ...]] = ()
-    widget_model: ClassVar[type[BaseModel]]
-    linked_widget_model: ClassVar[type[BaseModel]]  # the same, with the widgets' linked_min / _max / _nonfinite / _list
+    # Built from input_specs, for built-in nodes on first read (LAZY_MODEL_MODULES):
+    widget_model = _NodeModel(_widget_model)
+    linked_widget_model = _NodeModel(_linked_widget_model)  # with the widgets' linked_min / _max / _nonfinite / _list
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -281,17 +333,14 @@ class Node:
             cls.node_type = cls.__name__
         cls.input_specs = _declared_inputs(cls)
         cls.output_specs = _declared_outputs(cls)
-        widgets = {name: _pydantic_field(s) for name, s in cls.input_specs.items() if s.widget}
-        cls.widget_model = create_model(
-            f"{cls.__name__}Widgets", __config__=ConfigDict(extra="ignore"), **widgets
-        )
+        eager = not cls.__module__.startswith(LAZY_MODEL_MODULES)  # a plugin's: a refusal fails its import
+        if eager:
+            cls.widget_model
+        # between the two models, as before they were lazy: a declaration with faults in both the
+        # fingerprint and a linked hint keeps failing on the fingerprint (a "declaration" problem)
         _check_fingerprint(cls)
-        cls.linked_widget_model = cls.widget_model
-        if any(s.widget and LINKED_HINTS & s.widget.hints.keys() for s in cls.input_specs.values()):
-            linked = {name: _pydantic_field(s, linked=True) for name, s in cls.input_specs.items() if s.widget}
-            cls.linked_widget_model = create_model(
-                f"{cls.__name__}LinkedWidgets", __config__=ConfigDict(extra="ignore"), **linked
-            )
+        if eager:
+            cls.linked_widget_model
 
     @classmethod
     def description(cls) -> str:
@@ -333,12 +382,14 @@ class Node:
 def _declared_inputs(cls) -> dict[str, InputSpec]:
     specs = {}
     for klass in reversed(cls.__mro__):
-        if klass is Node or not issubclass(klass, Node):
+        if klass is Node or klass is object:
             continue
         try:
-            hints = get_type_hints(klass, include_extras=True)
+            hints = _own_hints(klass)  # a mixin's too: get_type_hints read them, and refused bad ones
         except Exception as e:
             raise NodeDeclarationError(f"node {cls.__name__}: cannot read its input annotations: {e}") from e
+        if not issubclass(klass, Node):
+            continue
         for name in klass.__dict__.get("__annotations__", {}):
             hint = hints[name]
             if getattr(hint, "__origin__", None) is ClassVar or name.startswith("_"):
@@ -349,6 +400,39 @@ def _declared_inputs(cls) -> dict[str, InputSpec]:
                 )
             specs[name] = _input_spec(cls, name, hint, klass.__dict__.get(name, _REQUIRED))
     return specs
+
+
+def _own_hints(klass) -> dict:
+    """The annotations `klass` itself declares, evaluated as typing.get_type_hints(klass) evaluates
+    them (a string in the class's namespace and its module's), but not every base's again with them
+    (Node's own each time: half the declaration time of the ~2000 built-in nodes). Anything but a
+    plain widget type or a socket (a ClassVar too) is left to get_type_hints, which evaluates what it
+    holds and gives a failure its message."""
+    annotations = klass.__dict__.get("__annotations__", {})
+    module = getattr(sys.modules.get(klass.__module__), "__dict__", {})
+    namespace = None
+    hints = {}
+    for name, value in annotations.items():
+        if isinstance(value, str):
+            namespace = namespace if namespace is not None else dict(vars(klass))
+            try:
+                value = eval(_annotation_code(value), namespace, module)  # noqa: S307 (as get_type_hints does)
+            except Exception:
+                value = _NOT_PLAIN
+        if not (isinstance(value, type) and value in _PLAIN_WIDGET_KINDS
+                or not isinstance(value, str) and socket_of(value) is not None):
+            every = get_type_hints(klass, include_extras=True)
+            return {name: every[name] for name in annotations}
+        hints[name] = value
+    return hints
+
+
+_NOT_PLAIN = object()
+
+
+@functools.lru_cache(maxsize=4096)
+def _annotation_code(text: str):
+    return compile(text, "<annotation>", "eval")  # the same few ("IMAGE", "float") thousands of times
 
 
 def _input_spec(cls, name, hint, default) -> InputSpec:
@@ -377,6 +461,8 @@ def _check_fingerprint(cls) -> None:
     """A fingerprint is called as fingerprint(**widget values): one that needs another input (a
     socket), or that takes fewer than all the widgets without **widgets, would fail every run, so
     it is refused where the node is declared."""
+    if getattr(cls.fingerprint, "__func__", None) is Node.fingerprint.__func__:  # Node's own takes **widgets
+        return
     try:
         parameters = list(inspect.signature(cls.fingerprint).parameters.values())
     except (TypeError, ValueError):

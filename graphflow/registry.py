@@ -7,6 +7,7 @@ import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
 
+from graphflow.folders import walks_remembered
 from graphflow.node import Node, node_catalogue, socket_catalogue
 from graphflow.workflow import comfy_aliases
 
@@ -54,6 +55,7 @@ class Registry:
         self.problems: list[dict] = []  # load problems (broken plugins, clashes) for the catalogue
         self.plugins: list[dict] = []  # loaded plugins: {name, file, origin, nodes} (graphflow.plugins)
         self._close: dict[str, list[str]] = {}  # close_types' answers (difflib over every type is ~10 ms)
+        self.generation = 0  # counts the nodes added: a catalogue made at another generation is out of date
 
     def add(self, cls: type[Node], source: str = "builtin") -> None:
         if not (isinstance(cls, type) and issubclass(cls, Node)) or cls is Node:
@@ -67,6 +69,7 @@ class Registry:
         self._nodes[name] = cls
         self._sources[name] = source
         self._close.clear()
+        self.generation += 1
         aliases = comfy_aliases(cls)
         for alias in aliases:
             for class_type in alias.class_types:
@@ -189,7 +192,18 @@ class Registry:
     def __len__(self):
         return len(self._nodes)
 
+    def choice_options(self) -> dict[tuple[str, str], list]:
+        """Every choice input's options as they are now, (node type, input) -> list (the files in a
+        models folder, say): with `generation`, `problems` and the socket types, all a catalogue
+        holds beyond the node classes' declarations."""
+        return {(name, spec.name): spec.widget.choices() for name, cls in self._nodes.items()
+                for spec in cls.input_specs.values() if spec.widget is not None and spec.widget.kind == "CHOICE"}
+
     def catalogue(self) -> dict:
+        with walks_remembered():  # ~500 inputs list the same few model folders
+            return self._catalogue()
+
+    def _catalogue(self) -> dict:
         return {
             "nodes": {name: dict(node_catalogue(cls, self._sources[name]),  # ComfyUI names: the editor's search knows them
                                  comfy=sorted({t for a in comfy_aliases(cls) for t in a.class_types}))

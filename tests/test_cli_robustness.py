@@ -20,7 +20,9 @@ ROOT = Path(__file__).parent.parent
 HEAVY = ("torch", "transformers", "open_clip", "diffusers", "safetensors", "graphflow.models.unet",
          "graphflow.models.vae", "graphflow.models.mmdit", "graphflow.models.flux", "graphflow.models.text_encoders",
          "graphflow.models.checkpoint", "graphflow.models.lora", "graphflow.sampling.samplers", "graphflow.images",
-         "tiktoken", "graphflow.models.qwen25vl")
+         "tiktoken", "graphflow.models.qwen25vl",
+         "av",  # PyAV: `nodes` listed VHS_VideoCombine's formats (the encoders FFmpeg has) for nothing
+         "networkx")  # ~0.1 s: validation orders the nodes itself, and imports it only to name a cycle
 
 # Runs the CLI in-process, then reports which heavy modules ended up imported.
 PROBE = """

@@ -135,6 +135,41 @@ def test_cycle(toy_registry):
         assert node_id in found[0][2]
 
 
+def test_run_order_and_cycle_are_networkxs():
+    """LinkGraph orders the nodes as networkx.topological_sort did on a DiGraph built by the same
+    calls (the run order), and names the cycle networkx.find_cycle names."""
+    import random
+
+    import networkx as nx
+
+    from graphflow.validation import LinkGraph
+
+    rng = random.Random(7)
+    cycles = 0
+    for _ in range(300):
+        ours, theirs = LinkGraph(), nx.DiGraph()
+        names = [str(n) for n in rng.sample(range(40), rng.randint(1, 12))]
+        for _ in range(rng.randint(0, 25)):
+            if rng.random() < 0.3:
+                node = rng.choice(names)
+                ours.add_node(node)
+                theirs.add_node(node)
+            else:
+                a, b = rng.choice(names), rng.choice(names)
+                if rng.random() < 0.8:  # mostly acyclic: links from an earlier name to a later one
+                    a, b = sorted((a, b), key=names.index)
+                ours.add_edge(a, b)
+                theirs.add_edge(a, b)
+        try:
+            expected = list(nx.topological_sort(theirs))
+        except nx.NetworkXUnfeasible:
+            cycles += 1
+            assert ours.topological_order() is None and ours.find_cycle() == nx.find_cycle(theirs)
+        else:
+            assert ours.topological_order() == expected
+    assert 30 < cycles < 270
+
+
 def test_no_output_node(toy_registry):
     (node, inp, msg), = problems_of(toy_registry, {"1": {"type": "Number"}})
     assert node is None and "no output node" in msg

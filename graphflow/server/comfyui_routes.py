@@ -14,8 +14,8 @@ from graphflow.validation import SUGGESTED_TYPES, Problem, output_nodes, unknown
 from graphflow.workflow import WorkflowFormatError, parse_workflow
 
 from graphflow.server import comfyui_messages, file_routes, system_routes
-from graphflow.server.comfyui_object_info import object_info
-from graphflow.server.json_api import CLIENT_ID, error_response, int_query, json_body, json_response, valid_client_id
+from graphflow.server.json_api import (CLIENT_ID, error_response, int_query, json_body, json_response,
+                                       valid_client_id)
 from graphflow.server.server import server_of
 from graphflow.server.store import FINISHED
 from graphflow.server.uploads import RequestError
@@ -129,11 +129,8 @@ MODEL_FOLDERS = (*MODEL_KINDS, *COMFY_KINDS)  # ComfyUI's legacy names ("clip", 
 
 
 async def comfy_object_info(request):
-    info = object_info(server_of(request).registry)
-    class_type = request.match_info.get("class_type")
-    if class_type is None:
-        return json_response(info)
-    return json_response({class_type: info[class_type]} if class_type in info else {})
+    server = server_of(request)
+    return server.object_info_reply.response(server.registry, request.match_info.get("class_type"))
 
 
 def _extra_data(record: dict) -> dict:

@@ -14,7 +14,8 @@ from graphflow.server.uploads import RequestError
 
 
 async def get_nodes(request):
-    return json_response(server_of(request).registry.catalogue())
+    server = server_of(request)
+    return server.nodes_reply.response(server.registry)
 
 
 EXAMPLE_WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"

@@ -17,7 +17,9 @@ from graphflow.resource_limits import RunLimits
 from graphflow.validation import Problem, output_nodes, validate
 from graphflow.workflow import Workflow, WorkflowFormatError, parse_workflow
 
+from graphflow.server.comfyui_object_info import object_info
 from graphflow.server.events import KEEP, NODE, PROGRESS, Hub
+from graphflow.server.json_api import RegistryReply
 from graphflow.server.store import RunStore
 from graphflow.server.uploads import UploadLimits
 from graphflow.server.worker import RunState, Worker
@@ -74,6 +76,9 @@ class Server:
         self._tasks: list[asyncio.Task] = []
         self._queue_scheduled = False
         self.loopback_only = is_loopback(config.host)
+        # the node catalogue and ComfyUI's object_info, remade only when they change (json_api.RegistryReply)
+        self.nodes_reply = RegistryReply(lambda registry: registry.catalogue())
+        self.object_info_reply = RegistryReply(object_info, by_key=True)  # /object_info/{class_type} too
 
     # --- lifecycle -------------------------------------------------------------------------
 
