@@ -362,6 +362,9 @@ def cmd_run(args) -> int:
                 path = folders.outputs / image.get("subfolder", "") / image["filename"]
                 print(path)
         for text in shown.get("text", []):
+            # a named entry (comfyui-tooling-nodes' KritaSendText: name, text, content-type) prints as its text
+            if isinstance(text, dict) and "text" in text:
+                text = f"{text['name']}: {text['text']}" if text.get("name") else text["text"]
             print(text)
     if not args.quiet:
         print(f"done in {result.elapsed:.2f}s ({len(result.executed)} ran, {len(result.cached)} cached)",

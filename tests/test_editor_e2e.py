@@ -76,7 +76,8 @@ class Develop(Node):
 
 
 class Seeded(Node):
-    """Shows its seed (for the seed widget's control after generate)."""
+    """Shows its seed (for the seed widget's control after generate), plainly and as a named entry
+    (comfyui-tooling-nodes' KritaSendText shows its text so)."""
     category = "test"
     output_node = True
     seed: int = Int(0, min=0, max=2**32)
@@ -84,7 +85,7 @@ class Seeded(Node):
     def run(self):
         from graphflow.api import show
 
-        show(text=[str(self.seed)])
+        show(text=[str(self.seed), {"name": "seed", "text": str(self.seed), "content-type": "text/plain"}])
 
 
 TEST_NODES = [Seeded, Swatch, Develop, toy_nodes.Number, toy_nodes.Fail, toy_nodes.Show, toy_nodes.Add]
@@ -1196,7 +1197,8 @@ def test_seed_control_after_generate(page):
     queue(page)
     page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.seed === 6", arg=seeded)
     assert node(page, seeded).locator('[data-input="seed"] input.w-value').input_value() == "6"
-    node(page, seeded).locator("pre.output-text").filter(has_text="5").wait_for()  # the run used 5
+    node(page, seeded).locator("pre.output-text").filter(has_text=re.compile(r"^5$")).wait_for()  # the run used 5
+    node(page, seeded).locator("pre.output-text").filter(has_text="seed: 5").wait_for()  # a named entry: its text
     node(page, seeded).locator('[data-input="seed"] select.w-control').select_option("randomize")
     queue(page)
     page.wait_for_function("id => graphflow.editor.workflow().nodes[id].inputs.seed !== 6", arg=seeded)

@@ -482,6 +482,21 @@ def test_headless_run_sends_and_saves_nothing(etn_registry, monkeypatch, tmp_pat
     assert not outputs.exists() or not any(outputs.rglob("*.*"))
 
 
+def test_headless_run_prints_sent_text_as_its_text(etn_registry, monkeypatch, tmp_path, capsys):
+    """KritaSendText's "executed" entry is a dict (name, text, content-type): `graphflow run` prints
+    its name and text, not the dict."""
+    from graphflow import cli, registry as registry_module
+
+    monkeypatch.setattr(registry_module, "_default", etn_registry)
+    prompt = {"1": {"class_type": "ETN_Parameter", "inputs": {"name": "steps", "type": "number (integer)",
+                                                             "default": 7, "min": 0, "max": 100}},
+              "2": {"class_type": "ETN_KritaSendText", "inputs": {"value": ["1", 0], "name": "Steps", "type": "text"}}}
+    path = tmp_path / "prompt.json"
+    path.write_text(json.dumps(prompt))
+    assert cli.main(["run", str(path), "--output-dir", str(tmp_path / "outputs"), "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["Steps: 7"]
+
+
 async def test_a_comfyui_client_gets_the_sent_images(start):  # noqa: F811
     rgb = _pixels(6, (64, 96, 3))
     client = await start()

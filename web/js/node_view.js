@@ -227,10 +227,13 @@ export class NodeView {
       }
       this.outputBox.append(grid);
     }
-    for (const text of ui.text || []) {
+    for (const entry of ui.text || []) {
+      // A named entry (comfyui-tooling-nodes' KritaSendText: name, text, content-type) shows as its text.
+      const text = entry && typeof entry === "object" && "text" in entry
+        ? (entry.name ? `${entry.name}: ${entry.text}` : String(entry.text)) : String(entry);
       // Several lines are a table (LatentStats): kept unwrapped, scrolled sideways; one line wraps.
-      const pre = el("pre", String(text).includes("\n") ? "output-text table" : "output-text");
-      pre.textContent = String(text);
+      const pre = el("pre", text.includes("\n") ? "output-text table" : "output-text");
+      pre.textContent = text;
       this.outputBox.append(pre);
     }
   }
