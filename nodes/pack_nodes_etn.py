@@ -603,12 +603,15 @@ def _regions(value, name: str = "regions") -> Regions:
 
 
 def _text(conditioning, name: str):
-    """The first entry's text tokens [1, T, C], as the pack reads a region's conditioning."""
+    """The first entry's text tokens [1, T, C], as the pack reads a region's conditioning; one
+    prompt: the pack repeats the tokens per sampled row, so a batch of prompts fails there."""
     import torch
 
     if not conditioning or not torch.is_tensor(conditioning[0][0]) or conditioning[0][0].dim() != 3:
         raise NodeInputError(name, "expected a CONDITIONING of text tokens (a text encoder's output)")
-    return conditioning[0][0][:1]
+    if conditioning[0][0].shape[0] != 1:
+        raise NodeInputError(name, f"is a batch of {conditioning[0][0].shape[0]} prompts: expected one")
+    return conditioning[0][0]
 
 
 class EtnBackgroundRegion(Node):
@@ -771,9 +774,6 @@ class EtnApplyReferenceImages(Node):
         if not self.references or not all(isinstance(r, Reference) for r in self.references):
             raise NodeInputError("references", "expected REFERENCE_IMAGE from ETN_ReferenceImage")
         base, options = _text(self.conditioning, "conditioning"), self.conditioning[0][1]
-        if self.conditioning[0][0].shape[0] != 1:  # the style tokens are one image's, for one prompt
-            raise NodeInputError("conditioning", f"is a batch of {self.conditioning[0][0].shape[0]} prompts: expected "
-                                                 "one (the references' tokens are added to one prompt's)")
         tokens = []
         for reference in self.references:
             try:

@@ -733,6 +733,10 @@ def test_attention_mask_refuses_masks_of_another_size_and_uncovered_pixels(etn_r
     with pytest.raises(NodeInputError, match="add up to 0") as e:
         call(etn_registry, "EtnAttentionMask", model=tiny_unet_model, regions=uncovered)
     assert e.value.input == "regions"
+    prompts = [(torch.cat([a[0][0], b[0][0]]), {})]  # a batch of two prompts: the pack's repeat fails on it
+    with pytest.raises(NodeInputError, match="batch of 2 prompts: expected one") as e:
+        call(etn_registry, "EtnDefineRegion", mask=_halves(8, 8), conditioning=prompts)
+    assert e.value.input == "conditioning"
 
 
 def test_regions_prompt_runs_through_the_sampler(builtin_registry, tmp_folders):
