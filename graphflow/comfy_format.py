@@ -313,7 +313,7 @@ FILL_LATER = ("FL_VideoCaptionSaver", "FL_NFTGenerator", "FL_SDUltimate_Slices",
               "FL_ImagesToPDF", "FL_PDFMerger", "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader",
               "FL_TextToPDF", "FL_PDFEncryptor", "FL_ProResVideo", "FL_API_Base64_ImageLoader", "FL_API_ImageSaver",
               "FL_AnimeLineExtractor", "FL_HunyuanDelight", "FL_ClipScanner", "FL_SceneCut", "FL_WF_Agent",
-              "FL_BlackFrameReject", "FL_PasteByMask")
+              "FL_BlackFrameReject")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",
