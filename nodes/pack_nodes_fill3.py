@@ -3,10 +3,29 @@ nodes/pack_nodes_fill2.py): more of its model-free classes, under the pack's cla
 names, inputs (order, defaults, ranges), outputs and categories. Read from the pack's nodes/*.py at
 these commits:
   e781475a858d62b42312ed05bbbf82845b7bd564 FL_PasteByMask.py (the whole file: tensor2mask,
-  tensor2rgba, its gaussian_blur and the nine blend modes).
+  tensor2rgba, its gaussian_blur and the nine blend modes); 7e40cac64901cf4b1df0d3e2c3294aeb715dea36
+  FL_BlackFrameReject.py; 88056c54e5b1db57e5645a61cda244d211013d4b utility/FL_SD_Slices.py
+  (FL_SDUltimate_Slices); 504358021a82ba91674cce42a8e984fb1ef3b926 FL_AnimeLineExtractor.py;
+  FL_VideoCropNStitch.py (FL_VideoCropMask, FL_VideoRecompose) in its later version, which scales an
+  oversized crop back inside the frame and clamps the recomposed box (the index holds it without a
+  commit; its version at 88056c54 lets a crop run off the frame); 655316e60fdf4d2d219983e51b41594d8a421e27
+  FL_API_Base64_ImageLoader.py; 19588f1b62ea00875ac8b22bc529032966ee7291 FL_API_ImageSaver.py;
+  5d9f67074ba74659e2bb3e2c757d0e15eeade220 FL_ImageCaptionLayout.py; FL_ZipDirectory.py (as the
+  index holds it). Read to sort out the classes not built: FL_BulletHellGame.py at
+  8716aa7286ead65e72c24d1c0809f66c4deda696, utility/FL_SystemCheck.py at 88056c54, FL_HunyuanDelight.py at
+  469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
+  not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
+  FL_ProResVideo.py, FL_WF_Agent.py, FL_ClipScanner.py, FL_TimeLine.py, FL_UpscaleModel.py,
+  FL_NFTGenerator.py, FL_VideoCaptionSaver.py as the index holds them.
 
 Nodes here: FL_PasteByMask (Masquerade's Paste By Mask as the pack forked it, with blend modes and
-feathering; built on nodes/pack_nodes_masquerade.py's conversions, boxes and sizes). The pack's other
+feathering; built on nodes/pack_nodes_masquerade.py's conversions, boxes and sizes),
+FL_BlackFrameReject, FL_SDUltimate_Slices, FL_AnimeLineExtractor (OpenCV, as the pack),
+FL_VideoCropMask and FL_VideoRecompose (their CROP_DATA a list of boxes, one a frame; WAS Node
+Suite's socket of that name carries another shape, which FL_VideoRecompose refuses),
+FL_API_Base64_ImageLoader, FL_API_ImageSaver, FL_ImageCaptionLayout and FL_ZipDirectory (files read
+only inside the inputs folder, or the outputs folder for the zipper as for round 2's FL_ZipSave, and
+written only inside the outputs folder; the pack reads and writes anywhere on disk). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 """
 
@@ -14,13 +33,20 @@ from __future__ import annotations
 
 import math
 
-from graphflow.api import IMAGE, Choice, ComfyAlias, Estimate, Int, Node, NodeInputError, Size, check_interrupted
+from graphflow.api import (
+    FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text,
+    check_interrupted, socket_type,
+)
+from nodes.image import _image
+from nodes.pack_nodes_fill import _channels, _levels
 from nodes.pack_nodes_fill2 import MASK_MAPPING, UTILITY_LOWER
 from nodes.pack_nodes_masquerade import (
     PASTE_BEHAVIORS, _bicubic, _check_size, _fit_mask, _tensor, as_mask, as_rgba, mask_boxes, paste_size,
 )
 
 COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
+# WAS Node Suite's socket of the same name carries another shape; FL_VideoRecompose refuses it
+CROP_DATA = socket_type("CROP_DATA", "#9e9e9e", "A crop's box")
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay", "soft_light", "hard_light", "darken", "lighten",
                "difference")
@@ -162,3 +188,489 @@ class FillPasteByMask(Node):
             under = result[target]
             result[target] = blended(self.blend_mode, pasting, under) * amount + under * (1.0 - amount)
         return result
+
+
+# -- frames, slices, lines -------------------------------------------------------------------------
+
+IMAGE_PROCESSING = "🏵️Fill Nodes/Image Processing"
+BLACK_CHANNELS = ("all", "average", "luminance", "rgb")
+SLICINGS = tuple(f"{across}x{down}" for across in range(1, 5) for down in range(1, 5))
+
+
+class FillBlackFrameReject(Node):
+    """Drop the images whose share of black pixels reaches threshold (percent); invert keeps those
+    instead. A pixel is black where it is at most black_level: in every channel (all), in the
+    channels' mean (average), in its luminance 0.2126 R + 0.7152 G + 0.0722 B (luminance), or in
+    any channel (rgb); an RGBA image's alpha counts among the channels for all, average and rgb, as
+    in the pack. Gives the kept images and how many were kept and dropped. A batch whose every image
+    is dropped is refused (the pack gives an empty batch, which no node after it takes);
+    show_progress has no effect here."""
+    category = IMAGE_PROCESSING
+    display_name = "FL Black Frame Reject"
+    images: IMAGE
+    threshold: float = Float(95.0, min=0.0, max=100.0, step=0.1)
+    black_level: float = Float(0.05, min=0.0, max=0.5, step=0.01)
+    channels: str = Choice(BLACK_CHANNELS, "luminance")
+    invert: bool = Bool(False)
+    show_progress: bool = Bool(True)
+    outputs = {"filtered_images": IMAGE, "kept_count": INT, "rejected_count": INT}
+    comfy = ComfyAlias(("FL_BlackFrameReject",), optional=("channels", "invert", "show_progress"))
+
+    def run(self):
+        import torch
+        images = _image(self.images, "images")
+        _channels(images, "images", (3, 4))
+        if self.channels == "all":
+            black = (images <= self.black_level).all(dim=-1)
+        elif self.channels == "average":
+            black = images.mean(dim=-1) <= self.black_level
+        elif self.channels == "luminance":
+            black = images[..., 0] * 0.2126 + images[..., 1] * 0.7152 + images[..., 2] * 0.0722 <= self.black_level
+        else:
+            black = (images <= self.black_level).any(dim=-1)
+        percent = black.float().mean(dim=(1, 2)) * 100
+        keep = percent >= self.threshold if self.invert else percent < self.threshold
+        kept = int(keep.sum())
+        if not kept:
+            raise NodeInputError("images", f"all {images.shape[0]} images are dropped at a threshold of "
+                                           f"{self.threshold}% black: nothing left to pass on")
+        return images[torch.nonzero(keep)[:, 0].to(images.device)], kept, images.shape[0] - kept
+
+
+class FillSDUltimateSlices(Node):
+    """The tile size that cuts the image into the slicing's columns x rows (its width and height each
+    divided, rounded down), times multiplier (then cut to a whole number): for Ultimate SD Upscale's
+    tile_width / tile_height. Gives the image and multiplier on as they are."""
+    category = "🏵️Fill Nodes/Utility"
+    display_name = "FL SDUltimate Slices"
+    image: IMAGE
+    slicing: str = Choice(SLICINGS, "1x1")
+    multiplier: float = Float(1.0, min=1.0, max=4.0, step=0.25)
+    outputs = {"image": IMAGE, "slice_width": INT, "slice_height": INT, "multiplier": FLOAT}
+    comfy = ComfyAlias(("FL_SDUltimate_Slices",))
+
+    def run(self):
+        images = _image(self.image, "image")
+        across, down = map(int, self.slicing.split("x"))
+        height, width = images.shape[1:3]
+        return (self.image, int((width // across) * self.multiplier), int((height // down) * self.multiplier),
+                self.multiplier)
+
+
+class FillAnimeLineExtractor(Node):
+    """Line art of each picture as white lines on black, by OpenCV as the pack does: its grey (8-bit,
+    cut) blurred by an odd Gaussian of int(10 noise_reduction) pixels (one more when even; none at
+    0), OpenCV's Gaussian adaptive threshold inverted over an odd block of int(50 (1 -
+    detail_level)) + 11 pixels with the constant int(20 line_threshold), opened by a square of
+    max(1, int(3 (1 - detail_level))) pixels and grown by one of line_width pixels when wider than
+    1. RGB images only, as in the pack."""
+    category = IMAGE_PROCESSING
+    display_name = "FL Anime Line Extractor"
+    image: IMAGE
+    line_threshold: float = Float(0.4, min=0.0, max=1.0, step=0.01)
+    line_width: int = Int(1, min=1, max=5, step=1)
+    detail_level: float = Float(0.5, min=0.1, max=1.0, step=0.01)
+    noise_reduction: float = Float(0.3, min=0.0, max=1.0, step=0.01)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_AnimeLineExtractor",))
+
+    def run(self):
+        import cv2
+        import numpy as np
+        import torch
+        images = _image(self.image, "image")
+        _channels(images, "image", (3,))
+        blur = int(self.noise_reduction * 10)
+        blur += 1 - blur % 2
+        block = int((1 - self.detail_level) * 50) + 11
+        block += 1 - block % 2
+        opening = np.ones((max(1, int((1 - self.detail_level) * 3)),) * 2, np.uint8)
+        out = []
+        for image in images:
+            check_interrupted()
+            grey = cv2.cvtColor(_levels(image), cv2.COLOR_RGB2GRAY)
+            if self.noise_reduction > 0:
+                grey = cv2.GaussianBlur(grey, (blur, blur), 0)
+            lines = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY_INV, block,
+                                          int(self.line_threshold * 20))
+            lines = cv2.morphologyEx(lines, cv2.MORPH_OPEN, opening)
+            if self.line_width > 1:
+                lines = cv2.dilate(lines, np.ones((self.line_width, self.line_width), np.uint8), iterations=1)
+            out.append(torch.from_numpy(lines.astype(np.float32) / 255.0)[..., None].expand(-1, -1, 3))
+        return torch.stack(out).to(images.device)
+
+
+# -- video crop and recompose ----------------------------------------------------------------------
+
+
+def _frame_masks(mask, video):
+    """FL_VideoCropMask's mask as [B, H, W, C] (a MASK gains a channel), one a frame of the video's size."""
+    import torch
+    if not torch.is_tensor(mask) or mask.ndim not in (3, 4):
+        raise NodeInputError("mask", "expected an IMAGE ([B, H, W, C]) or a MASK ([B, H, W])")
+    mask = mask[..., None] if mask.ndim == 3 else mask
+    if mask.shape[1:3] != video.shape[1:3]:
+        raise NodeInputError("mask", f"is {mask.shape[2]}×{mask.shape[1]}, but the video is "
+                                     f"{video.shape[2]}×{video.shape[1]}: they must be the same size")
+    if mask.shape[0] < video.shape[0]:
+        raise NodeInputError("mask", f"{mask.shape[0]} masks for {video.shape[0]} frames: expected one a frame")
+    return mask.to(video.device)
+
+
+class FillVideoCropMask(Node):
+    """Crop each frame around its mask (the pixels whose channels sum above 0) and resize the crop to
+    output_width x output_height (bilinear; the mask nearest), as the pack's later version does:
+    the box grows by padding on each side (its width and height are the last minus the first pixel,
+    plus twice the padding), its centre and size move smoothing_factor of the way from the last
+    frame's to this one's (cut to whole pixels; 1 follows each frame, 0 keeps the first), a frame
+    with an empty mask keeps the last crop (the whole frame before any), then the crop widens or
+    heightens to the output's ratio, shrinks to fit the frame keeping it, and slides inside the
+    frame. Gives the crops, the cropped masks, the video as it was and each frame's crop
+    (crop_data, for FL_VideoRecompose). A box of no width and height, where the pack divides by
+    zero, becomes a one-pixel crop."""
+    category = "🏵️Fill Nodes/Utility"
+    display_name = "FL Video Crop Mask"
+    video: IMAGE
+    mask: IMAGE
+    output_width: int = Int(512, min=64, max=2048, step=64, resource="width")
+    output_height: int = Int(512, min=64, max=2048, step=64, resource="height")
+    padding: int = Int(0, min=0, max=100, step=1)
+    smoothing_factor: float = Float(0.5, min=0.0, max=1.0, step=0.1)
+    outputs = {"cropped_video": IMAGE, "mask": IMAGE, "original_video": IMAGE, "crop_data": CROP_DATA}
+    comfy = ComfyAlias(("FL_VideoCropMask",))
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+        video = _image(self.video, "video")
+        mask = _frame_masks(self.mask, video)
+        batch, height, width = video.shape[:3]
+        out_w, out_h, smooth = self.output_width, self.output_height, self.smoothing_factor
+        crops, masks, crop_data, last = [], [], [], None
+        for i in range(batch):
+            check_interrupted()
+            rows, columns = torch.where(mask[i].sum(dim=-1) > 0)
+            if rows.numel():
+                top, bottom, left, right = int(rows.min()), int(rows.max()), int(columns.min()), int(columns.max())
+                box = ((left + right) // 2, (top + bottom) // 2, right - left + 2 * self.padding,
+                       bottom - top + 2 * self.padding)
+            else:
+                box = last or (width // 2, height // 2, width, height)
+            if last is not None:
+                box = tuple(int(smooth * now + (1 - smooth) * before) for now, before in zip(box, last))
+            last = box
+            center_x, center_y, crop_w, crop_h = box
+            ratio = out_w / out_h
+            if crop_h and crop_w / crop_h > ratio or not crop_h and crop_w:
+                crop_h = int(crop_w / ratio)
+            else:
+                crop_w = int(crop_h * ratio)
+            crop_w, crop_h = max(1, crop_w), max(1, crop_h)
+            scale = min(width / crop_w, height / crop_h, 1.0)
+            crop_w, crop_h = max(1, int(crop_w * scale)), max(1, int(crop_h * scale))
+            top = min(max(0, center_y - crop_h // 2), height - crop_h)
+            left = min(max(0, center_x - crop_w // 2), width - crop_w)
+            frame = video[i, top:top + crop_h, left:left + crop_w].movedim(-1, 0)[None]
+            crops.append(F.interpolate(frame, size=(out_h, out_w), mode="bilinear", align_corners=False)[0])
+            frame_mask = mask[i, top:top + crop_h, left:left + crop_w].movedim(-1, 0)[None]
+            masks.append(F.interpolate(frame_mask, size=(out_h, out_w), mode="nearest")[0])
+            crop_data.append({"top": top, "bottom": top + crop_h, "left": left, "right": left + crop_w,
+                              "original_height": height, "original_width": width, "output_height": out_h,
+                              "output_width": out_w})
+        return torch.stack(crops).movedim(1, -1), torch.stack(masks).movedim(1, -1), self.video, crop_data
+
+
+def _fitted_channels(region, crop):
+    """The resized crop given the frame region's channels, as the pack's later recompose does: an RGBA
+    crop over RGB(A) mixed by its alpha (the frame's extra channels taken from the crop's), other
+    counts copied channel for channel over the region."""
+    if crop.shape[-1] == region.shape[-1]:
+        return crop
+    fitted = region.clone()
+    if crop.shape[-1] == 4 and region.shape[-1] >= 3:
+        alpha = crop[..., 3:4].clamp(0.0, 1.0)
+        fitted[..., :3] = crop[..., :3] * alpha + region[..., :3] * (1.0 - alpha)
+        shared = min(region.shape[-1], 4) - 3
+        fitted[..., 3:3 + shared] = crop[..., 3:3 + shared]
+        return fitted
+    shared = min(region.shape[-1], crop.shape[-1])
+    fitted[..., :shared] = crop[..., :shared]
+    return fitted
+
+
+class FillVideoRecompose(Node):
+    """Put each frame's crop back where FL_VideoCropMask cut it: the cropped frame resized (bilinear)
+    to its box, cut to the frame, over the original frame (an RGBA crop mixed in by its alpha; other
+    channel counts copied channel for channel); a box of no area leaves the frame as it was."""
+    category = "🏵️Fill Nodes/experiments"
+    display_name = "FL Video Recompose"
+    original_video: IMAGE
+    cropped_video: IMAGE
+    crop_data: CROP_DATA
+    outputs = {"output_video": IMAGE}
+    comfy = ComfyAlias(("FL_VideoRecompose",))
+
+    def run(self):
+        import torch.nn.functional as F
+        video = _image(self.original_video, "original_video")
+        crops = _image(self.cropped_video, "cropped_video").to(video)
+        boxes = self.crop_data
+        keys = ("top", "bottom", "left", "right")
+        if not isinstance(boxes, list) or not all(isinstance(box, dict) and all(
+                isinstance(box.get(key), int) for key in keys) for box in boxes):
+            raise NodeInputError("crop_data", "expected FL_VideoCropMask's crop_data (a list of boxes, one a "
+                                              "frame; another pack's CROP_DATA is not read)")
+        batch, height, width = video.shape[:3]
+        for name, count in (("crop_data", len(boxes)), ("cropped_video", crops.shape[0])):
+            if count < batch:
+                raise NodeInputError(name, f"{count} for {batch} frames: expected one a frame")
+        out = video.clone()
+        for i in range(batch):
+            check_interrupted()
+            top = max(0, min(height, boxes[i]["top"]))
+            bottom = max(top, min(height, boxes[i]["bottom"]))
+            left = max(0, min(width, boxes[i]["left"]))
+            right = max(left, min(width, boxes[i]["right"]))
+            if bottom <= top or right <= left:
+                continue
+            crop = F.interpolate(crops[i].movedim(-1, 0)[None], size=(bottom - top, right - left), mode="bilinear",
+                                 align_corners=False)[0].movedim(0, -1)
+            out[i, top:bottom, left:right] = _fitted_channels(out[i, top:bottom, left:right], crop)
+        return out
+
+
+# -- API tools -------------------------------------------------------------------------------------
+
+API_TOOLS = "🏵️Fill Nodes/API Tools"
+API_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}  # FL_API_ImageSaver's, by name
+
+
+def _base64_size(width: int, height: int, to_width: int, to_height: int, keep_ratio: bool) -> tuple[int, int]:
+    """FL_API_Base64_ImageLoader's size: 0 keeps a side (or, keeping the ratio, follows the other);
+    both given and keeping the ratio, the picture fits inside them; sides cut to whole pixels."""
+    if not to_width and not to_height:
+        return width, height
+    if not keep_ratio:
+        return to_width or width, to_height or height
+    if not to_width:
+        return int(width * to_height / height), to_height
+    if not to_height:
+        return to_width, int(height * to_width / width)
+    scale = min(to_width / width, to_height / height)
+    return int(width * scale), int(height * scale)
+
+
+class FillAPIBase64ImageLoader(Node):
+    """A picture from base64 text (with auto_clean_base64, whitespace removed and anything up to a
+    data URL's "base64," dropped first), made RGB (Pillow's conversion: an alpha is dropped, not
+    mixed), resized with Lanczos where resize_width / resize_height ask (see their help: 0 keeps a
+    side), as the pack does. Gives it with its width and height, and job_id and category passed on."""
+    category = API_TOOLS
+    display_name = "FL API Base64 Image Loader"
+    base64_string: str = Text("", multiline=True)
+    job_id: str = Text("")
+    job_category: str = Text("", description="The pack's `category`, passed on")
+    resize_width: int = Int(0, min=0, max=8192, step=8, description="0: the picture's, or with "
+                                                                    "maintain_aspect_ratio the height's share")
+    resize_height: int = Int(0, min=0, max=8192, step=8, description="0: the picture's, or with "
+                                                                     "maintain_aspect_ratio the width's share")
+    maintain_aspect_ratio: bool = Bool(True)
+    auto_clean_base64: bool = Bool(True)
+    outputs = {"image": IMAGE, "width": INT, "height": INT, "job_id": STRING, "category": STRING}
+    comfy = ComfyAlias(("FL_API_Base64_ImageLoader",), inputs={"category": "job_category"},
+                       optional=("resize_width", "resize_height", "maintain_aspect_ratio", "auto_clean_base64"))
+
+    def run(self):
+        import base64
+        import binascii
+        import io
+        import re
+
+        import numpy as np
+        import torch
+        from PIL import Image, UnidentifiedImageError
+
+        from graphflow.api import check_run_memory
+        text = self.base64_string
+        if self.auto_clean_base64:
+            text = re.sub(r"\s+", "", text)
+            if "base64," in text:
+                text = text.split("base64,")[1]
+        try:
+            picture = Image.open(io.BytesIO(base64.b64decode(text)))
+        except (binascii.Error, ValueError) as e:
+            raise NodeInputError("base64_string", f"not base64 text: {e}") from None
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+            raise NodeInputError("base64_string", f"the decoded bytes are not a picture Pillow reads: {e}") from None
+        width, height = picture.size
+        check_run_memory("base64_string", "the decoded picture", images=Size(1, height, width))
+        new_width, new_height = _base64_size(width, height, self.resize_width, self.resize_height,
+                                             self.maintain_aspect_ratio)
+        if not new_width or not new_height:
+            raise NodeInputError("resize_width" if not new_width else "resize_height",
+                                 f"a {width}×{height} picture resized so is {new_width}×{new_height}: no pixel")
+        check_run_memory("resize_width", "the resized picture", images=Size(1, new_height, new_width))
+        try:
+            picture = picture.convert("RGB") if picture.mode != "RGB" else picture
+            if (new_width, new_height) != (width, height):
+                picture = picture.resize((new_width, new_height), Image.LANCZOS)
+            array = np.asarray(picture, dtype=np.float32) / 255.0
+        except OSError as e:
+            raise NodeInputError("base64_string", f"the picture can't be read: {e}") from None
+        return torch.from_numpy(array)[None], new_width, new_height, self.job_id, self.job_category
+
+
+class FillAPIImageSaver(Node):
+    """Save the image as <job_id>.<image_format> in the folder category inside base_output_dir, a
+    folder inside the outputs folder (both made when missing; the pack writes anywhere on disk, so
+    its default, an absolute path, is refused here), replacing a file of that name: PNG, or JPEG /
+    WebP at image_quality; 8-bit levels cut as ComfyUI's savers do. Gives the file's path in the
+    outputs folder, job_id and category. One image a run, as in the pack; saved again every run."""
+    category = API_TOOLS
+    display_name = "FL API Image Saver"
+    output_node = True
+    cacheable = False  # the pack saves again every run (IS_CHANGED NaN)
+    image: IMAGE
+    job_id: str = Text("")
+    job_category: str = Text("", description="The pack's `category`: the subfolder the file goes in")
+    base_output_dir: str = Text("/absolute/path/to/output")
+    image_format: str = Text("png", description="png, jpg, jpeg or webp")
+    image_quality: int = Int(100, min=1, max=100, step=1)
+    outputs = {"saved_path": STRING, "job_id": STRING, "category": STRING}
+    comfy = ComfyAlias(("FL_API_ImageSaver",), inputs={"category": "job_category"})
+
+    def run(self):
+        from graphflow.api import folders
+        from graphflow.folders import file_name_problem
+        from graphflow.images import image_to_pil
+        from nodes.pack_nodes_fill import _caption_folder, _write_replacing
+        images = _image(self.image, "image")
+        _channels(images, "image", (1, 3, 4))
+        if images.shape[0] != 1:
+            raise NodeInputError("image", f"a batch of {images.shape[0]}: the pack saves one image as "
+                                          "<job_id>.<format>; pick one first")
+        image_format = API_FORMATS.get(self.image_format.lower())
+        if image_format is None:
+            raise NodeInputError("image_format", f"{self.image_format!r}: expected one of {', '.join(API_FORMATS)}")
+        file_name = f"{self.job_id}.{self.image_format}"
+        if "/" in file_name or "\\" in file_name or file_name_problem(file_name) or not self.job_id:
+            raise NodeInputError("job_id", f"{self.job_id!r}: expected a file name, without folders")
+        base = _caption_folder(self.base_output_dir, "base_output_dir")
+        folder = _caption_folder(base.relative_to(folders.outputs).joinpath(self.job_category).as_posix(),
+                                 "job_category") if self.job_category.strip() else base
+        picture = image_to_pil(images[0])
+        if image_format == "JPEG" and picture.mode == "RGBA":
+            raise NodeInputError("image_format", "an RGBA image can't be saved as JPEG: choose png or webp")
+        options = {} if image_format == "PNG" else {"quality": self.image_quality}
+        path = folder / file_name
+        _write_replacing(path, lambda temporary: picture.save(temporary, image_format, **options))
+        return path.relative_to(folders.outputs).as_posix(), self.job_id, self.job_category
+
+
+# -- captions layout and zip -----------------------------------------------------------------------
+
+LAYOUT_PICTURES = (".png", ".jpg", ".jpeg")  # FL_ImageCaptionLayout's
+ZIP = socket_type("ZIP", "#795548", "A zip archive's bytes (ComfyUI_Fill-Nodes' FL_ZipDirectory)")
+
+
+class FillImageCaptionLayout(Node):
+    """A contact sheet of the .png / .jpg / .jpeg pictures (any case) in image_directory, a folder
+    inside the inputs folder (the pack reads any on disk), sorted by name: images_per_row to a row,
+    each made RGB and resized (Lanczos) to image_size square, its caption (the .txt of the same name
+    beside it, else "No caption found") below it in black on a white box caption_height tall,
+    wrapped at (image_size - 10) / (font_size / 2) characters, all on white with padding between.
+    The text is Pillow's default font, which is what the pack draws with where Arial is not
+    installed (font_size sets the wrapping only)."""
+    category = "🏵️Fill Nodes/Captioning"
+    display_name = "FL Image Caption Layout"
+    output_node = True
+    image_directory: str = Text("")
+    images_per_row: int = Int(3, min=1, max=10)
+    image_size: int = Int(256, min=64, max=1024)
+    caption_height: int = Int(64, min=32, max=256)
+    font_size: int = Int(12, min=8, max=32)
+    padding: int = Int(10, min=0, max=100)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_ImageCaptionLayout",))
+
+    @classmethod
+    def fingerprint(cls, image_directory="", **widgets):
+        from nodes.pack_nodes_fill2 import _folder_pictures
+        try:
+            folder, names = _folder_pictures(image_directory, "image_directory", LAYOUT_PICTURES)
+            paths = [p for name in names for p in (folder / name, folder / (name.rsplit(".", 1)[0] + ".txt"))
+                     if p.exists()]  # the captions too: a changed caption changes the sheet
+            return ",".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+        except (NodeInputError, OSError):
+            return "missing"
+
+    def run(self):
+        import textwrap
+
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+        from graphflow.api import check_run_memory
+        from nodes.pack_nodes_fill2 import _caption_inside, _folder_pictures
+        from nodes.pack_nodes_masquerade import _check_size
+        folder, names = _folder_pictures(self.image_directory, "image_directory", LAYOUT_PICTURES)
+        if not names:
+            raise NodeInputError("image_directory", f"no .png, .jpg or .jpeg pictures in {self.image_directory!r}")
+        size, per_row, pad, caption_height = self.image_size, self.images_per_row, self.padding, self.caption_height
+        rows = -(-len(names) // per_row)
+        width, height = per_row * (size + pad) + pad, rows * (size + caption_height + pad) + pad
+        _check_size(width, height, "image_directory")
+        check_run_memory("image_directory", f"{len(names)} pictures laid out", images=Size(1, height, width))
+        sheet = Image.new("RGB", (width, height), (255, 255, 255))
+        font = ImageFont.load_default()
+        wrap = (size - 10) // (self.font_size // 2)
+        for index, name in enumerate(names):
+            check_interrupted()
+            try:
+                with Image.open(folder / name) as picture:
+                    picture = picture.convert("RGB").resize((size, size), Image.LANCZOS)
+            except (UnidentifiedImageError, OSError) as e:
+                raise NodeInputError("image_directory", f"{name!r} can't be read as a picture: {e}") from None
+            caption_path = _caption_inside(folder, name.rsplit(".", 1)[0] + ".txt")
+            caption = caption_path.read_text(encoding="utf-8", errors="replace").strip() if caption_path else (
+                "No caption found")
+            x = pad + index % per_row * (size + pad)
+            y = pad + index // per_row * (size + caption_height + pad)
+            sheet.paste(picture, (x, y))
+            box = Image.new("RGB", (size, caption_height), (255, 255, 255))
+            ImageDraw.Draw(box).text((5, 5), textwrap.fill(caption, width=wrap), font=font, fill=(0, 0, 0))
+            sheet.paste(box, (x, y + size))
+        return torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0)[None]
+
+
+class FillZipDirectory(Node):
+    """The files below directory_path, a folder inside the outputs folder (empty: the outputs folder
+    itself; the pack zips any on disk), zipped (deflated) in memory under their paths in it, sorted
+    (the pack takes them in the disk's order), as a ZIP socket's bytes; zip_filename names nothing
+    that lasts, as in the pack. Links leading out of the outputs folder are left out; at most
+    100,000 files and folders and 4 GiB. Zipped again every run, as in the pack."""
+    category = "🏵️Fill Nodes/File Operations"
+    display_name = "FL Zip Directory"
+    cacheable = False  # the pack zips again every run (IS_CHANGED NaN)
+    directory_path: str = Text("")
+    zip_filename: str = Text("archive.zip")
+    outputs = {"ZIP": ZIP}
+    comfy = ComfyAlias(("FL_ZipDirectory",))
+
+    def run(self):
+        import io
+        import zipfile
+
+        from graphflow.api import folders
+        from nodes.pack_nodes_fill2 import MOST_ZIP_BYTES, _zip_sources, outputs_subfolder
+        source = outputs_subfolder(self.directory_path, "directory_path")
+        files = _zip_sources(source, folders.outputs, self.directory_path, "directory_path")
+        if sum(path.stat().st_size for path, _ in files) > MOST_ZIP_BYTES:
+            raise NodeInputError("directory_path", f"more than {MOST_ZIP_BYTES >> 30} GiB of files to zip")
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for path, inside in files:
+                check_interrupted()
+                zipped.write(path, inside)
+        return archive.getvalue()

@@ -36,12 +36,50 @@ PACK_INPUTS = {
                        ("mask", "IMAGE", None, None, None, None), ("resize_behavior", "COMBO", "resize", None, None, None),
                        ("blend_mode", "COMBO", "normal", None, None, None), ("feather_amount", "INT", 0, 0, 100, 1),
                        ("mask_mapping_optional", "MASK_MAPPING", None, None, None, None)],
+    "FL_BlackFrameReject": [("images", "IMAGE", None, None, None, None), ("threshold", "FLOAT", 95.0, 0.0, 100.0, 0.1),
+                            ("black_level", "FLOAT", 0.05, 0.0, 0.5, 0.01), ("channels", "COMBO", "luminance", None, None,
+                                                                             None),
+                            ("invert", "BOOLEAN", False, None, None, None),
+                            ("show_progress", "BOOLEAN", True, None, None, None)],
+    "FL_SDUltimate_Slices": [("image", "IMAGE", None, None, None, None), ("slicing", "COMBO", None, None, None, None),
+                             ("multiplier", "FLOAT", 1.0, 1.0, 4.0, 0.25)],
+    "FL_AnimeLineExtractor": [("image", "IMAGE", None, None, None, None),
+                              ("line_threshold", "FLOAT", 0.4, 0.0, 1.0, 0.01), ("line_width", "INT", 1, 1, 5, 1),
+                              ("detail_level", "FLOAT", 0.5, 0.1, 1.0, 0.01),
+                              ("noise_reduction", "FLOAT", 0.3, 0.0, 1.0, 0.01)],
+    "FL_VideoCropMask": [("video", "IMAGE", None, None, None, None), ("mask", "IMAGE", None, None, None, None),
+                         ("output_width", "INT", 512, 64, 2048, 64), ("output_height", "INT", 512, 64, 2048, 64),
+                         ("padding", "INT", 0, 0, 100, 1), ("smoothing_factor", "FLOAT", 0.5, 0.0, 1.0, 0.1)],
+    "FL_VideoRecompose": [("original_video", "IMAGE", None, None, None, None),
+                          ("cropped_video", "IMAGE", None, None, None, None),
+                          ("crop_data", "CROP_DATA", None, None, None, None)],
+    "FL_API_Base64_ImageLoader": [("base64_string", "STRING", "", None, None, None),
+                                  ("job_id", "STRING", "", None, None, None), ("category", "STRING", "", None, None, None),
+                                  ("resize_width", "INT", 0, 0, 8192, 8), ("resize_height", "INT", 0, 0, 8192, 8),
+                                  ("maintain_aspect_ratio", "BOOLEAN", True, None, None, None),
+                                  ("auto_clean_base64", "BOOLEAN", True, None, None, None)],
+    "FL_API_ImageSaver": [("image", "IMAGE", None, None, None, None), ("job_id", "STRING", None, None, None, None),
+                          ("category", "STRING", None, None, None, None),
+                          ("base_output_dir", "STRING", "/absolute/path/to/output", None, None, None),
+                          ("image_format", "STRING", "png", None, None, None), ("image_quality", "INT", 100, 1, 100, 1)],
+    "FL_ImageCaptionLayout": [("image_directory", "STRING", "", None, None, None),
+                              ("images_per_row", "INT", 3, 1, 10, None), ("image_size", "INT", 256, 64, 1024, None),
+                              ("caption_height", "INT", 64, 32, 256, None), ("font_size", "INT", 12, 8, 32, None),
+                              ("padding", "INT", 10, 0, 100, None)],
+    "FL_ZipDirectory": [("directory_path", "STRING", "", None, None, None),
+                        ("zip_filename", "STRING", "archive.zip", None, None, None)],
 }
-PACK_OUTPUTS = {}
-PACK_OPTIONAL = {"FL_PasteByMask": 6}
+PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"], "FL_SDUltimate_Slices": ["IMAGE", "INT", "INT", "FLOAT"],
+                "FL_VideoCropMask": ["IMAGE", "IMAGE", "IMAGE", "CROP_DATA"],
+                "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING"],
+                "FL_API_ImageSaver": ["STRING", "STRING", "STRING"], "FL_ZipDirectory": ["ZIP"]}
+PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 3}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
                                                         "source_size_unmasked"],
-                ("FL_PasteByMask", "blend_mode"): BLEND_MODES}
+                ("FL_PasteByMask", "blend_mode"): BLEND_MODES,
+                ("FL_BlackFrameReject", "channels"): ["all", "average", "luminance", "rgb"],
+                ("FL_SDUltimate_Slices", "slicing"): ["1x1", "1x2", "1x3", "1x4", "2x1", "2x2", "2x3", "2x4", "3x1",
+                                                      "3x2", "3x3", "3x4", "4x1", "4x2", "4x3", "4x4"]}
 
 
 def test_inputs_and_outputs_are_the_packs(registry):
@@ -65,6 +103,7 @@ def test_inputs_and_outputs_are_the_packs(registry):
         if name in PACK_OPTIONAL:
             assert entry["input_order"].get("required", []) == [i[0] for i in inputs[:PACK_OPTIONAL[name]]], name
     assert info["FL_PasteByMask"]["category"] == "🏵️Fill Nodes/utility"
+    assert info["FL_API_ImageSaver"]["output_node"] and info["FL_ImageCaptionLayout"]["output_node"]
 
 
 def test_the_packs_classes_are_ours_and_its_others_are_named(registry):
@@ -223,18 +262,261 @@ API_PROMPT = {
                                                      "mask": ["6", 0], "resize_behavior": "resize",
                                                      "blend_mode": "multiply", "feather_amount": 0}},
     "8": {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}},
+    "9": {"class_type": "FL_SDUltimate_Slices", "inputs": {"image": ["7", 0], "slicing": "2x2", "multiplier": 1.5}},
+    "10": {"class_type": "FL_BlackFrameReject", "inputs": {"images": ["9", 0], "threshold": 95.0, "black_level": 0.05,
+                                                           "channels": "all", "invert": False,
+                                                           "show_progress": True}},
+    "11": {"class_type": "FL_VideoCropMask", "inputs": {"video": ["1", 0], "mask": ["6", 0], "output_width": 64,
+                                                        "output_height": 64, "padding": 0, "smoothing_factor": 0.5}},
+    "12": {"class_type": "FL_VideoRecompose", "inputs": {"original_video": ["11", 2], "cropped_video": ["11", 0],
+                                                         "crop_data": ["11", 3]}},
+    "13": {"class_type": "PreviewImage", "inputs": {"images": ["12", 0]}},
+    "14": {"class_type": "PreviewImage", "inputs": {"images": ["10", 0]}},
 }
 
 
 def test_an_api_prompt_with_the_packs_classes_runs_and_round_trips(registry):
-    values = run_graph(registry, API_PROMPT, ["8"]).values
+    values = run_graph(registry, API_PROMPT, ["8", "13", "14"]).values
     base, pasted = values["1"][0], values["7"][0]
     want = base.clone()
     amount = 0.2989 + 0.587 + 0.114  # MaskToImage's white read back as luma
     under = base[0, 3:5, 5:9]
     want[0, 3:5, 5:9] = under * values["2"][0][0] * amount + under * (1 - amount)
     torch.testing.assert_close(pasted[..., :3], want, atol=1e-6, rtol=0)
+    assert values["9"][1:] == (int(16 // 2 * 1.5), int(12 // 2 * 1.5), 1.5)
+    assert torch.equal(values["10"][0], pasted) and values["10"][1:] == (1, 0)
+    # the mask's rows 3..4, columns 5..8: centre (13 // 2, 7 // 2), 3 × 1 made square 3 × 3 around it
+    assert values["11"][3][0] == {"top": 2, "bottom": 5, "left": 5, "right": 8, "original_height": 12,
+                                  "original_width": 16, "output_height": 64, "output_width": 64}
+    torch.testing.assert_close(values["12"][0], base)  # one colour, resized there and back
     api = export_api(parse_workflow(API_PROMPT, registry), registry)
     for node_id, entry in API_PROMPT.items():
         assert api[node_id]["class_type"] == entry["class_type"]
         assert api[node_id]["inputs"] == entry["inputs"], node_id
+
+
+# -- frames, slices, lines -------------------------------------------------------------------------
+
+
+def _black_share(picture, channels, level):
+    """The pack's share of black pixels in percent, pixel by pixel."""
+    height, width, _ = picture.shape
+    black = 0
+    for y in range(height):
+        for x in range(width):
+            values = [float(v) for v in picture[y, x]]
+            if channels == "all":
+                black += all(v <= level for v in values)
+            elif channels == "average":
+                black += sum(values) / len(values) <= level
+            elif channels == "luminance":
+                black += 0.2126 * values[0] + 0.7152 * values[1] + 0.0722 * values[2] <= level
+            else:
+                black += any(v <= level for v in values)
+    return 100.0 * black / (height * width)
+
+
+@pytest.mark.parametrize("channels", ["all", "average", "luminance", "rgb"])
+def test_black_frame_reject_drops_the_frames_black_enough(registry, channels):
+    images = _images(13, 6, 5, 6) * torch.tensor([0.9, 0.05, 0.2, 0.5, 0.9, 0.1])[:, None, None, None]
+    images[4, :3] = 0
+    shares = [_black_share(picture, channels, 0.05) for picture in images]
+    threshold = sorted(shares)[3]  # the three blackest frames reach it
+    kept, kept_count, dropped = call(registry, "FillBlackFrameReject", images=images, threshold=threshold,
+                                     black_level=0.05, channels=channels)
+    want = [i for i, share in enumerate(shares) if share < threshold]
+    assert (kept_count, dropped) == (len(want), 6 - len(want))
+    assert torch.equal(kept, images[want])
+    inverted, count, _ = call(registry, "FillBlackFrameReject", images=images, threshold=threshold, black_level=0.05,
+                              channels=channels, invert=True)
+    assert torch.equal(inverted, images[[i for i in range(6) if i not in want]]) and count == 6 - len(want)
+    _refused(registry, "FillBlackFrameReject", "images", images=torch.zeros(2, 4, 4, 3), threshold=50.0)
+
+
+def test_sd_ultimate_slices_divide_the_size_then_multiply(registry):
+    image = torch.zeros(1, 100, 203, 3)
+    out, width, height, multiplier = call(registry, "FillSDUltimateSlices", image=image, slicing="3x2", multiplier=1.25)
+    assert out is image and multiplier == 1.25
+    assert (width, height) == (int(67 * 1.25), int(50 * 1.25)) == (83, 62)
+
+
+def test_anime_line_extractor_runs_the_packs_opencv_steps_with_its_settings(registry):
+    import cv2
+    image = _images(14, 1, 40, 48)
+    image[0, 10:30, 20:22] = 0.0  # a dark stroke
+    out = call(registry, "FillAnimeLineExtractor", image=image, line_threshold=0.4, line_width=2, detail_level=0.3,
+               noise_reduction=0.45)
+    levels = (np.clip(image[0].numpy() * 255, 0, 255)).astype(np.uint8)
+    grey = cv2.GaussianBlur(cv2.cvtColor(levels, cv2.COLOR_RGB2GRAY), (5, 5), 0)  # int(4.5) = 4, made odd
+    lines = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY_INV, 47, 8)  # 35 + 11 + 1
+    lines = cv2.morphologyEx(lines, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # int(0.7 × 3) = 2
+    lines = cv2.dilate(lines, np.ones((2, 2), np.uint8))
+    assert out.shape == (1, 40, 48, 3)
+    assert np.array_equal(out[0, ..., 0].numpy(), lines / 255.0) and torch.equal(out[..., 0], out[..., 2])
+    assert out[0, 12:28, 20:22].mean() > 0.5  # the stroke is drawn
+    _refused(registry, "FillAnimeLineExtractor", "image", image=_images(1, 1, 8, 8, 4))
+
+
+# -- video crop and recompose ----------------------------------------------------------------------
+
+
+def test_video_crop_follows_the_mask_smoothly_and_recompose_puts_it_back(registry):
+    video = _images(15, 3, 160, 200)
+    mask = torch.zeros(3, 160, 200, 3)
+    mask[0, 40:72, 60:124] = 1  # 63 × 31 by the pack's last minus first pixel, centre (183 // 2, 111 // 2)
+    mask[1, 80:112, 100:164] = 1  # centre (131, 95); frame 2 empty keeps frame 1's crop
+    crops, masks, original, boxes = call(registry, "FillVideoCropMask", video=video, mask=mask, output_width=128,
+                                         output_height=64, padding=1, smoothing_factor=0.5)
+    assert original is video and crops.shape == (3, 64, 128, 3) and masks.shape == (3, 64, 128, 3)
+    # frame 0: padded 65 × 33 is narrower than ratio 2, so width int(33 × 2) = 66
+    # frame 1: centre int((131 + 91) / 2) = 111, int((95 + 55) / 2) = 75; size the same 65 × 33 -> 66 × 33
+    # frame 2: the same box smoothed with itself
+    want = [(55 - 16, 91 - 33, 33, 66), (75 - 16, 111 - 33, 33, 66), (75 - 16, 111 - 33, 33, 66)]
+    for i, (top, left, height, width) in enumerate(want):
+        assert boxes[i] == {"top": top, "bottom": top + height, "left": left, "right": left + width,
+                            "original_height": 160, "original_width": 200, "output_height": 64, "output_width": 128}
+        cut = video[i, top:top + height, left:left + width].permute(2, 0, 1)[None]
+        torch.testing.assert_close(crops[i], F.interpolate(cut, size=(64, 128), mode="bilinear",
+                                                           align_corners=False)[0].permute(1, 2, 0))
+    changed = crops * 0.5
+    back = call(registry, "FillVideoRecompose", original_video=video, cropped_video=changed, crop_data=boxes)
+    for i, (top, left, height, width) in enumerate(want):
+        region = F.interpolate(changed[i].permute(2, 0, 1)[None], size=(height, width), mode="bilinear",
+                               align_corners=False)[0].permute(1, 2, 0)
+        want_frame = video[i].clone()
+        want_frame[top:top + height, left:left + width] = region
+        torch.testing.assert_close(back[i], want_frame)
+    _refused(registry, "FillVideoRecompose", "crop_data", original_video=video, cropped_video=changed,
+             crop_data=((64, 64), (0, 0, 64, 64)))  # WAS Node Suite's crop data
+    _refused(registry, "FillVideoCropMask", "mask", video=video, mask=mask[:, :100])
+
+
+def test_video_crop_keeps_an_oversized_crop_inside_the_frame(registry):
+    video = _images(16, 1, 64, 96)
+    mask = torch.zeros(1, 64, 96)
+    mask[0, 10:50, 5:90] = 1  # 84 wide, padding 10 -> 104 × 59, taller than ratio 1 -> 104 × 104
+    _, _, _, boxes = call(registry, "FillVideoCropMask", video=video, mask=mask, output_width=64, output_height=64,
+                          padding=10)
+    # scaled by min(96 / 104, 64 / 104) to int(104 × 64 / 104) = 64 square, slid inside the frame
+    assert boxes[0]["bottom"] - boxes[0]["top"] == 64 and boxes[0]["right"] - boxes[0]["left"] == 64
+    assert boxes[0]["top"] == 0 and boxes[0]["left"] == 47 - 32
+
+
+# -- API tools -------------------------------------------------------------------------------------
+
+
+def _png_base64(picture) -> str:
+    import base64
+    import io
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_base64_loader_decodes_cleans_and_resizes_as_the_pack(registry):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (30, 40, 4), dtype=np.uint8), "RGBA")
+    text = _png_base64(picture)
+    wrapped = "data:image/png;base64," + "\n".join(text[i:i + 60] for i in range(0, len(text), 60))
+    image, width, height, job, category = call(registry, "FillAPIBase64ImageLoader", base64_string=wrapped,
+                                               job_id="j1", job_category="cats")
+    assert (width, height, job, category) == (40, 30, "j1", "cats")
+    assert np.array_equal(image[0].numpy(), np.asarray(picture.convert("RGB"), np.float32) / 255.0)
+    # keeping the ratio inside 24 × 24: scale min(24 / 40, 24 / 30) = 0.6 -> 24 × 18
+    image, width, height, _, _ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_width=24,
+                                      resize_height=24)
+    assert (width, height) == (24, 18) and image.shape == (1, 18, 24, 3)
+    want = np.asarray(picture.convert("RGB").resize((24, 18), Image.LANCZOS), np.float32) / 255.0
+    assert np.array_equal(image[0].numpy(), want)
+    _, width, height, _, _ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_height=16)
+    assert (width, height) == (int(40 * 16 / 30), 16)
+    _, width, height, _, _ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_height=16,
+                                  maintain_aspect_ratio=False)
+    assert (width, height) == (40, 16)
+    _refused(registry, "FillAPIBase64ImageLoader", "base64_string", "base64", base64_string="abc")
+    _refused(registry, "FillAPIBase64ImageLoader", "base64_string", "picture", base64_string="aGVsbG8=")
+    _refused(registry, "FillAPIBase64ImageLoader", "base64_string", base64_string=wrapped, auto_clean_base64=False)
+
+
+def test_api_image_saver_writes_the_job_in_its_category_folder(registry, tmp_folders):
+    from PIL import Image
+    image = _images(17, 1, 10, 12)
+    path, job, category = call(registry, "FillAPIImageSaver", image=image, job_id="job7", job_category="portraits",
+                               base_output_dir="api", image_format="png", image_quality=100)
+    assert (path, job, category) == ("api/portraits/job7.png", "job7", "portraits")
+    with Image.open(tmp_folders.outputs / path) as saved:
+        assert np.array_equal(np.asarray(saved), (np.clip(image[0].numpy() * 255, 0, 255)).astype(np.uint8))
+    path, _, _ = call(registry, "FillAPIImageSaver", image=image, job_id="job7", job_category="portraits",
+                      base_output_dir="api", image_format="JPG", image_quality=30)
+    with Image.open(tmp_folders.outputs / path) as saved:
+        assert saved.format == "JPEG"
+        levels = Image.fromarray((np.clip(image[0].numpy() * 255, 0, 255)).astype(np.uint8))
+        reference = (tmp_folders.outputs / "reference.jpg")
+        levels.save(reference, "JPEG", quality=30)
+        assert (tmp_folders.outputs / path).read_bytes() == reference.read_bytes()
+    _refused(registry, "FillAPIImageSaver", "base_output_dir", image=image, job_id="a", job_category="",
+             base_output_dir="/absolute/path/to/output")
+    _refused(registry, "FillAPIImageSaver", "image_format", image=image, job_id="a", job_category="",
+             base_output_dir="api", image_format="gif")
+    _refused(registry, "FillAPIImageSaver", "image", image=_images(1, 2, 4, 4), job_id="a", job_category="",
+             base_output_dir="api")
+    _refused(registry, "FillAPIImageSaver", "job_id", image=image, job_id="../x", job_category="", base_output_dir="api")
+    _refused(registry, "FillAPIImageSaver", "job_category", image=image, job_id="a", job_category="../..",
+             base_output_dir="api")
+
+
+# -- caption layout and zip ------------------------------------------------------------------------
+
+
+def test_image_caption_layout_lays_out_pictures_and_captions(registry, tmp_folders):
+    import textwrap
+
+    from PIL import Image, ImageDraw, ImageFont
+    folder = tmp_folders.inputs / "set"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    pictures = {}
+    for name in ("b.PNG", "a.jpg", "c.png"):
+        pictures[name] = Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+        pictures[name].save(folder / name)
+    (folder / "a.txt").write_text("  a long caption that wraps over more than one line  ")
+    (folder / "notes.md").write_text("not a picture")
+    sheet = call(registry, "FillImageCaptionLayout", image_directory="set", images_per_row=2, image_size=64,
+                 caption_height=32, font_size=8, padding=4)
+    assert sheet.shape == (1, 2 * (64 + 32 + 4) + 4, 2 * (64 + 4) + 4, 3)  # two rows of two, padded
+    levels = np.round(sheet[0].numpy() * 255).astype(np.uint8)
+    font = ImageFont.load_default()
+    for index, name in enumerate(("a.jpg", "b.PNG", "c.png")):  # sorted by name
+        x, y = 4 + index % 2 * 68, 4 + index // 2 * 100
+        with Image.open(folder / name) as picture:
+            want = np.asarray(picture.convert("RGB").resize((64, 64), Image.LANCZOS))
+        assert np.array_equal(levels[y:y + 64, x:x + 64], want), name
+        box = Image.new("RGB", (64, 32), (255, 255, 255))
+        caption = "a long caption that wraps over more than one line" if name == "a.jpg" else "No caption found"
+        ImageDraw.Draw(box).text((5, 5), textwrap.fill(caption, width=(64 - 10) // 4), font=font, fill=(0, 0, 0))
+        assert np.array_equal(levels[y + 64:y + 96, x:x + 64], np.asarray(box)), name
+    assert (levels[104:, 72:] == 255).all()  # the fourth place is left white
+    _refused(registry, "FillImageCaptionLayout", "image_directory", image_directory="/etc")
+    (tmp_folders.inputs / "empty").mkdir()
+    _refused(registry, "FillImageCaptionLayout", "image_directory", "no .png", image_directory="empty")
+
+
+def test_zip_directory_zips_a_folder_of_the_outputs_in_memory(registry, tmp_folders, tmp_path):
+    import io
+    import zipfile
+    source = tmp_folders.outputs / "run"
+    (source / "sub").mkdir(parents=True)
+    (source / "b.txt").write_text("beta")
+    (source / "sub" / "a.bin").write_bytes(bytes(range(200)))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    (source / "link.txt").symlink_to(outside)
+    data = call(registry, "FillZipDirectory", directory_path="run", zip_filename="x.zip")
+    with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+        assert zipped.namelist() == ["b.txt", "sub/a.bin"]
+        assert zipped.read("sub/a.bin") == bytes(range(200)) and zipped.read("b.txt") == b"beta"
+        assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in zipped.infolist())
+    assert not list(tmp_folders.outputs.glob("*.zip"))  # nothing written
+    _refused(registry, "FillZipDirectory", "directory_path", "no folder", directory_path="missing")
+    _refused(registry, "FillZipDirectory", "directory_path", "inside the outputs", directory_path="../..")
