@@ -320,8 +320,8 @@ FILL_LEFT_OUT = {
                       "graphflow does not use",
     "FL_WF_Agent": "it asks Google's Gemini for JavaScript and runs it on the workflow in the editor",
 }
-FILL_LATER = ("FL_VideoCaptionSaver", "FL_NFTGenerator", "FL_BatchAlign", "FL_TimeLine", "FL_FractalKSampler",
-              "FL_UpscaleModel", "FL_KSamplerXYZPlot", "FL_ClipScanner", "FL_SceneCut")
+FILL_LATER = ("FL_NFTGenerator", "FL_BatchAlign", "FL_TimeLine", "FL_FractalKSampler", "FL_UpscaleModel",
+              "FL_KSamplerXYZPlot", "FL_SceneCut")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",

@@ -10,22 +10,26 @@ these commits:
   oversized crop back inside the frame and clamps the recomposed box (the index holds it without a
   commit; its version at 88056c54 lets a crop run off the frame); 655316e60fdf4d2d219983e51b41594d8a421e27
   FL_API_Base64_ImageLoader.py; 19588f1b62ea00875ac8b22bc529032966ee7291 FL_API_ImageSaver.py;
-  5d9f67074ba74659e2bb3e2c757d0e15eeade220 FL_ImageCaptionLayout.py; FL_ZipDirectory.py (as the
-  index holds it). Read to sort out the classes not built: FL_BulletHellGame.py at
+  5d9f67074ba74659e2bb3e2c757d0e15eeade220 FL_ImageCaptionLayout.py; 88056c54 utility/FL_ClipScanner.py
+  (its tokenizer, open_clip's SimpleTokenizer, read in open_clip 3.3's tokenizer.py as installed here)
+  and captioning/FL_Video_Caption_Saver.py (the OpenCV version; an earlier one wrote with moviepy);
+  FL_ZipDirectory.py (as the index holds it). Read to sort out the classes not built: FL_BulletHellGame.py at
   8716aa7286ead65e72c24d1c0809f66c4deda696, utility/FL_SystemCheck.py at 88056c54, FL_HunyuanDelight.py at
   469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
-  FL_ProResVideo.py, FL_WF_Agent.py, FL_ClipScanner.py, FL_TimeLine.py, FL_UpscaleModel.py,
-  FL_NFTGenerator.py, FL_VideoCaptionSaver.py as the index holds them.
+  FL_ProResVideo.py, FL_WF_Agent.py, FL_TimeLine.py, FL_UpscaleModel.py (it runs an upscale model at a
+  chosen precision: not built yet) and FL_NFTGenerator.py (it picks from a folder in the disk's order:
+  not built yet) as the index holds them.
 
 Nodes here: FL_PasteByMask (Masquerade's Paste By Mask as the pack forked it, with blend modes and
 feathering; built on nodes/pack_nodes_masquerade.py's conversions, boxes and sizes),
 FL_BlackFrameReject, FL_SDUltimate_Slices, FL_AnimeLineExtractor (OpenCV, as the pack),
 FL_VideoCropMask and FL_VideoRecompose (their CROP_DATA a list of boxes, one a frame; WAS Node
 Suite's socket of that name carries another shape, which FL_VideoRecompose refuses),
-FL_API_Base64_ImageLoader, FL_API_ImageSaver, FL_ImageCaptionLayout and FL_ZipDirectory (files read
-only inside the inputs folder, or the outputs folder for the zipper as for round 2's FL_ZipSave, and
-written only inside the outputs folder; the pack reads and writes anywhere on disk). The pack's other
+FL_API_Base64_ImageLoader, FL_API_ImageSaver, FL_ImageCaptionLayout, FL_ZipDirectory and
+FL_VideoCaptionSaver (files read only inside the inputs folder, or the outputs folder for the zipper
+as for round 2's FL_ZipSave, and written only inside the outputs folder; the pack reads and writes
+anywhere on disk), FL_ClipScanner (graphflow's CLIP tokenizer, whose ids are open_clip's). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 """
 
@@ -674,3 +678,103 @@ class FillZipDirectory(Node):
                 check_interrupted()
                 zipped.write(path, inside)
         return archive.getvalue()
+
+
+# -- CLIP scanner ----------------------------------------------------------------------------------
+
+# FL_ClipScanner's choices: (open_clip model, pretrained weights) each names; all share OpenAI's CLIP BPE
+CLIP_SCANNER_MODELS = {"SDXL (ViT-G/14)": ("ViT-g-14", "laion2b_s12b_b42k"),
+                       "SD 1.5 (ViT-L/14)": ("ViT-L-14", "openai"), "FLUX (ViT-L/14)": ("ViT-L-14", "openai")}
+
+
+class FillClipScanner(Node):
+    """How CLIP's tokenizer splits text: a report of the BPE tokens (as "word</w>" pieces) of the
+    text cleaned as open_clip cleans it (ftfy, HTML entities, whitespace, lower case) and cut to one
+    77-token window (75 tokens between its start and end), with their count. As in the pack, tokens
+    that start with "<" and the bare "!" token are left out of the list and the count. Every choice
+    uses the same tokenizer (open_clip's for ViT-L/14 and ViT-g/14); no model is loaded."""
+    category = "🏵️Fill Nodes/Utility"
+    display_name = "FL Clip Scanner"
+    output_node = True
+    model_type: str = Choice(tuple(CLIP_SCANNER_MODELS), "SDXL (ViT-G/14)")
+    text: str = Text("", multiline=True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_ClipScanner",))
+
+    def run(self):
+        from graphflow.api import show
+        from graphflow.models.tokenizer import WINDOW, clip_bpe, encode_text
+        ids = encode_text(self.text)[:WINDOW - 2]
+        tokens = [token for token in clip_bpe().convert_ids_to_tokens(ids)
+                  if not token.startswith("<") and token != "!"]
+        model, pretrained = CLIP_SCANNER_MODELS[self.model_type]
+        report = "\n".join(("=" * 60, f"Model: {self.model_type}", f"CLIP: {model} ({pretrained})",
+                            f'Prompt: "{self.text}"', f"Tokenized Output: {tokens}", f"Token Count: {len(tokens)}",
+                            "=" * 60))
+        show(text=[report])
+        return report
+
+
+# -- video caption saver ---------------------------------------------------------------------------
+
+VIDEO_CODECS = {"mp4": "mp4v", "avi": "XVID"}  # FL_VideoCaptionSaver's OpenCV fourcc a format
+
+
+class FillVideoCaptionSaver(Node):
+    """Save the frames as a video, <video_name>.mp4 (MPEG-4 part 2, OpenCV's mp4v) or .avi (XVID), at
+    fps, with the caption in <video_name>.txt beside it, in folder_name, a folder inside the outputs
+    folder (made when missing; the pack writes anywhere on disk). As in the pack, the caption keeps
+    only ASCII letters, digits, whitespace and . , ! ? -, the name's other characters become _,
+    overwrite off numbers the files name_1, name_2 ... instead, and quality has no effect (the pack
+    works it out but never hands it to OpenCV). Frames are 8-bit levels cut; one-channel frames are
+    grey. Gives a line saying what was saved."""
+    category = "🏵️Fill Nodes/Captioning"
+    display_name = "FL Video Caption Saver"
+    output_node = True
+    cacheable = False  # it writes files each run
+    images: IMAGE
+    folder_name: str = Text("output_videos")
+    caption_text: str = Text("Your caption here")
+    video_name: str = Text("video")
+    fps: float = Float(24.0, min=1.0, max=60.0, step=1.0)
+    format: str = Choice(tuple(VIDEO_CODECS), "mp4")
+    quality: int = Int(8, min=1, max=10, step=1)
+    overwrite: bool = Bool(True)
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_VideoCaptionSaver",))
+
+    def run(self):
+        import re
+
+        import cv2
+
+        from nodes.pack_nodes_fill import _caption_folder, _write_replacing
+        images = _image(self.images, "images")
+        _channels(images, "images", (1, 3))
+        name = re.sub(r"[^a-zA-Z0-9_-]", "_", self.video_name)
+        if not name:
+            raise NodeInputError("video_name", "empty: expected a name for the video")
+        folder = _caption_folder(self.folder_name)
+        video, text = folder / f"{name}.{self.format}", folder / f"{name}.txt"
+        counter = 1
+        while not self.overwrite and (video.exists() or text.exists()):
+            video, text = folder / f"{name}_{counter}.{self.format}", folder / f"{name}_{counter}.txt"
+            counter += 1
+        height, width = images.shape[1:3]
+
+        def write(path):
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.format]), self.fps,
+                                     (width, height), isColor=True)
+            if not writer.isOpened():
+                raise NodeInputError("format", f"OpenCV can't write {self.format} video here")
+            try:
+                for image in images:
+                    check_interrupted()
+                    levels = _levels(image)
+                    writer.write(levels.repeat(3, axis=-1) if levels.shape[-1] == 1 else levels[..., ::-1].copy())
+            finally:
+                writer.release()
+        _write_replacing(video, write, keep_suffix=True)
+        caption = re.sub(r"[^a-zA-Z0-9\s.,!?-]", "", self.caption_text)
+        _write_replacing(text, lambda path: path.write_text(caption, encoding="utf-8"))
+        return f"Saved video with {images.shape[0]} frames and caption in '{self.folder_name}'"

@@ -32,13 +32,14 @@ BLEND_MODES = ["normal", "multiply", "screen", "overlay", "soft_light", "hard_li
                "difference"]
 # class: [(input, type, default, min, max, step)] in INPUT_TYPES order (None where the pack gives none)
 PACK_INPUTS = {
-    "FL_PasteByMask": [("image_base", "IMAGE", None, None, None, None), ("image_to_paste", "IMAGE", None, None, None, None),
-                       ("mask", "IMAGE", None, None, None, None), ("resize_behavior", "COMBO", "resize", None, None, None),
+    "FL_PasteByMask": [("image_base", "IMAGE", None, None, None, None),
+                       ("image_to_paste", "IMAGE", None, None, None, None), ("mask", "IMAGE", None, None, None, None),
+                       ("resize_behavior", "COMBO", "resize", None, None, None),
                        ("blend_mode", "COMBO", "normal", None, None, None), ("feather_amount", "INT", 0, 0, 100, 1),
                        ("mask_mapping_optional", "MASK_MAPPING", None, None, None, None)],
     "FL_BlackFrameReject": [("images", "IMAGE", None, None, None, None), ("threshold", "FLOAT", 95.0, 0.0, 100.0, 0.1),
-                            ("black_level", "FLOAT", 0.05, 0.0, 0.5, 0.01), ("channels", "COMBO", "luminance", None, None,
-                                                                             None),
+                            ("black_level", "FLOAT", 0.05, 0.0, 0.5, 0.01),
+                            ("channels", "COMBO", "luminance", None, None, None),
                             ("invert", "BOOLEAN", False, None, None, None),
                             ("show_progress", "BOOLEAN", True, None, None, None)],
     "FL_SDUltimate_Slices": [("image", "IMAGE", None, None, None, None), ("slicing", "COMBO", None, None, None, None),
@@ -54,30 +55,45 @@ PACK_INPUTS = {
                           ("cropped_video", "IMAGE", None, None, None, None),
                           ("crop_data", "CROP_DATA", None, None, None, None)],
     "FL_API_Base64_ImageLoader": [("base64_string", "STRING", "", None, None, None),
-                                  ("job_id", "STRING", "", None, None, None), ("category", "STRING", "", None, None, None),
+                                  ("job_id", "STRING", "", None, None, None),
+                                  ("category", "STRING", "", None, None, None),
                                   ("resize_width", "INT", 0, 0, 8192, 8), ("resize_height", "INT", 0, 0, 8192, 8),
                                   ("maintain_aspect_ratio", "BOOLEAN", True, None, None, None),
                                   ("auto_clean_base64", "BOOLEAN", True, None, None, None)],
     "FL_API_ImageSaver": [("image", "IMAGE", None, None, None, None), ("job_id", "STRING", None, None, None, None),
                           ("category", "STRING", None, None, None, None),
                           ("base_output_dir", "STRING", "/absolute/path/to/output", None, None, None),
-                          ("image_format", "STRING", "png", None, None, None), ("image_quality", "INT", 100, 1, 100, 1)],
+                          ("image_format", "STRING", "png", None, None, None),
+                          ("image_quality", "INT", 100, 1, 100, 1)],
     "FL_ImageCaptionLayout": [("image_directory", "STRING", "", None, None, None),
                               ("images_per_row", "INT", 3, 1, 10, None), ("image_size", "INT", 256, 64, 1024, None),
                               ("caption_height", "INT", 64, 32, 256, None), ("font_size", "INT", 12, 8, 32, None),
                               ("padding", "INT", 10, 0, 100, None)],
     "FL_ZipDirectory": [("directory_path", "STRING", "", None, None, None),
                         ("zip_filename", "STRING", "archive.zip", None, None, None)],
+    "FL_ClipScanner": [("model_type", "COMBO", None, None, None, None), ("text", "STRING", "", None, None, None)],
+    "FL_VideoCaptionSaver": [("images", "IMAGE", None, None, None, None),
+                             ("folder_name", "STRING", "output_videos", None, None, None),
+                             ("caption_text", "STRING", "Your caption here", None, None, None),
+                             ("video_name", "STRING", "video", None, None, None),
+                             ("fps", "FLOAT", 24.0, 1.0, 60.0, 1.0),
+                             ("format", "COMBO", "mp4", None, None, None), ("quality", "INT", 8, 1, 10, 1),
+                             ("overwrite", "BOOLEAN", True, None, None, None)],
 }
-PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"], "FL_SDUltimate_Slices": ["IMAGE", "INT", "INT", "FLOAT"],
+PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"],
+                "FL_SDUltimate_Slices": ["IMAGE", "INT", "INT", "FLOAT"],
                 "FL_VideoCropMask": ["IMAGE", "IMAGE", "IMAGE", "CROP_DATA"],
                 "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING"],
-                "FL_API_ImageSaver": ["STRING", "STRING", "STRING"], "FL_ZipDirectory": ["ZIP"]}
+                "FL_API_ImageSaver": ["STRING", "STRING", "STRING"], "FL_ZipDirectory": ["ZIP"],
+                "FL_ClipScanner": ["STRING"],
+                "FL_VideoCaptionSaver": ["STRING"]}
 PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 3}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
                                                         "source_size_unmasked"],
                 ("FL_PasteByMask", "blend_mode"): BLEND_MODES,
                 ("FL_BlackFrameReject", "channels"): ["all", "average", "luminance", "rgb"],
+                ("FL_VideoCaptionSaver", "format"): ["mp4", "avi"],
+                ("FL_ClipScanner", "model_type"): ["SDXL (ViT-G/14)", "SD 1.5 (ViT-L/14)", "FLUX (ViT-L/14)"],
                 ("FL_SDUltimate_Slices", "slicing"): ["1x1", "1x2", "1x3", "1x4", "2x1", "2x2", "2x3", "2x4", "3x1",
                                                       "3x2", "3x3", "3x4", "4x1", "4x2", "4x3", "4x4"]}
 
@@ -348,7 +364,8 @@ def test_anime_line_extractor_runs_the_packs_opencv_steps_with_its_settings(regi
                noise_reduction=0.45)
     levels = (np.clip(image[0].numpy() * 255, 0, 255)).astype(np.uint8)
     grey = cv2.GaussianBlur(cv2.cvtColor(levels, cv2.COLOR_RGB2GRAY), (5, 5), 0)  # int(4.5) = 4, made odd
-    lines = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY_INV, 47, 8)  # 35 + 11 + 1
+    # block int(0.7 × 50) + 11 = 46, made odd; constant int(0.4 × 20) = 8
+    lines = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY_INV, 47, 8)
     lines = cv2.morphologyEx(lines, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # int(0.7 × 3) = 2
     lines = cv2.dilate(lines, np.ones((2, 2), np.uint8))
     assert out.shape == (1, 40, 48, 3)
@@ -461,7 +478,8 @@ def test_api_image_saver_writes_the_job_in_its_category_folder(registry, tmp_fol
              base_output_dir="api", image_format="gif")
     _refused(registry, "FillAPIImageSaver", "image", image=_images(1, 2, 4, 4), job_id="a", job_category="",
              base_output_dir="api")
-    _refused(registry, "FillAPIImageSaver", "job_id", image=image, job_id="../x", job_category="", base_output_dir="api")
+    _refused(registry, "FillAPIImageSaver", "job_id", image=image, job_id="../x", job_category="",
+             base_output_dir="api")
     _refused(registry, "FillAPIImageSaver", "job_category", image=image, job_id="a", job_category="../..",
              base_output_dir="api")
 
@@ -520,3 +538,51 @@ def test_zip_directory_zips_a_folder_of_the_outputs_in_memory(registry, tmp_fold
     assert not list(tmp_folders.outputs.glob("*.zip"))  # nothing written
     _refused(registry, "FillZipDirectory", "directory_path", "no folder", directory_path="missing")
     _refused(registry, "FillZipDirectory", "directory_path", "inside the outputs", directory_path="../..")
+
+
+# -- CLIP scanner ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["A Photo of a CAT!! <b>&amp; café", " ".join(f"word{i}" for i in range(100)), ""])
+def test_clip_scanner_reports_open_clips_tokens_as_the_pack(registry, text):
+    import open_clip
+    tokenizer = open_clip.get_tokenizer("ViT-g-14")  # the pack's: one window, padded with token 0 ("!")
+    decoded = [tokenizer.decoder.get(token, f"[{token}]") for token in tokenizer(text)[0].tolist()]
+    tokens = [token for token in decoded if not token.startswith("<") and token != "!"]
+    want = "\n".join(["=" * 60, "Model: SDXL (ViT-G/14)", "CLIP: ViT-g-14 (laion2b_s12b_b42k)", f'Prompt: "{text}"',
+                      f"Tokenized Output: {tokens}", f"Token Count: {len(tokens)}", "=" * 60])
+    assert call(registry, "FillClipScanner", model_type="SDXL (ViT-G/14)", text=text) == want
+    if len(text) > 100:
+        assert len(tokens) == 75
+
+
+# -- video caption saver ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("video_format", ["mp4", "avi"])
+def test_video_caption_saver_writes_the_frames_and_the_cleaned_caption(registry, tmp_folders, video_format):
+    import cv2
+    colours = [(0.9, 0.1, 0.1), (0.1, 0.8, 0.2), (0.2, 0.3, 0.9)]
+    images = torch.tensor(colours)[:, None, None, :].expand(3, 32, 48, 3).contiguous()
+    line = call(registry, "FillVideoCaptionSaver", images=images, folder_name="clips", caption_text="Héllo, wörld! #1",
+                video_name="my clip", fps=12.0, format=video_format)
+    assert line == "Saved video with 3 frames and caption in 'clips'"
+    folder = tmp_folders.outputs / "clips"
+    assert (folder / "my_clip.txt").read_text() == "Hllo, wrld! 1"
+    capture = cv2.VideoCapture(str(folder / f"my_clip.{video_format}"))
+    try:
+        assert capture.get(cv2.CAP_PROP_FPS) == 12.0
+        for colour in colours:
+            ok, frame = capture.read()
+            assert ok and frame.shape == (32, 48, 3)
+            want = np.array([int(c * 255) for c in colour[::-1]])  # OpenCV's BGR
+            assert np.abs(frame.reshape(-1, 3).mean(axis=0) - want).max() < 6  # lossy, but the colour's
+        assert not capture.read()[0]
+    finally:
+        capture.release()
+    call(registry, "FillVideoCaptionSaver", images=images, folder_name="clips", video_name="my clip",
+         format=video_format, overwrite=False)
+    assert (folder / f"my_clip_1.{video_format}").exists() and (folder / "my_clip_1.txt").exists()
+    assert not [p for p in folder.iterdir() if ".tmp" in p.name]
+    _refused(registry, "FillVideoCaptionSaver", "folder_name", images=images, folder_name="../out")
+    _refused(registry, "FillVideoCaptionSaver", "images", images=_images(1, 1, 8, 8, 4), folder_name="clips")
