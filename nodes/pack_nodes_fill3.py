@@ -18,8 +18,10 @@ these commits:
   469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
   FL_ProResVideo.py, FL_WF_Agent.py, FL_TimeLine.py, FL_UpscaleModel.py (it runs an upscale model at a
-  chosen precision: not built yet) and FL_NFTGenerator.py (it picks from a folder in the disk's order:
-  not built yet) as the index holds them.
+  chosen precision: not built yet) as the index holds them, FL_KsamplerFractals.py at
+  ab164ec202a0de86306cc805db865d5006785076 (FL_FractalKSampler: it cannot run there) and
+  FL_KSamplerXYZPlot.py at 9119ccecb2eb5715b172a8871e7e6505a2cdb5b2 (not built yet). Built from the
+  index's copy without a commit: FL_NFTGenerator.py in its version that also looks in the pack's folder.
 
 Nodes here: FL_PasteByMask (Masquerade's Paste By Mask as the pack forked it, with blend modes and
 feathering; built on nodes/pack_nodes_masquerade.py's conversions, boxes and sizes),
@@ -29,8 +31,13 @@ Suite's socket of that name carries another shape, which FL_VideoRecompose refus
 FL_API_Base64_ImageLoader, FL_API_ImageSaver, FL_ImageCaptionLayout, FL_ZipDirectory and
 FL_VideoCaptionSaver (files read only inside the inputs folder, or the outputs folder for the zipper
 as for round 2's FL_ZipSave, and written only inside the outputs folder; the pack reads and writes
-anywhere on disk), FL_ClipScanner (graphflow's CLIP tokenizer, whose ids are open_clip's). The pack's other
+anywhere on disk), FL_NFTGenerator (the same; its files in order of name), FL_ClipScanner
+(graphflow's CLIP tokenizer, whose ids are open_clip's). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
+
+Where the pack draws from Python's global random state (FL_NFTGenerator's random.seed(dummy_seed)),
+ours draws the same numbers from a generator of its own, so a run repeats and other nodes' draws are
+untouched; its help says so.
 """
 
 from __future__ import annotations
@@ -778,3 +785,87 @@ class FillVideoCaptionSaver(Node):
         caption = re.sub(r"[^a-zA-Z0-9\s.,!?-]", "", self.caption_text)
         _write_replacing(text, lambda path: path.write_text(caption, encoding="utf-8"))
         return f"Saved video with {images.shape[0]} frames and caption in '{self.folder_name}'"
+
+
+# -- NFT generator ---------------------------------------------------------------------------------
+
+
+def _rarity(name: str) -> int:
+    """An FL_NFTGenerator file's weight: the number between its first "-" and the "per" after it
+    ("gold-25per.png" weighs 25)."""
+    if "-" not in name:
+        raise NodeInputError("folder_path", f"{name!r} is not named name-<weight>per.<ext> (as gold-25per.png)")
+    try:
+        return int(name.split("-")[1].split("per")[0])
+    except ValueError:
+        raise NodeInputError("folder_path", f"{name!r}: no whole-number weight between its first '-' and 'per' "
+                                            "(as gold-25per.png)") from None
+
+
+def _opened(path, name: str):
+    """A picture file as the pack's np.array of it: RGB / RGBA kept, other modes made RGB."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as picture:
+            picture = picture if picture.mode in ("RGB", "RGBA") else picture.convert("RGB")
+            return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise NodeInputError("folder_path", f"{name!r} can't be read as a picture: {e}") from None
+
+
+class FillNFTGenerator(Node):
+    """Pick one picture of folder_path, a folder inside the inputs folder (the pack also reads its own
+    folder and any on disk), by weight: each file not named *-mask.* is named name-<weight>per.<ext>
+    (gold-25per.png weighs 25), and the number Python's random.seed(dummy_seed) then random() gives
+    falls in one of the weights' cumulative shares, as in the pack (drawn from a generator of its own:
+    the same number, Python's shared random state left alone). The files go in order of name (the pack takes
+    the disk's order, which differs between machines, so its pick does too). Gives the picture and
+    its mask, <name>-mask.<ext> beside it, or black where there is none; RGB and RGBA files stay as
+    they are, other modes are made RGB (the pack gives them as other shapes)."""
+    category = "🏵️Fill Nodes/experiments"
+    display_name = "FL NFT Generator"
+    folder_path: str = Text("")
+    dummy_seed: int = Int(0, min=0, max=1000000)
+    outputs = {"IMAGE": IMAGE, "mask": IMAGE}
+    comfy = ComfyAlias(("FL_NFTGenerator",))
+
+    @classmethod
+    def fingerprint(cls, folder_path="", **widgets):
+        from nodes.pack_nodes_fill import _randomizer_folder, listed_files
+        try:
+            paths = listed_files(_randomizer_folder(folder_path, "folder_path"), ("",), "folder_path", folder_path)
+            return ",".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+        except (NodeInputError, OSError):
+            return "missing"
+
+    def run(self):
+        import fnmatch
+        import random
+
+        import torch
+
+        from graphflow.api import check_run_memory
+        from nodes.pack_nodes_fill import _randomizer_folder, listed_files
+        from nodes.pack_nodes_fill2 import _caption_inside
+        folder = _randomizer_folder(self.folder_path, "folder_path")
+        files = [path for path in listed_files(folder, ("",), "folder_path", self.folder_path)
+                 if not fnmatch.fnmatch(path.name, "*-mask.*")]
+        if not files:
+            raise NodeInputError("folder_path", f"no files in {self.folder_path!r}")
+        weights = [_rarity(path.name) for path in files]
+        total = sum(weights)
+        if total <= 0:
+            raise NodeInputError("folder_path", f"the weights add up to {total}: expected more than 0")
+        shares = [weight / total for weight in weights]
+        cumulative = [sum(shares[:i + 1]) for i in range(len(shares))]
+        drawn = random.Random(self.dummy_seed).random()  # random.seed(seed) then random(), without the global state
+        picked = next((path for path, share in zip(files, cumulative) if drawn <= share), None)
+        if picked is None:
+            raise NodeInputError("dummy_seed", f"the draw {drawn} falls past the weights' last share {cumulative[-1]}")
+        image = _opened(picked, picked.name)
+        check_run_memory("folder_path", f"{picked.name!r} and its mask", images=Size(2, *image.shape[1:3]))
+        mask_path = _caption_inside(folder, picked.name.rsplit(".", 1)[0] + "-mask" + picked.suffix)
+        mask = _opened(mask_path, mask_path.name) if mask_path else torch.zeros(1, *image.shape[1:3], 3)
+        return image, mask

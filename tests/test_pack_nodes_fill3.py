@@ -72,6 +72,7 @@ PACK_INPUTS = {
     "FL_ZipDirectory": [("directory_path", "STRING", "", None, None, None),
                         ("zip_filename", "STRING", "archive.zip", None, None, None)],
     "FL_ClipScanner": [("model_type", "COMBO", None, None, None, None), ("text", "STRING", "", None, None, None)],
+    "FL_NFTGenerator": [("folder_path", "STRING", "", None, None, None), ("dummy_seed", "INT", 0, 0, 1000000, None)],
     "FL_VideoCaptionSaver": [("images", "IMAGE", None, None, None, None),
                              ("folder_name", "STRING", "output_videos", None, None, None),
                              ("caption_text", "STRING", "Your caption here", None, None, None),
@@ -86,7 +87,7 @@ PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"],
                 "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING"],
                 "FL_API_ImageSaver": ["STRING", "STRING", "STRING"], "FL_ZipDirectory": ["ZIP"],
                 "FL_ClipScanner": ["STRING"],
-                "FL_VideoCaptionSaver": ["STRING"]}
+                "FL_VideoCaptionSaver": ["STRING"], "FL_NFTGenerator": ["IMAGE", "IMAGE"]}
 PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 3}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
                                                         "source_size_unmasked"],
@@ -586,3 +587,31 @@ def test_video_caption_saver_writes_the_frames_and_the_cleaned_caption(registry,
     assert not [p for p in folder.iterdir() if ".tmp" in p.name]
     _refused(registry, "FillVideoCaptionSaver", "folder_name", images=images, folder_name="../out")
     _refused(registry, "FillVideoCaptionSaver", "images", images=_images(1, 1, 8, 8, 4), folder_name="clips")
+
+
+# -- NFT generator ---------------------------------------------------------------------------------
+
+
+def test_nft_generator_draws_by_the_weights_with_pythons_seeded_random(registry, tmp_folders):
+    import random
+
+    from PIL import Image
+    folder = tmp_folders.inputs / "nft"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("silver-75per.png", "gold-25per.png", "gold-25per-mask.png"):
+        Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(folder / name)
+    draws = {seed: random.Random(seed).random() for seed in range(20)}  # random.seed(seed); random.random()
+    gold = next(seed for seed, drawn in draws.items() if drawn <= 0.25)  # gold first by name: its share 0..0.25
+    silver = next(seed for seed, drawn in draws.items() if drawn > 0.25)
+    image, mask = call(registry, "FillNFTGenerator", folder_path="nft", dummy_seed=gold)
+    with Image.open(folder / "gold-25per.png") as want, Image.open(folder / "gold-25per-mask.png") as want_mask:
+        assert np.array_equal(image[0].numpy(), np.asarray(want, np.float32) / 255.0)
+        assert np.array_equal(mask[0].numpy(), np.asarray(want_mask, np.float32) / 255.0)
+    image, mask = call(registry, "FillNFTGenerator", folder_path="nft", dummy_seed=silver)
+    with Image.open(folder / "silver-75per.png") as want:
+        assert np.array_equal(image[0].numpy(), np.asarray(want, np.float32) / 255.0)
+    assert torch.equal(mask, torch.zeros(1, 6, 8, 3))  # no mask file: black
+    Image.new("RGB", (2, 2)).save(folder / "plain.png")
+    _refused(registry, "FillNFTGenerator", "folder_path", "plain.png", folder_path="nft")
+    _refused(registry, "FillNFTGenerator", "folder_path", folder_path="/tmp")
