@@ -323,7 +323,7 @@ FILL_LEFT_OUT = {
                           "decoded [B, H, W, C] picture as [B, C, H, W] and hands VAEEncode's result, a tuple, to the "
                           "sampler as the latent; the pack later dropped it",
 }
-FILL_LATER = ("FL_BatchAlign", "FL_TimeLine", "FL_UpscaleModel", "FL_KSamplerXYZPlot", "FL_SceneCut")
+FILL_LATER = ("FL_BatchAlign", "FL_TimeLine", "FL_UpscaleModel", "FL_SceneCut")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",

@@ -19,9 +19,10 @@ these commits:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
   FL_ProResVideo.py, FL_WF_Agent.py, FL_TimeLine.py, FL_UpscaleModel.py (it runs an upscale model at a
   chosen precision: not built yet) as the index holds them, FL_KsamplerFractals.py at
-  ab164ec202a0de86306cc805db865d5006785076 (FL_FractalKSampler: it cannot run there) and
-  FL_KSamplerXYZPlot.py at 9119ccecb2eb5715b172a8871e7e6505a2cdb5b2 (not built yet). Built from the
-  index's copy without a commit: FL_NFTGenerator.py in its version that also looks in the pack's folder.
+  ab164ec202a0de86306cc805db865d5006785076 (FL_FractalKSampler: it cannot run there). Built from the
+  index's copy without a commit: FL_NFTGenerator.py in its version that also looks in the pack's folder;
+  and from 9119ccecb2eb5715b172a8871e7e6505a2cdb5b2 FL_KSamplerXYZPlot.py (the same at 88056c54 as
+  ksamplers/FL_KSamplerXYZPlot.py).
 
 Nodes here: FL_PasteByMask (Masquerade's Paste By Mask as the pack forked it, with blend modes and
 feathering; built on nodes/pack_nodes_masquerade.py's conversions, boxes and sizes),
@@ -32,7 +33,8 @@ FL_API_Base64_ImageLoader, FL_API_ImageSaver, FL_ImageCaptionLayout, FL_ZipDirec
 FL_VideoCaptionSaver (files read only inside the inputs folder, or the outputs folder for the zipper
 as for round 2's FL_ZipSave, and written only inside the outputs folder; the pack reads and writes
 anywhere on disk), FL_NFTGenerator (the same; its files in order of name), FL_ClipScanner
-(graphflow's CLIP tokenizer, whose ids are open_clip's). The pack's other
+(graphflow's CLIP tokenizer, whose ids are open_clip's), FL_KSamplerXYZPlot (graphflow's KSampler,
+VAEEncode and VAEDecode, its grid drawn with Pillow as the pack draws it). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
 Where the pack draws from Python's global random state (FL_NFTGenerator's random.seed(dummy_seed)),
@@ -45,12 +47,13 @@ from __future__ import annotations
 import math
 
 from graphflow.api import (
-    FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text,
-    check_interrupted, socket_type,
+    CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
+    NodeInputError, Size, Text, check_interrupted, socket_type,
 )
+from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.image import _image
 from nodes.pack_nodes_fill import _channels, _levels
-from nodes.pack_nodes_fill2 import MASK_MAPPING, UTILITY_LOWER
+from nodes.pack_nodes_fill2 import KSAMPLERS, MASK_MAPPING, UTILITY_LOWER
 from nodes.pack_nodes_masquerade import (
     PASTE_BEHAVIORS, _bicubic, _check_size, _fit_mask, _tensor, as_mask, as_rgba, mask_boxes, paste_size,
 )
@@ -869,3 +872,164 @@ class FillNFTGenerator(Node):
         mask_path = _caption_inside(folder, picked.name.rsplit(".", 1)[0] + "-mask" + picked.suffix)
         mask = _opened(mask_path, mask_path.name) if mask_path else torch.zeros(1, *image.shape[1:3], 3)
         return image, mask
+
+
+# -- XYZ plot --------------------------------------------------------------------------------------
+
+PLOT_AXES = ("steps", "cfg", "denoise", "sampler_name", "scheduler")
+PLOT_CELL_MARGIN, PLOT_LABEL_MARGIN, PLOT_TITLE_OFFSET = 70, 150, 70  # FL_KSamplerXYZPlot's, in pixels
+PLOT_RANGES = {"steps": (1, 10000), "cfg": (0.0, 100.0), "denoise": (0.0, 1.0)}  # KSampler's widgets'
+MOST_PLOT_CELLS = 1024  # samplings a plot (each a whole KSampler run)
+
+
+def _plot_values(text: str, axis: str, input_name: str) -> list:
+    """An axis's values as the pack parses them: names for sampler_name / scheduler, else numbers
+    (steps cut to whole); each held to KSampler's choices and ranges."""
+    parts = [part.strip() for part in text.split(",")]
+    if axis in ("sampler_name", "scheduler"):
+        known = SAMPLER_NAMES if axis == "sampler_name" else SCHEDULER_NAMES
+        if unknown := [part for part in parts if part not in known]:
+            raise NodeInputError(input_name, f"{', '.join(map(repr, unknown))}: not a {axis} (expected one of "
+                                             f"{', '.join(known)})")
+        return parts
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise NodeInputError(input_name, f"{text!r}: expected numbers separated by commas for {axis}") from None
+    low, high = PLOT_RANGES[axis]
+    if bad := [value for value in values if not low <= (int(value) if axis == "steps" else value) <= high]:
+        raise NodeInputError(input_name, f"{bad[0]:g} is outside {axis}'s {low}..{high}")
+    return values
+
+
+def _plot_grid(cells: list, x_values: list, y_values: list, x_axis: str, y_axis: str, font):
+    """The pack's grid: cells in rows of len(x_values), the first row at the bottom, red axes, the
+    values (as Python prints them) under the columns and left of the rows, the axes' names."""
+    from PIL import Image, ImageDraw
+    columns, rows = len(x_values), len(y_values)
+    cell_width, cell_height = cells[0].size
+    width = columns * (cell_width + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + PLOT_LABEL_MARGIN
+    height = rows * (cell_height + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + PLOT_LABEL_MARGIN
+    grid = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(grid)
+    draw.line([(PLOT_LABEL_MARGIN, height - PLOT_LABEL_MARGIN), (width, height - PLOT_LABEL_MARGIN)], fill="red",
+              width=2)
+    draw.line([(PLOT_LABEL_MARGIN, 0), (PLOT_LABEL_MARGIN, height - PLOT_LABEL_MARGIN)], fill="red", width=2)
+    for index, cell in enumerate(cells):
+        row = rows - 1 - index // columns
+        grid.paste(cell, (index % columns * (cell_width + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + PLOT_LABEL_MARGIN,
+                          row * (cell_height + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN))
+    for index, label in enumerate(x_values):
+        x = index * (cell_width + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + PLOT_LABEL_MARGIN + cell_width // 2
+        draw.text((x, height - PLOT_LABEL_MARGIN + 5), str(label), fill="black", font=font, anchor="mt")
+    for index, label in enumerate(y_values):
+        y = (rows - 1 - index) * (cell_height + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + cell_height // 2
+        draw.text((PLOT_LABEL_MARGIN - 5, y), str(label), fill="black", font=font, anchor="rm")
+    draw.text((width // 2, height - PLOT_TITLE_OFFSET), x_axis, fill="black", font=font, anchor="ms")
+    draw.text((PLOT_TITLE_OFFSET, height // 2), y_axis, fill="black", font=font, anchor="ms")
+    return grid
+
+
+class FillKSamplerXYZPlot(Node):
+    """A grid of KSampler runs over one or two or three settings: x_values across (left to right),
+    y_values up (the first at the bottom), and with a z_axis one grid a z value, stacked vertically or
+    horizontally, each titled "<axis>: <value>" at its top; every cell uses the other settings as
+    given and the seed plus the input's index, and is decoded with vae (required: the cells are
+    pictures). Values are separated by commas: numbers for steps (cut to whole), cfg and denoise,
+    names for sampler_name and scheduler; the y value wins where both axes name one setting, as in
+    the pack. Each input picture (input_type image: encoded with vae; latent: each latent of the
+    batch) gives a grid of its own. Labels are Pillow's default font, what the pack draws with where
+    Arial is not installed (the z titles there need Arial, and fail without it); the y axis' name
+    is drawn level, as current Pillow draws the pack's rotated call. At most 1,024 cells."""
+    category = KSAMPLERS
+    display_name = "FL KSampler XYZ Plot"
+    model: MODEL
+    positive: CONDITIONING
+    negative: CONDITIONING
+    seed: int = Int(0, min=0, max=0xffffffffffffffff)
+    input_type: str = Choice(["latent", "image"], "latent")
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
+    scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    x_axis: str = Choice(PLOT_AXES, "steps")
+    x_values: str = Text("20,30,40")
+    y_axis: str = Choice(PLOT_AXES, "steps")
+    y_values: str = Text("7,8,9")
+    z_axis: str = Choice(("none", *PLOT_AXES), "none")
+    z_values: str = Text("")
+    z_stack_mode: str = Choice(["vertical", "horizontal"], "vertical")
+    latent_image: LATENT = None
+    vae: VAE = None
+    image: IMAGE = None
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_KSamplerXYZPlot",), optional=("latent_image", "vae", "image"))
+
+    def run(self):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw, ImageFont
+
+        from graphflow.api import check_run_memory
+        from nodes.pack_nodes import _core
+        from nodes.pack_nodes_masquerade import _check_size
+        from nodes.sampling import KSampler
+        from nodes.vae import VAEDecode, VAEEncode
+        x_values = _plot_values(self.x_values, self.x_axis, "x_values")
+        y_values = _plot_values(self.y_values, self.y_axis, "y_values")
+        z_values = _plot_values(self.z_values, self.z_axis, "z_values") if self.z_axis != "none" else [None]
+        if self.vae is None:
+            raise NodeInputError("vae", "not connected: the plot's cells are decoded pictures")
+        if self.input_type == "image":
+            if self.image is None:
+                raise NodeInputError("image", "not connected, and input_type is image")
+            latents = [_core(VAEEncode, {"pixels": "image"}, pixels=picture[None], vae=self.vae)
+                       for picture in _image(self.image, "image")]
+        elif not isinstance(self.latent_image, dict) or not torch.is_tensor(self.latent_image.get("samples")):
+            raise NodeInputError("latent_image", "not connected (or not a LATENT), and input_type is latent")
+        else:
+            samples = self.latent_image["samples"]
+            latents = [{"samples": samples[i:i + 1]} for i in range(samples.shape[0])]
+        cells_a_grid = len(x_values) * len(y_values) * len(z_values)
+        if cells_a_grid * len(latents) > MOST_PLOT_CELLS:
+            raise NodeInputError("x_values", f"{cells_a_grid * len(latents)} samplings: at most {MOST_PLOT_CELLS}")
+        if self.seed + len(latents) - 1 > 0xffffffffffffffff:
+            raise NodeInputError("seed", f"{self.seed}: the last input's seed + index passes 2⁶⁴ − 1")
+        font = ImageFont.load_default()
+        grids = []
+        for index, latent in enumerate(latents):
+            cells = []
+            for z in z_values:
+                for y in y_values:
+                    for x in x_values:
+                        check_interrupted()
+                        settings = {"steps": self.steps, "cfg": self.cfg, "denoise": self.denoise,
+                                    "sampler_name": self.sampler_name, "scheduler": self.scheduler}
+                        settings[self.x_axis], settings[self.y_axis] = x, y
+                        if self.z_axis != "none":
+                            settings[self.z_axis] = z
+                        settings["steps"] = int(settings["steps"])
+                        sampled = _core(KSampler, model=self.model, positive=self.positive, negative=self.negative,
+                                        seed=self.seed + index, latent_image=latent, **settings)
+                        decoded = _core(VAEDecode, samples=sampled, vae=self.vae)
+                        cells.append(Image.fromarray(_levels(decoded[0])))
+            per_z = len(x_values) * len(y_values)
+            parts = []
+            for i, z in enumerate(z_values):
+                part = _plot_grid(cells[i * per_z:(i + 1) * per_z], x_values, y_values, self.x_axis, self.y_axis,
+                                  font)
+                if self.z_axis != "none":
+                    ImageDraw.Draw(part).text((200, 10), f"{self.z_axis}: {z}", fill="black", font=font)
+                parts.append(part)
+            vertical = self.z_stack_mode == "vertical"
+            width = max(p.width for p in parts) if vertical else sum(p.width for p in parts)
+            height = sum(p.height for p in parts) if vertical else max(p.height for p in parts)
+            _check_size(width, height, "x_values")
+            check_run_memory("x_values", "the plot", images=Size(len(latents), height, width))
+            grid, at = Image.new("RGB", (width, height), "white"), 0
+            for part in parts:
+                grid.paste(part, (0, at) if vertical else (at, 0))
+                at += part.height if vertical else part.width
+            grids.append(torch.from_numpy(np.asarray(grid, dtype=np.float32) / 255.0))
+        return torch.stack(grids)

@@ -19,6 +19,7 @@ from graphflow.workflow import parse_workflow
 from tests.test_nodes_image_mask import call
 from tests.test_pack_nodes import run_graph
 from tests.test_pack_nodes_fill import _images, _refused
+from tests.test_pack_nodes_fill2 import demo  # noqa: F401 (a fixture: the demo checkpoint's model, prompts, VAE)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,17 @@ PACK_INPUTS = {
                         ("zip_filename", "STRING", "archive.zip", None, None, None)],
     "FL_ClipScanner": [("model_type", "COMBO", None, None, None, None), ("text", "STRING", "", None, None, None)],
     "FL_NFTGenerator": [("folder_path", "STRING", "", None, None, None), ("dummy_seed", "INT", 0, 0, 1000000, None)],
+    "FL_KSamplerXYZPlot": [
+        ("model", "MODEL", None, None, None, None), ("positive", "CONDITIONING", None, None, None, None),
+        ("negative", "CONDITIONING", None, None, None, None), ("seed", "INT", 0, 0, 0xffffffffffffffff, None),
+        ("input_type", "COMBO", None, None, None, None), ("steps", "INT", 20, 1, 10000, None),
+        ("cfg", "FLOAT", 7.0, 0.0, 100.0, None), ("sampler_name", "COMBO", None, None, None, None),
+        ("scheduler", "COMBO", None, None, None, None), ("denoise", "FLOAT", 1.0, 0.0, 1.0, 0.01),
+        ("x_axis", "COMBO", None, None, None, None), ("x_values", "STRING", "20,30,40", None, None, None),
+        ("y_axis", "COMBO", None, None, None, None), ("y_values", "STRING", "7,8,9", None, None, None),
+        ("z_axis", "COMBO", None, None, None, None), ("z_values", "STRING", "", None, None, None),
+        ("z_stack_mode", "COMBO", None, None, None, None), ("latent_image", "LATENT", None, None, None, None),
+        ("vae", "VAE", None, None, None, None), ("image", "IMAGE", None, None, None, None)],
     "FL_VideoCaptionSaver": [("images", "IMAGE", None, None, None, None),
                              ("folder_name", "STRING", "output_videos", None, None, None),
                              ("caption_text", "STRING", "Your caption here", None, None, None),
@@ -88,12 +100,17 @@ PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"],
                 "FL_API_ImageSaver": ["STRING", "STRING", "STRING"], "FL_ZipDirectory": ["ZIP"],
                 "FL_ClipScanner": ["STRING"],
                 "FL_VideoCaptionSaver": ["STRING"], "FL_NFTGenerator": ["IMAGE", "IMAGE"]}
-PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 3}
+PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 3,
+                 "FL_KSamplerXYZPlot": 17}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
                                                         "source_size_unmasked"],
                 ("FL_PasteByMask", "blend_mode"): BLEND_MODES,
                 ("FL_BlackFrameReject", "channels"): ["all", "average", "luminance", "rgb"],
                 ("FL_VideoCaptionSaver", "format"): ["mp4", "avi"],
+                ("FL_KSamplerXYZPlot", "x_axis"): ["steps", "cfg", "denoise", "sampler_name", "scheduler"],
+                ("FL_KSamplerXYZPlot", "z_axis"): ["none", "steps", "cfg", "denoise", "sampler_name", "scheduler"],
+                ("FL_KSamplerXYZPlot", "z_stack_mode"): ["vertical", "horizontal"],
+                ("FL_KSamplerXYZPlot", "input_type"): ["latent", "image"],
                 ("FL_ClipScanner", "model_type"): ["SDXL (ViT-G/14)", "SD 1.5 (ViT-L/14)", "FLUX (ViT-L/14)"],
                 ("FL_SDUltimate_Slices", "slicing"): ["1x1", "1x2", "1x3", "1x4", "2x1", "2x2", "2x3", "2x4", "3x1",
                                                       "3x2", "3x3", "3x4", "4x1", "4x2", "4x3", "4x4"]}
@@ -615,3 +632,40 @@ def test_nft_generator_draws_by_the_weights_with_pythons_seeded_random(registry,
     Image.new("RGB", (2, 2)).save(folder / "plain.png")
     _refused(registry, "FillNFTGenerator", "folder_path", "plain.png", folder_path="nft")
     _refused(registry, "FillNFTGenerator", "folder_path", folder_path="/tmp")
+
+
+# -- XYZ plot --------------------------------------------------------------------------------------
+
+
+def test_xyz_plot_lays_ksampler_runs_out_by_the_axes(registry, demo):
+    model, positive, negative, vae = demo
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))}
+    common = dict(model=model, positive=positive, negative=negative, seed=9, steps=2, cfg=5.0, sampler_name="euler",
+                  scheduler="karras", denoise=1.0)
+    grid = call(registry, "FillKSamplerXYZPlot", latent_image=latent, vae=vae, x_axis="steps", x_values="1, 2",
+                y_axis="cfg", y_values="2,6", **common)
+    cell = 64  # the demo VAE decodes 8 latent pixels to 64
+    side = 2 * (cell + 70) + 70 + 150
+    assert grid.shape == (1, side, side, 3)
+    levels = np.round(grid[0].numpy() * 255).astype(np.uint8)
+    for row, cfg in enumerate((2.0, 6.0)):
+        for column, steps in enumerate((1, 2)):
+            sampled = call(registry, "KSampler", latent_image=latent, **{**common, "steps": steps, "cfg": cfg})
+            want = (np.clip(call(registry, "VAEDecode", samples=sampled, vae=vae)[0].numpy() * 255, 0, 255)
+                    ).astype(np.uint8)
+            x = column * (cell + 70) + 70 + 150
+            y = (1 - row) * (cell + 70) + 70  # the first y value at the bottom
+            assert np.array_equal(levels[y:y + cell, x:x + cell], want), (cfg, steps)
+    assert tuple(levels[side - 150, 300]) == (255, 0, 0) and tuple(levels[40, 150]) == (255, 0, 0)  # the axes
+    under_first = levels[side - 145:side - 130, 150 + 70:150 + 70 + cell]
+    assert (under_first < 128).any()  # its value's label
+    stacked = call(registry, "FillKSamplerXYZPlot", latent_image=latent, vae=vae, x_axis="steps", x_values="1",
+                   y_axis="steps", y_values="2", z_axis="sampler_name", z_values="euler,ddim",
+                   z_stack_mode="horizontal", **common)
+    single = (70 + 70 + 150) + cell
+    assert stacked.shape == (1, single, 2 * single, 3)
+    _refused(registry, "FillKSamplerXYZPlot", "x_values", "not a sampler_name", latent_image=latent, vae=vae,
+             x_axis="sampler_name", x_values="euler,bogus", y_axis="cfg", y_values="1", **common)
+    _refused(registry, "FillKSamplerXYZPlot", "y_values", "outside", latent_image=latent, vae=vae, x_axis="cfg",
+             x_values="1", y_axis="denoise", y_values="1.5", **common)
+    _refused(registry, "FillKSamplerXYZPlot", "vae", latent_image=latent, x_values="1", y_values="1", **common)
