@@ -316,14 +316,15 @@ FILL_LEFT_OUT = {
     "FL_SystemCheck": "it serves the machine's system details (versions, hardware, environment) on a web route of "
                       "ComfyUI's server; the node itself does nothing",
     "FL_HunyuanDelight": "it downloads Hunyuan3D's delight model from the Hugging Face hub and runs it with diffusers",
-    "FL_ProResVideo": "it encodes ProRes video with the ffmpeg program (moviepy in its older version), which "
-                      "graphflow does not use",
+    **dict.fromkeys(("FL_ProResVideo", "FL_SceneCut"),
+                    "it encodes video with the ffmpeg program (ProRes, or H.264 clips of each scene; moviepy in "
+                    "FL_ProResVideo's older version), which graphflow does not use"),
     "FL_WF_Agent": "it asks Google's Gemini for JavaScript and runs it on the workflow in the editor",
     "FL_FractalKSampler": "the pack's only version (FL_KsamplerFractals.py at ab164ec2) fails on every run: it reads the "
                           "decoded [B, H, W, C] picture as [B, C, H, W] and hands VAEEncode's result, a tuple, to the "
                           "sampler as the latent; the pack later dropped it",
 }
-FILL_LATER = ("FL_BatchAlign", "FL_TimeLine", "FL_UpscaleModel", "FL_SceneCut")
+FILL_LATER = ("FL_BatchAlign", "FL_TimeLine")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",

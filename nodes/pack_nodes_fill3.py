@@ -17,12 +17,13 @@ these commits:
   8716aa7286ead65e72c24d1c0809f66c4deda696, utility/FL_SystemCheck.py at 88056c54, FL_HunyuanDelight.py at
   469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
-  FL_ProResVideo.py, FL_WF_Agent.py, FL_TimeLine.py, FL_UpscaleModel.py (it runs an upscale model at a
-  chosen precision: not built yet) as the index holds them, FL_KsamplerFractals.py at
+  FL_ProResVideo.py, FL_WF_Agent.py, FL_TimeLine.py and video/FL_VideoCut.py (FL_SceneCut) as the
+  index holds them, FL_KsamplerFractals.py at
   ab164ec202a0de86306cc805db865d5006785076 (FL_FractalKSampler: it cannot run there). Built from the
   index's copy without a commit: FL_NFTGenerator.py in its version that also looks in the pack's folder;
   and from 9119ccecb2eb5715b172a8871e7e6505a2cdb5b2 FL_KSamplerXYZPlot.py (the same at 88056c54 as
-  ksamplers/FL_KSamplerXYZPlot.py).
+  ksamplers/FL_KSamplerXYZPlot.py), FL_UpscaleModel.py in its latest layout the index holds (precision
+  auto / 32 / 16 / bfloat16 and batch_size; ComfyUI's should_use_fp16 / should_use_bf16 read as "a GPU").
 
 Nodes here: FL_PasteByMask (Masquerade's Paste By Mask as the pack forked it, with blend modes and
 feathering; built on nodes/pack_nodes_masquerade.py's conversions, boxes and sizes),
@@ -34,7 +35,8 @@ FL_VideoCaptionSaver (files read only inside the inputs folder, or the outputs f
 as for round 2's FL_ZipSave, and written only inside the outputs folder; the pack reads and writes
 anywhere on disk), FL_NFTGenerator (the same; its files in order of name), FL_ClipScanner
 (graphflow's CLIP tokenizer, whose ids are open_clip's), FL_KSamplerXYZPlot (graphflow's KSampler,
-VAEEncode and VAEDecode, its grid drawn with Pillow as the pack draws it). The pack's other
+VAEEncode and VAEDecode, its grid drawn with Pillow as the pack draws it), FL_UpscaleModel
+(ImageUpscaleWithModel on a copy of the model in the chosen precision). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
 Where the pack draws from Python's global random state (FL_NFTGenerator's random.seed(dummy_seed)),
@@ -45,6 +47,7 @@ untouched; its help says so.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from graphflow.api import (
     CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node,
@@ -57,6 +60,7 @@ from nodes.pack_nodes_fill2 import KSAMPLERS, MASK_MAPPING, UTILITY_LOWER
 from nodes.pack_nodes_masquerade import (
     PASTE_BEHAVIORS, _bicubic, _check_size, _fit_mask, _tensor, as_mask, as_rgba, mask_boxes, paste_size,
 )
+from nodes.upscale import UPSCALE_MODEL
 
 COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
 # WAS Node Suite's socket of the same name carries another shape; FL_VideoRecompose refuses it
@@ -1033,3 +1037,96 @@ class FillKSamplerXYZPlot(Node):
                 at += part.height if vertical else part.width
             grids.append(torch.from_numpy(np.asarray(grid, dtype=np.float32) / 255.0))
         return torch.stack(grids)
+
+
+# -- upscale model ---------------------------------------------------------------------------------
+
+UPSCALE_RESIZES = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+UPSCALE_PRECISIONS = ("auto", "32", "16", "bfloat16")
+
+
+def _upscale_dtype(model, precision: str):
+    """FL_UpscaleModel's dtype, as the pack asks ComfyUI: half where the model takes it and the device
+    runs it (CUDA or Apple's GPU; not a CPU), bfloat16 where the model takes it on a CUDA card
+    that has it; else float32."""
+    import torch
+
+    from graphflow.device import compute_device
+    device = compute_device()
+    half = getattr(model, "supports_half", False) and device.type in ("cuda", "mps")
+    bf16 = (getattr(model, "supports_bfloat16", False) and device.type == "cuda"
+            and torch.cuda.is_bf16_supported())
+    if precision == "bfloat16":
+        if not bf16:
+            raise NodeInputError("precision", f"bfloat16 is not supported by this upscale model on {device.type}")
+        return torch.bfloat16
+    if precision == "32":
+        return torch.float32
+    if half:
+        return torch.float16
+    return torch.bfloat16 if precision == "16" and bf16 else torch.float32
+
+
+@dataclass
+class _CastUpscaler:
+    """An upscale model run in `dtype`: its pictures cast to it on the way in."""
+    model: object  # the network (the memory manager moves it to the device)
+    scale: int
+    input_channels: int
+    dtype: object
+
+    def __call__(self, picture):
+        return self.model(picture.to(self.dtype))
+
+
+class FillUpscaleModel(Node):
+    """Upscale the images with the upscale model as ImageUpscaleWithModel does (tiles of 512
+    overlapping by 32), batch_size images at a time, in precision: 32 is float32; auto and 16 run
+    half precision where the model and device take it (a CUDA or Apple GPU; a CPU runs float32),
+    16 falls back to bfloat16 there, as the pack asks ComfyUI; bfloat16 is refused where unsupported.
+    The model itself is not changed: a copy runs in another precision. downscale_by below 1 then
+    resizes the result to round(side × downscale_by) with rescale_method (lanczos runs bicubic, as
+    in the pack), clamped to 0..1."""
+    category = "🏵️Fill Nodes/Loaders"
+    display_name = "FL Upscale Model"
+    upscale_model: UPSCALE_MODEL
+    image: IMAGE
+    downscale_by: float = Float(1.0, min=0.25, max=1.0, step=0.05)
+    rescale_method: str = Choice(UPSCALE_RESIZES, "nearest-exact")
+    precision: str = Choice(UPSCALE_PRECISIONS, "auto")
+    batch_size: int = Int(1, min=1, max=100, step=1)
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("FL_UpscaleModel",))
+
+    def run(self):
+        import copy
+
+        import torch
+        import torch.nn.functional as F
+
+        from graphflow.api import check_run_memory
+        from nodes.pack_nodes import _core
+        from nodes.upscale import ImageUpscaleWithModel
+        images = _image(self.image, "image")
+        model = self.upscale_model
+        dtype = _upscale_dtype(model, self.precision)
+        network = model.model
+        if next(network.parameters()).dtype != dtype:
+            network = copy.deepcopy(network).to(dtype)  # the loader's model is shared: a copy changes precision
+        runner = _CastUpscaler(network, model.scale, model.input_channels, dtype)
+        height, width = images.shape[1:3]
+        out_h, out_w = height * model.scale, width * model.scale
+        if self.downscale_by < 1.0:
+            out_h, out_w = round(out_h * self.downscale_by), round(out_w * self.downscale_by)
+        check_run_memory("image", f"upscales by {model.scale}", images=Size(images.shape[0], out_h, out_w))
+        mode = "bicubic" if self.rescale_method == "lanczos" else self.rescale_method
+        done = []
+        for start in range(0, images.shape[0], self.batch_size):
+            check_interrupted()
+            upscaled = _core(ImageUpscaleWithModel, upscale_model=runner, image=images[start:start + self.batch_size])
+            if self.downscale_by < 1.0:
+                upscaled = F.interpolate(upscaled.movedim(-1, 1).float(), size=(out_h, out_w), mode=mode,
+                                         align_corners=False if mode in ("bilinear", "bicubic") else None)
+                upscaled = upscaled.movedim(1, -1).clamp(0, 1)
+            done.append(upscaled.to(images))
+        return torch.cat(done)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from graphflow.comfy_format import custom_pack, export_api
+from graphflow.context import NodeInputError
 from graphflow.registry import Registry
 from graphflow.server.comfyui_object_info import object_info
 from graphflow.workflow import parse_workflow
@@ -74,6 +75,10 @@ PACK_INPUTS = {
                         ("zip_filename", "STRING", "archive.zip", None, None, None)],
     "FL_ClipScanner": [("model_type", "COMBO", None, None, None, None), ("text", "STRING", "", None, None, None)],
     "FL_NFTGenerator": [("folder_path", "STRING", "", None, None, None), ("dummy_seed", "INT", 0, 0, 1000000, None)],
+    "FL_UpscaleModel": [("upscale_model", "UPSCALE_MODEL", None, None, None, None),
+                        ("image", "IMAGE", None, None, None, None), ("downscale_by", "FLOAT", 1.0, 0.25, 1.0, 0.05),
+                        ("rescale_method", "COMBO", None, None, None, None),
+                        ("precision", "COMBO", None, None, None, None), ("batch_size", "INT", 1, 1, 100, 1)],
     "FL_KSamplerXYZPlot": [
         ("model", "MODEL", None, None, None, None), ("positive", "CONDITIONING", None, None, None, None),
         ("negative", "CONDITIONING", None, None, None, None), ("seed", "INT", 0, 0, 0xffffffffffffffff, None),
@@ -107,6 +112,8 @@ PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fi
                 ("FL_PasteByMask", "blend_mode"): BLEND_MODES,
                 ("FL_BlackFrameReject", "channels"): ["all", "average", "luminance", "rgb"],
                 ("FL_VideoCaptionSaver", "format"): ["mp4", "avi"],
+                ("FL_UpscaleModel", "rescale_method"): ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"],
+                ("FL_UpscaleModel", "precision"): ["auto", "32", "16", "bfloat16"],
                 ("FL_KSamplerXYZPlot", "x_axis"): ["steps", "cfg", "denoise", "sampler_name", "scheduler"],
                 ("FL_KSamplerXYZPlot", "z_axis"): ["none", "steps", "cfg", "denoise", "sampler_name", "scheduler"],
                 ("FL_KSamplerXYZPlot", "z_stack_mode"): ["vertical", "horizontal"],
@@ -669,3 +676,54 @@ def test_xyz_plot_lays_ksampler_runs_out_by_the_axes(registry, demo):
     _refused(registry, "FillKSamplerXYZPlot", "y_values", "outside", latent_image=latent, vae=vae, x_axis="cfg",
              x_values="1", y_axis="denoise", y_values="1.5", **common)
     _refused(registry, "FillKSamplerXYZPlot", "vae", latent_image=latent, x_values="1", y_values="1", **common)
+
+
+# -- upscale model ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upscaler(tmp_path_factory):
+    from graphflow.models.upscale import load_upscale_model
+    from graphflow.testing import write_esrgan
+    return load_upscale_model(write_esrgan(tmp_path_factory.mktemp("upscale") / "x2.safetensors", scale=2))
+
+
+@pytest.mark.parametrize("method", ["bilinear", "lanczos", "area"])
+def test_upscale_model_runs_the_model_then_downscales(registry, upscaler, method):
+    images = _images(18, 3, 12, 10)
+    out = call(registry, "FillUpscaleModel", upscale_model=upscaler, image=images, downscale_by=0.35,
+               rescale_method=method, precision="32", batch_size=2)
+    upscaled = call(registry, "ImageUpscaleWithModel", upscale_model=upscaler, image=images)
+    mode = "bicubic" if method == "lanczos" else method  # the pack's lanczos runs torch's bicubic
+    want = F.interpolate(upscaled.permute(0, 3, 1, 2), size=(round(24 * 0.35), round(20 * 0.35)), mode=mode,
+                         align_corners=False if mode != "area" else None).permute(0, 2, 3, 1).clamp(0, 1)
+    torch.testing.assert_close(out, want)
+    whole = call(registry, "FillUpscaleModel", upscale_model=upscaler, image=images, precision="auto")
+    assert torch.equal(whole, upscaled)  # a CPU runs float32 on auto
+
+
+def test_upscale_model_runs_a_copy_in_another_precision(registry, upscaler, monkeypatch):
+    import copy
+
+    import nodes.pack_nodes_fill3 as fill3
+    monkeypatch.setattr(fill3, "_upscale_dtype", lambda model, precision: torch.bfloat16)
+    images = _images(19, 1, 8, 8)
+    out = call(registry, "FillUpscaleModel", upscale_model=upscaler, image=images, precision="16")
+    network = copy.deepcopy(upscaler.model).to(torch.bfloat16)
+    with torch.no_grad():
+        want = network(images.permute(0, 3, 1, 2).to(torch.bfloat16)).float().clamp(0, 1).permute(0, 2, 3, 1)
+    torch.testing.assert_close(out, want)
+    assert next(upscaler.model.parameters()).dtype == torch.float32  # the shared model is left as it was
+
+
+def test_upscale_model_picks_the_packs_precision_for_the_device(upscaler, monkeypatch):
+    import graphflow.device
+    from nodes.pack_nodes_fill3 import _upscale_dtype
+    assert [_upscale_dtype(upscaler, p) for p in ("auto", "32", "16")] == [torch.float32] * 3  # a CPU
+    with pytest.raises(NodeInputError) as caught:
+        _upscale_dtype(upscaler, "bfloat16")
+    assert caught.value.input == "precision"
+    monkeypatch.setattr(graphflow.device, "compute_device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert [_upscale_dtype(upscaler, p) for p in ("auto", "32", "16", "bfloat16")] == [
+        torch.float16, torch.float32, torch.float16, torch.bfloat16]  # ESRGAN takes half and bfloat16
