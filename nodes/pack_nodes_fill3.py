@@ -5,11 +5,13 @@ these commits:
   e781475a858d62b42312ed05bbbf82845b7bd564 FL_PasteByMask.py (the whole file: tensor2mask,
   tensor2rgba, its gaussian_blur and the nine blend modes); 7e40cac64901cf4b1df0d3e2c3294aeb715dea36
   FL_BlackFrameReject.py; 88056c54e5b1db57e5645a61cda244d211013d4b utility/FL_SD_Slices.py
-  (FL_SDUltimate_Slices); 504358021a82ba91674cce42a8e984fb1ef3b926 FL_AnimeLineExtractor.py;
+  (FL_SDUltimate_Slices) and image/FL_AnimeLineExtractor.py (its earlier layout, without invert_output,
+  at 504358021a82ba91674cce42a8e984fb1ef3b926);
   FL_VideoCropNStitch.py (FL_VideoCropMask, FL_VideoRecompose) in its later version, which scales an
   oversized crop back inside the frame and clamps the recomposed box (the index holds it without a
-  commit; its version at 88056c54 lets a crop run off the frame); 655316e60fdf4d2d219983e51b41594d8a421e27
-  FL_API_Base64_ImageLoader.py; 19588f1b62ea00875ac8b22bc529032966ee7291 FL_API_ImageSaver.py;
+  commit; its version at 88056c54 lets a crop run off the frame); 88056c54 api_tools/FL_API_Base64_ImageLoader.py
+  and api_tools/FL_API_ImageSaver.py (with user_id; their earlier layouts, refused from UI saves, at
+  655316e60fdf4d2d219983e51b41594d8a421e27 and 19588f1b62ea00875ac8b22bc529032966ee7291);
   5d9f67074ba74659e2bb3e2c757d0e15eeade220 FL_ImageCaptionLayout.py; 88056c54 utility/FL_ClipScanner.py
   (its tokenizer, open_clip's SimpleTokenizer, read in open_clip 3.3's tokenizer.py as installed here)
   and captioning/FL_Video_Caption_Saver.py (the OpenCV version; an earlier one wrote with moviepy);
@@ -281,14 +283,17 @@ class FillAnimeLineExtractor(Node):
     0), OpenCV's Gaussian adaptive threshold inverted over an odd block of int(50 (1 -
     detail_level)) + 11 pixels with the constant int(20 line_threshold), opened by a square of
     max(1, int(3 (1 - detail_level))) pixels and grown by one of line_width pixels when wider than
-    1. RGB images only, as in the pack."""
-    category = IMAGE_PROCESSING
+    1; invert_output (the pack's "White Background") gives black lines on white instead. RGB images
+    only, as in the pack. A save of the pack's earlier layout, without invert_output, loads with it
+    off (white lines on black, as that version drew)."""
+    category = "🏵️Fill Nodes/Image"
     display_name = "FL Anime Line Extractor"
     image: IMAGE
     line_threshold: float = Float(0.4, min=0.0, max=1.0, step=0.01)
     line_width: int = Int(1, min=1, max=5, step=1)
     detail_level: float = Float(0.5, min=0.1, max=1.0, step=0.01)
     noise_reduction: float = Float(0.3, min=0.0, max=1.0, step=0.01)
+    invert_output: bool = Bool(False, description="White Background: black lines on white")
     outputs = {"IMAGE": IMAGE}
     comfy = ComfyAlias(("FL_AnimeLineExtractor",))
 
@@ -314,6 +319,8 @@ class FillAnimeLineExtractor(Node):
             lines = cv2.morphologyEx(lines, cv2.MORPH_OPEN, opening)
             if self.line_width > 1:
                 lines = cv2.dilate(lines, np.ones((self.line_width, self.line_width), np.uint8), iterations=1)
+            if self.invert_output:
+                lines = cv2.bitwise_not(lines)
             out.append(torch.from_numpy(lines.astype(np.float32) / 255.0)[..., None].expand(-1, -1, 3))
         return torch.stack(out).to(images.device)
 
@@ -478,15 +485,34 @@ def _base64_size(width: int, height: int, to_width: int, to_height: int, keep_ra
     return int(width * scale), int(height * scale)
 
 
+def _loader_widgets(values: list) -> list:
+    """A UI save of FL_API_Base64_ImageLoader in the layout built here (88056c54: user_id between
+    job_id and category, and a user_id output before category); the earlier layout (655316e6,
+    seven widgets, category the fifth output) is refused rather than read shifted, as its links
+    from category would land on user_id."""
+    if len(values) == 7:
+        raise ValueError("a save with 7 widget values is from an earlier version of the pack (655316e6: no user_id, "
+                         "category its 5th output): not read; graphflow builds the layout of 88056c54 (base64_string, "
+                         "job_id, user_id, category, ...; outputs image, width, height, job_id, user_id, category): "
+                         "put a new FL API Base64 Image Loader in its place")
+    return values
+
+
+_loader_widgets.doc_note = "UI saves of the pack's earlier layout refused, naming its version (see the node's help)"
+
+
 class FillAPIBase64ImageLoader(Node):
     """A picture from base64 text (with auto_clean_base64, whitespace removed and anything up to a
     data URL's "base64," dropped first), made RGB (Pillow's conversion: an alpha is dropped, not
     mixed), resized with Lanczos where resize_width / resize_height ask (see their help: 0 keeps a
-    side), as the pack does. Gives it with its width and height, and job_id and category passed on."""
+    side), as the pack does. Gives it with its width and height, and job_id, user_id and category
+    passed on. This is the pack's layout at 88056c54; a save of its earlier one (no user_id) is
+    refused, not read shifted."""
     category = API_TOOLS
     display_name = "FL API Base64 Image Loader"
     base64_string: str = Text("", multiline=True)
     job_id: str = Text("")
+    user_id: str = Text("")
     job_category: str = Text("", description="The pack's `category`, passed on")
     resize_width: int = Int(0, min=0, max=8192, step=8, description="0: the picture's, or with "
                                                                     "maintain_aspect_ratio the height's share")
@@ -494,9 +520,11 @@ class FillAPIBase64ImageLoader(Node):
                                                                      "maintain_aspect_ratio the width's share")
     maintain_aspect_ratio: bool = Bool(True)
     auto_clean_base64: bool = Bool(True)
-    outputs = {"image": IMAGE, "width": INT, "height": INT, "job_id": STRING, "category": STRING}
+    outputs = {"image": IMAGE, "width": INT, "height": INT, "job_id": STRING, "user_id": STRING,
+               "category": STRING}
     comfy = ComfyAlias(("FL_API_Base64_ImageLoader",), inputs={"category": "job_category"},
-                       optional=("resize_width", "resize_height", "maintain_aspect_ratio", "auto_clean_base64"))
+                       optional=("resize_width", "resize_height", "maintain_aspect_ratio", "auto_clean_base64"),
+                       widgets=_loader_widgets)
 
     def run(self):
         import base64
@@ -535,27 +563,56 @@ class FillAPIBase64ImageLoader(Node):
             array = np.asarray(picture, dtype=np.float32) / 255.0
         except OSError as e:
             raise NodeInputError("base64_string", f"the picture can't be read: {e}") from None
-        return torch.from_numpy(array)[None], new_width, new_height, self.job_id, self.job_category
+        return (torch.from_numpy(array)[None], new_width, new_height, self.job_id, self.user_id,
+                self.job_category)
+
+
+def _saver_widgets(values: list) -> list:
+    """A UI save of FL_API_ImageSaver in the layout built here (88056c54: user_id between job_id
+    and category, four outputs); the earlier layout (19588f1b, five widgets, category the third
+    output) is refused rather than read shifted, as its links from category would land on user_id."""
+    if len(values) == 5:
+        raise ValueError("a save with 5 widget values is from an earlier version of the pack (19588f1b: no user_id, "
+                         "category its 3rd output): not read; graphflow builds the layout of 88056c54 (job_id, "
+                         "user_id, category, base_output_dir, image_format, image_quality; outputs saved_path, "
+                         "job_id, user_id, category): put a new FL API Image Saver in its place")
+    return values
+
+
+_saver_widgets.doc_note = _loader_widgets.doc_note
+
+
+def _api_folder_part(name: str, input_name: str) -> str:
+    """A category / user_id folder of FL_API_ImageSaver: '' for none, else a relative path that stays put."""
+    from graphflow.folders import file_name_problem
+    name = name.replace("\\", "/").strip().strip("/")
+    if name and (problem := file_name_problem(name)) or "." in name.split("/"):
+        raise NodeInputError(input_name, f"{name!r}: {problem or 'a folder named .'}: expected a folder name")
+    return name
 
 
 class FillAPIImageSaver(Node):
-    """Save the image as <job_id>.<image_format> in the folder category inside base_output_dir, a
-    folder inside the outputs folder (both made when missing; the pack writes anywhere on disk, so
-    its default, an absolute path, is refused here), replacing a file of that name: PNG, or JPEG /
-    WebP at image_quality; 8-bit levels cut as ComfyUI's savers do. Gives the file's path in the
-    outputs folder, job_id and category. One image a run, as in the pack; saved again every run."""
+    """Save the image as <job_id>.<image_format> in the folder <category>/<user_id> inside
+    base_output_dir, a folder inside the outputs folder (made when missing; an empty category or
+    user_id adds no folder; the pack writes anywhere on disk, so its default, an absolute path, is
+    refused here), replacing a file of that name: PNG, or JPEG / WebP at image_quality; 8-bit
+    levels cut as ComfyUI's savers do. Gives the file's path in the outputs folder, job_id, user_id
+    and category. One image a run, as in the pack; saved again every run. Everything is checked
+    before a folder is made. This is the pack's layout at 88056c54; a save of its earlier one (no
+    user_id) is refused, not read shifted."""
     category = API_TOOLS
     display_name = "FL API Image Saver"
     output_node = True
     cacheable = False  # the pack saves again every run (IS_CHANGED NaN)
     image: IMAGE
     job_id: str = Text("")
+    user_id: str = Text("", description="The subfolder inside category the file goes in")
     job_category: str = Text("", description="The pack's `category`: the subfolder the file goes in")
     base_output_dir: str = Text("/absolute/path/to/output")
     image_format: str = Text("png", description="png, jpg, jpeg or webp")
     image_quality: int = Int(100, min=1, max=100, step=1)
-    outputs = {"saved_path": STRING, "job_id": STRING, "category": STRING}
-    comfy = ComfyAlias(("FL_API_ImageSaver",), inputs={"category": "job_category"})
+    outputs = {"saved_path": STRING, "job_id": STRING, "user_id": STRING, "category": STRING}
+    comfy = ComfyAlias(("FL_API_ImageSaver",), inputs={"category": "job_category"}, widgets=_saver_widgets)
 
     def run(self):
         from graphflow.api import folders
@@ -571,18 +628,21 @@ class FillAPIImageSaver(Node):
         if image_format is None:
             raise NodeInputError("image_format", f"{self.image_format!r}: expected one of {', '.join(API_FORMATS)}")
         file_name = f"{self.job_id}.{self.image_format}"
-        if "/" in file_name or "\\" in file_name or file_name_problem(file_name) or not self.job_id:
+        if "/" in file_name or "\\" in file_name or file_name_problem(file_name) or not self.job_id.strip("."):
             raise NodeInputError("job_id", f"{self.job_id!r}: expected a file name, without folders")
-        base = _caption_folder(self.base_output_dir, "base_output_dir")
-        folder = _caption_folder(base.relative_to(folders.outputs).joinpath(self.job_category).as_posix(),
-                                 "job_category") if self.job_category.strip() else base
         picture = image_to_pil(images[0])
         if image_format == "JPEG" and picture.mode == "RGBA":
             raise NodeInputError("image_format", "an RGBA image can't be saved as JPEG: choose png or webp")
+        inside = [part for part in (_api_folder_part(self.job_category, "job_category"),
+                                    _api_folder_part(self.user_id, "user_id")) if part]
+        base = self.base_output_dir.replace("\\", "/").strip().rstrip("/")
+        if problem := file_name_problem(base):
+            raise NodeInputError("base_output_dir", f"{problem}: expected a folder inside the output folder")
+        folder = _caption_folder("/".join([base, *inside]), "base_output_dir")
         options = {} if image_format == "PNG" else {"quality": self.image_quality}
         path = folder / file_name
         _write_replacing(path, lambda temporary: picture.save(temporary, image_format, **options))
-        return path.relative_to(folders.outputs).as_posix(), self.job_id, self.job_category
+        return path.relative_to(folders.outputs).as_posix(), self.job_id, self.user_id, self.job_category
 
 
 # -- captions layout and zip -----------------------------------------------------------------------

@@ -49,7 +49,8 @@ PACK_INPUTS = {
     "FL_AnimeLineExtractor": [("image", "IMAGE", None, None, None, None),
                               ("line_threshold", "FLOAT", 0.4, 0.0, 1.0, 0.01), ("line_width", "INT", 1, 1, 5, 1),
                               ("detail_level", "FLOAT", 0.5, 0.1, 1.0, 0.01),
-                              ("noise_reduction", "FLOAT", 0.3, 0.0, 1.0, 0.01)],
+                              ("noise_reduction", "FLOAT", 0.3, 0.0, 1.0, 0.01),
+                              ("invert_output", "BOOLEAN", False, None, None, None)],
     "FL_VideoCropMask": [("video", "IMAGE", None, None, None, None), ("mask", "IMAGE", None, None, None, None),
                          ("output_width", "INT", 512, 64, 2048, 64), ("output_height", "INT", 512, 64, 2048, 64),
                          ("padding", "INT", 0, 0, 100, 1), ("smoothing_factor", "FLOAT", 0.5, 0.0, 1.0, 0.1)],
@@ -58,12 +59,13 @@ PACK_INPUTS = {
                           ("crop_data", "CROP_DATA", None, None, None, None)],
     "FL_API_Base64_ImageLoader": [("base64_string", "STRING", "", None, None, None),
                                   ("job_id", "STRING", "", None, None, None),
+                                  ("user_id", "STRING", "", None, None, None),
                                   ("category", "STRING", "", None, None, None),
                                   ("resize_width", "INT", 0, 0, 8192, 8), ("resize_height", "INT", 0, 0, 8192, 8),
                                   ("maintain_aspect_ratio", "BOOLEAN", True, None, None, None),
                                   ("auto_clean_base64", "BOOLEAN", True, None, None, None)],
     "FL_API_ImageSaver": [("image", "IMAGE", None, None, None, None), ("job_id", "STRING", None, None, None, None),
-                          ("category", "STRING", None, None, None, None),
+                          ("user_id", "STRING", None, None, None, None), ("category", "STRING", None, None, None, None),
                           ("base_output_dir", "STRING", "/absolute/path/to/output", None, None, None),
                           ("image_format", "STRING", "png", None, None, None),
                           ("image_quality", "INT", 100, 1, 100, 1)],
@@ -101,11 +103,11 @@ PACK_INPUTS = {
 PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"],
                 "FL_SDUltimate_Slices": ["IMAGE", "INT", "INT", "FLOAT"],
                 "FL_VideoCropMask": ["IMAGE", "IMAGE", "IMAGE", "CROP_DATA"],
-                "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING"],
-                "FL_API_ImageSaver": ["STRING", "STRING", "STRING"], "FL_ZipDirectory": ["ZIP"],
+                "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING", "STRING"],
+                "FL_API_ImageSaver": ["STRING", "STRING", "STRING", "STRING"], "FL_ZipDirectory": ["ZIP"],
                 "FL_ClipScanner": ["STRING"],
                 "FL_VideoCaptionSaver": ["STRING"], "FL_NFTGenerator": ["IMAGE", "IMAGE"]}
-PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 3,
+PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 4,
                  "FL_KSamplerXYZPlot": 17}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
                                                         "source_size_unmasked"],
@@ -396,6 +398,9 @@ def test_anime_line_extractor_runs_the_packs_opencv_steps_with_its_settings(regi
     assert out.shape == (1, 40, 48, 3)
     assert np.array_equal(out[0, ..., 0].numpy(), lines / 255.0) and torch.equal(out[..., 0], out[..., 2])
     assert out[0, 12:28, 20:22].mean() > 0.5  # the stroke is drawn
+    white = call(registry, "FillAnimeLineExtractor", image=image, line_threshold=0.4, line_width=2, detail_level=0.3,
+                 noise_reduction=0.45, invert_output=True)
+    assert np.array_equal(white[0, ..., 1].numpy(), cv2.bitwise_not(lines) / 255.0)  # black lines on white
     _refused(registry, "FillAnimeLineExtractor", "image", image=_images(1, 1, 8, 8, 4))
 
 
@@ -461,20 +466,20 @@ def test_base64_loader_decodes_cleans_and_resizes_as_the_pack(registry):
     picture = Image.fromarray(rng.integers(0, 256, (30, 40, 4), dtype=np.uint8), "RGBA")
     text = _png_base64(picture)
     wrapped = "data:image/png;base64," + "\n".join(text[i:i + 60] for i in range(0, len(text), 60))
-    image, width, height, job, category = call(registry, "FillAPIBase64ImageLoader", base64_string=wrapped,
-                                               job_id="j1", job_category="cats")
-    assert (width, height, job, category) == (40, 30, "j1", "cats")
+    image, width, height, job, user, category = call(registry, "FillAPIBase64ImageLoader", base64_string=wrapped,
+                                                     job_id="j1", user_id="u2", job_category="cats")
+    assert (width, height, job, user, category) == (40, 30, "j1", "u2", "cats")
     assert np.array_equal(image[0].numpy(), np.asarray(picture.convert("RGB"), np.float32) / 255.0)
     # keeping the ratio inside 24 × 24: scale min(24 / 40, 24 / 30) = 0.6 -> 24 × 18
-    image, width, height, _, _ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_width=24,
-                                      resize_height=24)
+    image, width, height, *_ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_width=24,
+                                    resize_height=24)
     assert (width, height) == (24, 18) and image.shape == (1, 18, 24, 3)
     want = np.asarray(picture.convert("RGB").resize((24, 18), Image.LANCZOS), np.float32) / 255.0
     assert np.array_equal(image[0].numpy(), want)
-    _, width, height, _, _ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_height=16)
+    _, width, height, *_ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_height=16)
     assert (width, height) == (int(40 * 16 / 30), 16)
-    _, width, height, _, _ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_height=16,
-                                  maintain_aspect_ratio=False)
+    _, width, height, *_ = call(registry, "FillAPIBase64ImageLoader", base64_string=text, resize_height=16,
+                                maintain_aspect_ratio=False)
     assert (width, height) == (40, 16)
     _refused(registry, "FillAPIBase64ImageLoader", "base64_string", "base64", base64_string="abc")
     _refused(registry, "FillAPIBase64ImageLoader", "base64_string", "picture", base64_string="aGVsbG8=")
@@ -484,13 +489,15 @@ def test_base64_loader_decodes_cleans_and_resizes_as_the_pack(registry):
 def test_api_image_saver_writes_the_job_in_its_category_folder(registry, tmp_folders):
     from PIL import Image
     image = _images(17, 1, 10, 12)
-    path, job, category = call(registry, "FillAPIImageSaver", image=image, job_id="job7", job_category="portraits",
-                               base_output_dir="api", image_format="png", image_quality=100)
-    assert (path, job, category) == ("api/portraits/job7.png", "job7", "portraits")
+    path, job, user, category = call(registry, "FillAPIImageSaver", image=image, job_id="job7", user_id="u9",
+                                     job_category="portraits", base_output_dir="api", image_format="png",
+                                     image_quality=100)
+    assert (path, job, user, category) == ("api/portraits/u9/job7.png", "job7", "u9", "portraits")
     with Image.open(tmp_folders.outputs / path) as saved:
         assert np.array_equal(np.asarray(saved), (np.clip(image[0].numpy() * 255, 0, 255)).astype(np.uint8))
-    path, _, _ = call(registry, "FillAPIImageSaver", image=image, job_id="job7", job_category="portraits",
-                      base_output_dir="api", image_format="JPG", image_quality=30)
+    path, *_ = call(registry, "FillAPIImageSaver", image=image, job_id="job7", job_category="portraits",
+                    base_output_dir="api", image_format="JPG", image_quality=30)
+    assert path == "api/portraits/job7.JPG"  # no user_id: no folder for it
     with Image.open(tmp_folders.outputs / path) as saved:
         assert saved.format == "JPEG"
         levels = Image.fromarray((np.clip(image[0].numpy() * 255, 0, 255)).astype(np.uint8))
@@ -507,6 +514,18 @@ def test_api_image_saver_writes_the_job_in_its_category_folder(registry, tmp_fol
              base_output_dir="api")
     _refused(registry, "FillAPIImageSaver", "job_category", image=image, job_id="a", job_category="../..",
              base_output_dir="api")
+    _refused(registry, "FillAPIImageSaver", "user_id", image=image, job_id="a", user_id="x/./y", base_output_dir="api")
+
+
+def test_api_image_saver_checks_everything_before_making_a_folder(registry, tmp_folders):
+    rgba = _images(20, 1, 4, 4, 4)
+    _refused(registry, "FillAPIImageSaver", "image_format", image=rgba, job_id="a", job_category="c", user_id="u",
+             base_output_dir="fresh", image_format="jpg")
+    _refused(registry, "FillAPIImageSaver", "job_id", image=rgba, job_id="..", job_category="c",
+             base_output_dir="fresh")
+    _refused(registry, "FillAPIImageSaver", "user_id", image=rgba, job_id="a", user_id="..", job_category="c",
+             base_output_dir="fresh")
+    assert not (tmp_folders.outputs / "fresh").exists()
 
 
 # -- caption layout and zip ------------------------------------------------------------------------
@@ -727,3 +746,67 @@ def test_upscale_model_picks_the_packs_precision_for_the_device(upscaler, monkey
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     assert [_upscale_dtype(upscaler, p) for p in ("auto", "32", "16", "bfloat16")] == [
         torch.float16, torch.float32, torch.float16, torch.bfloat16]  # ESRGAN takes half and bfloat16
+
+
+# -- UI saves --------------------------------------------------------------------------------------
+
+# class: (widgets_values as the pack's editor saves them at 88056c54, the values read, by our input names)
+UI_SAVES = {
+    "FL_PasteByMask": (["keep_ratio_fit", "screen", 7],
+                       {"resize_behavior": "keep_ratio_fit", "blend_mode": "screen", "feather_amount": 7}),
+    "FL_BlackFrameReject": ([90.0, 0.1, "rgb", True, False], {"threshold": 90.0, "black_level": 0.1, "channels": "rgb",
+                                                             "invert": True, "show_progress": False}),
+    "FL_SDUltimate_Slices": (["2x3", 1.5], {"slicing": "2x3", "multiplier": 1.5}),
+    "FL_AnimeLineExtractor": ([0.4, 2, 0.5, 0.3, True], {"line_threshold": 0.4, "line_width": 2, "detail_level": 0.5,
+                                                         "noise_reduction": 0.3, "invert_output": True}),
+    "FL_VideoCropMask": ([256, 128, 5, 0.3], {"output_width": 256, "output_height": 128, "padding": 5,
+                                              "smoothing_factor": 0.3}),
+    "FL_VideoRecompose": ([], {}),
+    "FL_API_Base64_ImageLoader": (["iVBOR", "job1", "user9", "portraits", 64, 0, False, True],
+                                  {"base64_string": "iVBOR", "job_id": "job1", "user_id": "user9",
+                                   "job_category": "portraits", "resize_width": 64, "resize_height": 0,
+                                   "maintain_aspect_ratio": False, "auto_clean_base64": True}),
+    "FL_API_ImageSaver": (["job1", "user9", "portraits", "api", "webp", 90],
+                          {"job_id": "job1", "user_id": "user9", "job_category": "portraits", "base_output_dir": "api",
+                           "image_format": "webp", "image_quality": 90}),
+    "FL_ImageCaptionLayout": (["set", 2, 128, 48, 10, 4], {"image_directory": "set", "images_per_row": 2,
+                                                          "image_size": 128, "caption_height": 48, "font_size": 10,
+                                                          "padding": 4}),
+    "FL_ZipDirectory": (["run", "x.zip"], {"directory_path": "run", "zip_filename": "x.zip"}),
+    "FL_ClipScanner": (["FLUX (ViT-L/14)", "a cat"], {"model_type": "FLUX (ViT-L/14)", "text": "a cat"}),
+    "FL_NFTGenerator": (["nft", 5], {"folder_path": "nft", "dummy_seed": 5}),
+    "FL_UpscaleModel": ([0.5, "bicubic", "16", 4], {"downscale_by": 0.5, "rescale_method": "bicubic",
+                                                     "precision": "16", "batch_size": 4}),
+    "FL_KSamplerXYZPlot": ([42, "fixed", "latent", 10, 6.5, "ddim", "karras", 0.8, "cfg", "4,8", "steps", "5,10",
+                            "sampler_name", "euler,ddim", "horizontal"],
+                           {"seed": 42, "input_type": "latent", "steps": 10, "cfg": 6.5, "sampler_name": "ddim",
+                            "scheduler": "karras", "denoise": 0.8, "x_axis": "cfg", "x_values": "4,8",
+                            "y_axis": "steps", "y_values": "5,10", "z_axis": "sampler_name", "z_values": "euler,ddim",
+                            "z_stack_mode": "horizontal"}),
+    "FL_VideoCaptionSaver": (["clips", "hi", "v", 12.0, "avi", 5, False],
+                             {"folder_name": "clips", "caption_text": "hi", "video_name": "v", "fps": 12.0,
+                              "format": "avi", "quality": 5, "overwrite": False}),
+}
+
+
+def _ui_read(registry, class_type, widgets):
+    from tests.test_pack_nodes import ui_graph, ui_node
+    workflow = parse_workflow(ui_graph([ui_node(1, class_type, widgets)]), registry)
+    return {name: value for name, value in workflow.nodes["1"].inputs.items() if not isinstance(value, list)}
+
+
+@pytest.mark.parametrize("class_type", sorted(UI_SAVES))
+def test_a_ui_save_of_the_packs_layout_reads_each_widget_in_place(registry, class_type):
+    widgets, want = UI_SAVES[class_type]
+    assert _ui_read(registry, class_type, widgets) == want
+
+
+def test_ui_saves_of_the_packs_earlier_layouts_load_or_are_refused_naming_the_version(registry):
+    from graphflow.workflow import WorkflowFormatError
+    earlier = _ui_read(registry, "FL_AnimeLineExtractor", [0.4, 2, 0.5, 0.3])  # 504358021a: no invert_output
+    assert earlier == {"line_threshold": 0.4, "line_width": 2, "detail_level": 0.5, "noise_reduction": 0.3}
+    for class_type, widgets, version in (
+            ("FL_API_Base64_ImageLoader", ["iVBOR", "job1", "portraits", 0, 0, True, True], "655316e6"),
+            ("FL_API_ImageSaver", ["job1", "portraits", "api", "png", 100], "19588f1b")):
+        with pytest.raises(WorkflowFormatError, match=version):
+            _ui_read(registry, class_type, widgets)
