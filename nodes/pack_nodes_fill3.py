@@ -966,14 +966,21 @@ def _plot_values(text: str, axis: str, input_name: str) -> list:
     return values
 
 
+def _plot_size(cell_width: int, cell_height: int, columns: int, rows: int, grids: int = 1,
+               vertical: bool = True) -> tuple[int, int]:
+    """The width and height of _plot_grid's grid, or of `grids` of them stacked."""
+    width = columns * (cell_width + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + PLOT_LABEL_MARGIN
+    height = rows * (cell_height + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + PLOT_LABEL_MARGIN
+    return (width, height * grids) if vertical else (width * grids, height)
+
+
 def _plot_grid(cells: list, x_values: list, y_values: list, x_axis: str, y_axis: str, font):
     """The pack's grid: cells in rows of len(x_values), the first row at the bottom, red axes, the
     values (as Python prints them) under the columns and left of the rows, the axes' names."""
     from PIL import Image, ImageDraw
     columns, rows = len(x_values), len(y_values)
     cell_width, cell_height = cells[0].size
-    width = columns * (cell_width + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + PLOT_LABEL_MARGIN
-    height = rows * (cell_height + PLOT_CELL_MARGIN) + PLOT_CELL_MARGIN + PLOT_LABEL_MARGIN
+    width, height = _plot_size(cell_width, cell_height, columns, rows)
     grid = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(grid)
     draw.line([(PLOT_LABEL_MARGIN, height - PLOT_LABEL_MARGIN), (width, height - PLOT_LABEL_MARGIN)], fill="red",
@@ -1060,6 +1067,18 @@ class FillKSamplerXYZPlot(Node):
             raise NodeInputError("x_values", f"{cells_a_grid * len(latents)} samplings: at most {MOST_PLOT_CELLS}")
         if self.seed + len(latents) - 1 > 0xffffffffffffffff:
             raise NodeInputError("seed", f"{self.seed}: the last input's seed + index passes 2⁶⁴ − 1")
+        vertical = self.z_stack_mode == "vertical"
+
+        def check_plot(cell_width, cell_height):
+            width, height = _plot_size(cell_width, cell_height, len(x_values), len(y_values), len(z_values),
+                                       vertical)
+            _check_size(width, height, "x_values")
+            check_run_memory("x_values", "the plot", images=Size(len(latents), height, width))
+        downscale = getattr(self.vae, "downscale", None)
+        checked = isinstance(downscale, int)
+        if checked:  # refused before any sampling: the cells' size is the latent's times the downscale
+            latent_height, latent_width = latents[0]["samples"].shape[-2:]
+            check_plot(latent_width * downscale, latent_height * downscale)
         font = ImageFont.load_default()
         grids = []
         for index, latent in enumerate(latents):
@@ -1078,6 +1097,9 @@ class FillKSamplerXYZPlot(Node):
                                         seed=self.seed + index, latent_image=latent, **settings)
                         decoded = _core(VAEDecode, samples=sampled, vae=self.vae)
                         cells.append(Image.fromarray(_levels(decoded[0])))
+                        if not checked:  # a VAE that doesn't give its downscale: after the first cell
+                            check_plot(*cells[0].size)
+                            checked = True
             per_z = len(x_values) * len(y_values)
             parts = []
             for i, z in enumerate(z_values):
@@ -1086,11 +1108,7 @@ class FillKSamplerXYZPlot(Node):
                 if self.z_axis != "none":
                     ImageDraw.Draw(part).text((200, 10), f"{self.z_axis}: {z}", fill="black", font=font)
                 parts.append(part)
-            vertical = self.z_stack_mode == "vertical"
-            width = max(p.width for p in parts) if vertical else sum(p.width for p in parts)
-            height = sum(p.height for p in parts) if vertical else max(p.height for p in parts)
-            _check_size(width, height, "x_values")
-            check_run_memory("x_values", "the plot", images=Size(len(latents), height, width))
+            width, height = _plot_size(*cells[0].size, len(x_values), len(y_values), len(z_values), vertical)
             grid, at = Image.new("RGB", (width, height), "white"), 0
             for part in parts:
                 grid.paste(part, (0, at) if vertical else (at, 0))

@@ -664,6 +664,7 @@ def test_nft_generator_draws_by_the_weights_with_pythons_seeded_random(registry,
 
 
 def test_xyz_plot_lays_ksampler_runs_out_by_the_axes(registry, demo):
+    from PIL import Image, ImageDraw, ImageFont
     model, positive, negative, vae = demo
     latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))}
     common = dict(model=model, positive=positive, negative=negative, seed=9, steps=2, cfg=5.0, sampler_name="euler",
@@ -685,16 +686,47 @@ def test_xyz_plot_lays_ksampler_runs_out_by_the_axes(registry, demo):
     assert tuple(levels[side - 150, 300]) == (255, 0, 0) and tuple(levels[40, 150]) == (255, 0, 0)  # the axes
     under_first = levels[side - 145:side - 130, 150 + 70:150 + 70 + cell]
     assert (under_first < 128).any()  # its value's label
-    stacked = call(registry, "FillKSamplerXYZPlot", latent_image=latent, vae=vae, x_axis="steps", x_values="1",
-                   y_axis="steps", y_values="2", z_axis="sampler_name", z_values="euler,ddim",
-                   z_stack_mode="horizontal", **common)
     single = (70 + 70 + 150) + cell
-    assert stacked.shape == (1, single, 2 * single, 3)
+    for mode in ("horizontal", "vertical"):
+        stacked = call(registry, "FillKSamplerXYZPlot", latent_image=latent, vae=vae, x_axis="steps", x_values="1",
+                       y_axis="steps", y_values="2", z_axis="sampler_name", z_values="euler,ddim",
+                       z_stack_mode=mode, **common)
+        assert stacked.shape == ((1, single, 2 * single, 3) if mode == "horizontal" else (1, 2 * single, single, 3))
+        levels = np.round(stacked[0].numpy() * 255).astype(np.uint8)
+        for at, sampler in enumerate(("euler", "ddim")):  # the z grids in order, each titled at its top
+            top, left = (0, at * single) if mode == "horizontal" else (at * single, 0)
+            sampled = call(registry, "KSampler", latent_image=latent, **{**common, "steps": 2,
+                                                                         "sampler_name": sampler})
+            want = (np.clip(call(registry, "VAEDecode", samples=sampled, vae=vae)[0].numpy() * 255, 0, 255)
+                    ).astype(np.uint8)
+            assert np.array_equal(levels[top + 70:top + 70 + cell, left + 220:left + 220 + cell], want), (mode, at)
+            title = Image.new("RGB", (single - 200, 40), "white")
+            ImageDraw.Draw(title).text((0, 10), f"sampler_name: {sampler}", fill="black",
+                                       font=ImageFont.load_default())
+            assert np.array_equal(levels[top:top + 40, left + 200:left + single], np.asarray(title)), (mode, at)
     _refused(registry, "FillKSamplerXYZPlot", "x_values", "not a sampler_name", latent_image=latent, vae=vae,
              x_axis="sampler_name", x_values="euler,bogus", y_axis="cfg", y_values="1", **common)
     _refused(registry, "FillKSamplerXYZPlot", "y_values", "outside", latent_image=latent, vae=vae, x_axis="cfg",
              x_values="1", y_axis="denoise", y_values="1.5", **common)
     _refused(registry, "FillKSamplerXYZPlot", "vae", latent_image=latent, x_values="1", y_values="1", **common)
+
+
+def test_xyz_plot_refuses_an_oversized_grid_before_sampling(registry, demo, monkeypatch):
+    import nodes.pack_nodes
+
+    def sampled(*args, **kwargs):
+        raise AssertionError("sampled before the grid's size was checked")
+    monkeypatch.setattr(nodes.pack_nodes, "_core", sampled)
+    model, positive, negative, vae = demo
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    # 121 columns of 64-pixel cells: 121 × (64 + 70) + 70 + 150 = 16,434 pixels wide, past 16,384
+    _refused(registry, "FillKSamplerXYZPlot", "x_values", "16434", model=model, positive=positive,
+             negative=negative, latent_image=latent, vae=vae, x_axis="steps", x_values=",".join(["1"] * 121),
+             y_axis="cfg", y_values="1")
+    # two z grids of 61 columns stacked across: 2 × (61 × 134 + 220) = 16,788
+    _refused(registry, "FillKSamplerXYZPlot", "x_values", "16788", model=model, positive=positive,
+             negative=negative, latent_image=latent, vae=vae, x_axis="steps", x_values=",".join(["1"] * 61),
+             y_axis="cfg", y_values="1", z_axis="denoise", z_values="1,0.5", z_stack_mode="horizontal")
 
 
 # -- upscale model ---------------------------------------------------------------------------------
