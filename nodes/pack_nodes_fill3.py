@@ -727,7 +727,8 @@ class FillZipDirectory(Node):
     itself; the pack zips any on disk), zipped (deflated) in memory under their paths in it, sorted
     (the pack takes them in the disk's order), as a ZIP socket's bytes; zip_filename names nothing
     that lasts, as in the pack. Links leading out of the outputs folder are left out; at most
-    100,000 files and folders and 4 GiB. Zipped again every run, as in the pack."""
+    100,000 files and folders and 4 GiB, and no more than the memory holds (the archive is held
+    whole, as the files' size at most). Zipped again every run, as in the pack."""
     category = "🏵️Fill Nodes/File Operations"
     display_name = "FL Zip Directory"
     cacheable = False  # the pack zips again every run (IS_CHANGED NaN)
@@ -737,21 +738,25 @@ class FillZipDirectory(Node):
     comfy = ComfyAlias(("FL_ZipDirectory",))
 
     def run(self):
-        import io
+        import tempfile
         import zipfile
 
-        from graphflow.api import folders
+        from graphflow.api import check_run_memory, folders
         from nodes.pack_nodes_fill2 import MOST_ZIP_BYTES, _zip_sources, outputs_subfolder
         source = outputs_subfolder(self.directory_path, "directory_path")
         files = _zip_sources(source, folders.outputs, self.directory_path, "directory_path")
-        if sum(path.stat().st_size for path, _ in files) > MOST_ZIP_BYTES:
+        total = sum(path.stat().st_size for path, _ in files)
+        if total > MOST_ZIP_BYTES:
             raise NodeInputError("directory_path", f"more than {MOST_ZIP_BYTES >> 30} GiB of files to zip")
-        archive = io.BytesIO()
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
-            for path, inside in files:
-                check_interrupted()
-                zipped.write(path, inside)
-        return archive.getvalue()
+        check_run_memory("directory_path", f"zips {len(files)} files in memory", data=total)
+        # built in a temporary file and read once: a BytesIO's growth and getvalue() each copy the archive
+        with tempfile.TemporaryFile() as spool:
+            with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as zipped:
+                for path, inside in files:
+                    check_interrupted()
+                    zipped.write(path, inside)
+            spool.seek(0)
+            return spool.read()
 
 
 # -- CLIP scanner ----------------------------------------------------------------------------------

@@ -580,6 +580,13 @@ def test_zip_directory_zips_a_folder_of_the_outputs_in_memory(registry, tmp_fold
         assert zipped.read("sub/a.bin") == bytes(range(200)) and zipped.read("b.txt") == b"beta"
         assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in zipped.infolist())
     assert not list(tmp_folders.outputs.glob("*.zip"))  # nothing written
+    from graphflow.resource_limits import RunLimits
+    from tests.test_pack_nodes_essentials_params import run_context
+    with run_context(RunLimits(ram_bytes=4 + 200)):  # the files' bytes: the archive is held whole
+        assert call(registry, "FillZipDirectory", directory_path="run") == data
+    with run_context(RunLimits(ram_bytes=4 + 200 - 1)), pytest.raises(NodeInputError, match="2 files") as caught:
+        call(registry, "FillZipDirectory", directory_path="run")
+    assert caught.value.input == "directory_path"
     _refused(registry, "FillZipDirectory", "directory_path", "no folder", directory_path="missing")
     _refused(registry, "FillZipDirectory", "directory_path", "inside the outputs", directory_path="../..")
 
