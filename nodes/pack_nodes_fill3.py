@@ -690,11 +690,13 @@ class FillImageCaptionLayout(Node):
         from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
         from graphflow.api import check_run_memory
+        from nodes.image import check_folder_pictures
         from nodes.pack_nodes_fill2 import _caption_inside, _folder_pictures
         from nodes.pack_nodes_masquerade import _check_size
         folder, names = _folder_pictures(self.image_directory, "image_directory", LAYOUT_PICTURES)
         if not names:
             raise NodeInputError("image_directory", f"no .png, .jpg or .jpeg pictures in {self.image_directory!r}")
+        check_folder_pictures([folder / name for name in names], "image_directory", "image_directory")
         size, per_row, pad, caption_height = self.image_size, self.images_per_row, self.padding, self.caption_height
         rows = -(-len(names) // per_row)
         width, height = per_row * (size + pad) + pad, rows * (size + caption_height + pad) + pad
@@ -708,7 +710,7 @@ class FillImageCaptionLayout(Node):
             try:
                 with Image.open(folder / name) as picture:
                     picture = picture.convert("RGB").resize((size, size), Image.LANCZOS)
-            except (UnidentifiedImageError, OSError) as e:
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
                 raise NodeInputError("image_directory", f"{name!r} can't be read as a picture: {e}") from None
             caption_path = _caption_inside(folder, name.rsplit(".", 1)[0] + ".txt")
             caption = caption_path.read_text(encoding="utf-8", errors="replace").strip() if caption_path else (
@@ -874,13 +876,16 @@ def _rarity(name: str) -> int:
                                             "(as gold-25per.png)") from None
 
 
-def _opened(path, name: str):
-    """A picture file as the pack's np.array of it: RGB / RGBA kept, other modes made RGB."""
+def _opened(path, name: str, header_only: bool = False):
+    """A picture file as the pack's np.array of it: RGB / RGBA kept, other modes made RGB; or,
+    header_only, its (width, height) without decoding it."""
     import numpy as np
     import torch
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as picture:
+            if header_only:
+                return picture.size
             picture = picture if picture.mode in ("RGB", "RGBA") else picture.convert("RGB")
             return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
@@ -919,6 +924,7 @@ class FillNFTGenerator(Node):
         import torch
 
         from graphflow.api import check_run_memory
+        from nodes.image import check_folder_pictures
         from nodes.pack_nodes_fill import _randomizer_folder, listed_files
         from nodes.pack_nodes_fill2 import _caption_inside
         folder = _randomizer_folder(self.folder_path, "folder_path")
@@ -936,9 +942,11 @@ class FillNFTGenerator(Node):
         picked = next((path for path, share in zip(files, cumulative) if drawn <= share), None)
         if picked is None:
             raise NodeInputError("dummy_seed", f"the draw {drawn} falls past the weights' last share {cumulative[-1]}")
-        image = _opened(picked, picked.name)
-        check_run_memory("folder_path", f"{picked.name!r} and its mask", images=Size(2, *image.shape[1:3]))
         mask_path = _caption_inside(folder, picked.name.rsplit(".", 1)[0] + "-mask" + picked.suffix)
+        check_folder_pictures([picked, mask_path] if mask_path else [picked], "folder_path", "folder_path")
+        width, height = _opened(picked, picked.name, header_only=True)
+        check_run_memory("folder_path", f"{picked.name!r} and its mask", images=Size(2, height, width))
+        image = _opened(picked, picked.name)
         mask = _opened(mask_path, mask_path.name) if mask_path else torch.zeros(1, *image.shape[1:3], 3)
         return image, mask
 

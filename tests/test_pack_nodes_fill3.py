@@ -531,7 +531,7 @@ def test_api_image_saver_checks_everything_before_making_a_folder(registry, tmp_
 # -- caption layout and zip ------------------------------------------------------------------------
 
 
-def test_image_caption_layout_lays_out_pictures_and_captions(registry, tmp_folders):
+def test_image_caption_layout_lays_out_pictures_and_captions(registry, tmp_folders, monkeypatch):
     import textwrap
 
     from PIL import Image, ImageDraw, ImageFont
@@ -560,6 +560,15 @@ def test_image_caption_layout_lays_out_pictures_and_captions(registry, tmp_folde
         assert np.array_equal(levels[y + 64:y + 96, x:x + 64], np.asarray(box)), name
     assert (levels[104:, 72:] == 255).all()  # the fourth place is left white
     _refused(registry, "FillImageCaptionLayout", "image_directory", image_directory="/etc")
+    from graphflow.resource_limits import RunLimits
+    from tests.test_pack_nodes_essentials_params import run_context
+    Image.new("RGB", (200, 200)).save(folder / "d.png")  # 40,000 pixels, more than the 28,560 of the sheet
+    with run_context(RunLimits(max_pixels=30_000)), pytest.raises(NodeInputError, match="'d.png' is 200×200") as caught:
+        call(registry, "FillImageCaptionLayout", image_directory="set", images_per_row=2, image_size=64,
+             caption_height=32, font_size=8, padding=4)
+    assert caught.value.input == "image_directory"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # Pillow's bomb check: more than twice that refused
+    _refused(registry, "FillImageCaptionLayout", "image_directory", "decompression bomb", image_directory="set")
     (tmp_folders.inputs / "empty").mkdir()
     _refused(registry, "FillImageCaptionLayout", "image_directory", "no .png", image_directory="empty")
 
@@ -665,6 +674,29 @@ def test_nft_generator_draws_by_the_weights_with_pythons_seeded_random(registry,
     Image.new("RGB", (2, 2)).save(folder / "plain.png")
     _refused(registry, "FillNFTGenerator", "folder_path", "plain.png", folder_path="nft")
     _refused(registry, "FillNFTGenerator", "folder_path", folder_path="/tmp")
+
+
+def test_nft_generator_holds_the_picture_to_the_limits_before_decoding_it(registry, tmp_folders, monkeypatch):
+    from PIL import Image
+
+    import nodes.pack_nodes_fill3 as fill3
+    from graphflow.resource_limits import RunLimits
+    from tests.test_pack_nodes_essentials_params import run_context
+    folder = tmp_folders.inputs / "nft"
+    folder.mkdir()
+    Image.new("RGB", (8, 6)).save(folder / "gold-25per.png")
+    decode = fill3._opened
+
+    def header_only(path, name, header_only=False):
+        assert header_only, "decoded before the checks"
+        return decode(path, name, header_only)
+    monkeypatch.setattr(fill3, "_opened", header_only)
+    with run_context(RunLimits(max_pixels=47)):  # the picture's 48 pixels
+        _refused(registry, "FillNFTGenerator", "folder_path", "8×6", folder_path="nft")
+    with run_context(RunLimits(ram_bytes=2 * 6 * 8 * 3 * 4 - 1)):  # it and its mask, float32 RGB
+        _refused(registry, "FillNFTGenerator", "folder_path", "mask", folder_path="nft")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)
+    _refused(registry, "FillNFTGenerator", "folder_path", "decompression bomb", folder_path="nft")
 
 
 # -- XYZ plot --------------------------------------------------------------------------------------
