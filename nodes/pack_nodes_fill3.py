@@ -49,6 +49,7 @@ untouched; its help says so.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 from graphflow.api import (
@@ -1158,6 +1159,26 @@ def _upscale_dtype(model, precision: str):
     return torch.bfloat16 if precision == "16" and bf16 else torch.float32
 
 
+def _cast_copy(network, dtype):
+    """A copy of the upscale network in `dtype`, built on the CPU a tensor at a time (wherever the
+    memory manager holds the shared network, no whole copy is made there behind its back) and kept
+    while the network lives, one a dtype."""
+    import copy
+
+    import torch
+    copies = _CAST_COPIES.setdefault(network, {})
+    if dtype not in copies:
+        # deepcopy takes the memo's tensors for the network's own: each cast onto the CPU, none copied as it is
+        memo = {id(t): torch.nn.Parameter(t.detach().to("cpu", dtype), requires_grad=False)
+                for t in network.parameters()}
+        memo |= {id(t): t.detach().to("cpu", dtype if t.is_floating_point() else t.dtype) for t in network.buffers()}
+        copies[dtype] = copy.deepcopy(network, memo)
+    return copies[dtype]
+
+
+_CAST_COPIES = weakref.WeakKeyDictionary()  # network -> {dtype: its copy}
+
+
 @dataclass
 class _CastUpscaler:
     """An upscale model run in `dtype`: its pictures cast to it on the way in."""
@@ -1175,7 +1196,8 @@ class FillUpscaleModel(Node):
     overlapping by 32), batch_size images at a time, in precision: 32 is float32; auto and 16 run
     half precision where the model and device take it (a CUDA or Apple GPU; a CPU runs float32),
     16 falls back to bfloat16 there, as the pack asks ComfyUI; bfloat16 is refused where unsupported.
-    The model itself is not changed: a copy runs in another precision. downscale_by below 1 then
+    The model itself is not changed: a copy runs in another precision (made once, while the model is
+    loaded). downscale_by below 1 then
     resizes the result to round(side × downscale_by) with rescale_method (lanczos runs bicubic, as
     in the pack), clamped to 0..1."""
     category = "🏵️Fill Nodes/Loaders"
@@ -1190,8 +1212,6 @@ class FillUpscaleModel(Node):
     comfy = ComfyAlias(("FL_UpscaleModel",))
 
     def run(self):
-        import copy
-
         import torch
         import torch.nn.functional as F
 
@@ -1203,7 +1223,7 @@ class FillUpscaleModel(Node):
         dtype = _upscale_dtype(model, self.precision)
         network = model.model
         if next(network.parameters()).dtype != dtype:
-            network = copy.deepcopy(network).to(dtype)  # the loader's model is shared: a copy changes precision
+            network = _cast_copy(network, dtype)  # the loader's model is shared: a copy changes precision
         runner = _CastUpscaler(network, model.scale, model.input_channels, dtype)
         height, width = images.shape[1:3]
         out_h, out_w = height * model.scale, width * model.scale

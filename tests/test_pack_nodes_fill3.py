@@ -779,10 +779,19 @@ def upscaler(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", ["bilinear", "lanczos", "area"])
-def test_upscale_model_runs_the_model_then_downscales(registry, upscaler, method):
+def test_upscale_model_runs_the_model_then_downscales(registry, upscaler, method, monkeypatch):
+    import graphflow.models.upscale
     images = _images(18, 3, 12, 10)
+    batches, upscale = [], graphflow.models.upscale.upscale_fitting
+
+    def counted(model, image, *args, **kwargs):
+        batches.append(image.shape[0])
+        return upscale(model, image, *args, **kwargs)
+    monkeypatch.setattr(graphflow.models.upscale, "upscale_fitting", counted)
     out = call(registry, "FillUpscaleModel", upscale_model=upscaler, image=images, downscale_by=0.35,
                rescale_method=method, precision="32", batch_size=2)
+    assert batches == [2, 1]  # batch_size images at a time
+    monkeypatch.undo()
     upscaled = call(registry, "ImageUpscaleWithModel", upscale_model=upscaler, image=images)
     mode = "bicubic" if method == "lanczos" else method  # the pack's lanczos runs torch's bicubic
     want = F.interpolate(upscaled.permute(0, 3, 1, 2), size=(round(24 * 0.35), round(20 * 0.35)), mode=mode,
@@ -804,6 +813,22 @@ def test_upscale_model_runs_a_copy_in_another_precision(registry, upscaler, monk
         want = network(images.permute(0, 3, 1, 2).to(torch.bfloat16)).float().clamp(0, 1).permute(0, 2, 3, 1)
     torch.testing.assert_close(out, want)
     assert next(upscaler.model.parameters()).dtype == torch.float32  # the shared model is left as it was
+    again = call(registry, "FillUpscaleModel", upscale_model=upscaler, image=images, precision="16")
+    assert torch.equal(again, out) and len(fill3._CAST_COPIES[upscaler.model]) == 1  # the copy is kept
+
+
+def test_upscale_models_copy_is_cast_onto_the_cpu_a_tensor_at_a_time(upscaler, monkeypatch):
+    import nodes.pack_nodes_fill3 as fill3
+
+    def whole_copy(*args):
+        raise AssertionError("a tensor of the network copied as it is (on its device, in its dtype)")
+    monkeypatch.setattr(torch.Tensor, "__deepcopy__", whole_copy)
+    monkeypatch.setattr(torch.nn.Parameter, "__deepcopy__", whole_copy)
+    copy = fill3._cast_copy(upscaler.model, torch.float16)
+    assert copy is not upscaler.model and fill3._cast_copy(upscaler.model, torch.float16) is copy
+    for (name, theirs), (_, ours) in zip(upscaler.model.state_dict().items(), copy.state_dict().items()):
+        assert ours.dtype == torch.float16 and ours.device.type == "cpu", name
+        assert torch.equal(ours, theirs.to(torch.float16)), name
 
 
 def test_upscale_model_picks_the_packs_precision_for_the_device(upscaler, monkeypatch):
