@@ -1,7 +1,8 @@
 """filliptm's ComfyUI_Fill-Nodes, round 3 (rounds 1 and 2 are nodes/pack_nodes_fill.py and
 nodes/pack_nodes_fill2.py): more of its model-free classes, under the pack's class names, display
-names, inputs (order, defaults, ranges), outputs and categories. Read from the pack's nodes/*.py at
-these commits:
+names (its __init__.py at 003fd21a70528c707c34178543948fa992458781), inputs (order, defaults, ranges),
+outputs (their RETURN_NAMES, or types where it gives none) and categories. Read from the pack's
+nodes/*.py at these commits:
   e781475a858d62b42312ed05bbbf82845b7bd564 FL_PasteByMask.py (the whole file: tensor2mask,
   tensor2rgba, its gaussian_blur and the nine blend modes); 7e40cac64901cf4b1df0d3e2c3294aeb715dea36
   FL_BlackFrameReject.py; 88056c54e5b1db57e5645a61cda244d211013d4b utility/FL_SD_Slices.py
@@ -268,7 +269,7 @@ class FillSDUltimateSlices(Node):
     slicing: str = Choice(SLICINGS, "1x1")
     multiplier: float = Float(1.0, min=1.0, max=4.0, step=0.25)
     outputs = {"image": IMAGE, "slice_width": INT, "slice_height": INT, "multiplier": FLOAT}
-    comfy = ComfyAlias(("FL_SDUltimate_Slices",))
+    comfy = ComfyAlias(("FL_SDUltimate_Slices",), output_names=("image", "slice_width", "slice_height", "multiplier"))
 
     def run(self):
         images = _image(self.image, "image")
@@ -355,7 +356,7 @@ class FillVideoCropMask(Node):
     (crop_data, for FL_VideoRecompose). A box of no width and height, where the pack divides by
     zero, becomes a one-pixel crop."""
     category = "🏵️Fill Nodes/Utility"
-    display_name = "FL Video Crop Mask"
+    display_name = "FL Video CropMask"
     video: IMAGE
     mask: IMAGE
     output_width: int = Int(512, min=64, max=2048, step=64, resource="width")
@@ -363,7 +364,7 @@ class FillVideoCropMask(Node):
     padding: int = Int(0, min=0, max=100, step=1)
     smoothing_factor: float = Float(0.5, min=0.0, max=1.0, step=0.1)
     outputs = {"cropped_video": IMAGE, "mask": IMAGE, "original_video": IMAGE, "crop_data": CROP_DATA}
-    comfy = ComfyAlias(("FL_VideoCropMask",))
+    comfy = ComfyAlias(("FL_VideoCropMask",), output_names=("cropped_video", "mask", "original_video", "crop_data"))
 
     def run(self):
         import torch
@@ -525,7 +526,8 @@ class FillAPIBase64ImageLoader(Node):
                "category": STRING}
     comfy = ComfyAlias(("FL_API_Base64_ImageLoader",), inputs={"category": "job_category"},
                        optional=("resize_width", "resize_height", "maintain_aspect_ratio", "auto_clean_base64"),
-                       widgets=_loader_widgets)
+                       widgets=_loader_widgets,
+                       output_names=("image", "width", "height", "job_id", "user_id", "category"))
 
     def run(self):
         import base64
@@ -776,7 +778,7 @@ class FillClipScanner(Node):
     that start with "<" and the bare "!" token are left out of the list and the count. Every choice
     uses the same tokenizer (open_clip's for ViT-L/14 and ViT-g/14); no model is loaded."""
     category = "🏵️Fill Nodes/Utility"
-    display_name = "FL Clip Scanner"
+    display_name = "FL Clip Scanner (Kytra)"
     output_node = True
     model_type: str = Choice(tuple(CLIP_SCANNER_MODELS), "SDXL (ViT-G/14)")
     text: str = Text("", multiline=True)
@@ -907,7 +909,7 @@ class FillNFTGenerator(Node):
     folder_path: str = Text("")
     dummy_seed: int = Int(0, min=0, max=1000000)
     outputs = {"IMAGE": IMAGE, "mask": IMAGE}
-    comfy = ComfyAlias(("FL_NFTGenerator",))
+    comfy = ComfyAlias(("FL_NFTGenerator",), output_names=("IMAGE", "IMAGE"))  # the pack names none
 
     @classmethod
     def fingerprint(cls, folder_path="", **widgets):

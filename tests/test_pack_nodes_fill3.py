@@ -107,6 +107,23 @@ PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"],
                 "FL_API_ImageSaver": ["STRING", "STRING", "STRING", "STRING"], "FL_ZipDirectory": ["ZIP"],
                 "FL_ClipScanner": ["STRING"],
                 "FL_VideoCaptionSaver": ["STRING"], "FL_NFTGenerator": ["IMAGE", "IMAGE"]}
+# RETURN_NAMES, or the types where the pack gives none
+PACK_OUTPUT_NAMES = {"FL_SDUltimate_Slices": ["image", "slice_width", "slice_height", "multiplier"],
+                     "FL_VideoCropMask": ["cropped_video", "mask", "original_video", "crop_data"],
+                     "FL_API_Base64_ImageLoader": ["image", "width", "height", "job_id", "user_id", "category"],
+                     "FL_API_ImageSaver": ["saved_path", "job_id", "user_id", "category"],
+                     "FL_NFTGenerator": ["IMAGE", "IMAGE"], "FL_ClipScanner": ["STRING"],
+                     "FL_AnimeLineExtractor": ["IMAGE"]}
+# NODE_DISPLAY_NAME_MAPPINGS (the pack's __init__.py at 003fd21a)
+PACK_DISPLAY_NAMES = {
+    "FL_PasteByMask": "FL Paste By Mask", "FL_BlackFrameReject": "FL Black Frame Reject",
+    "FL_SDUltimate_Slices": "FL SDUltimate Slices", "FL_AnimeLineExtractor": "FL Anime Line Extractor",
+    "FL_VideoCropMask": "FL Video CropMask", "FL_VideoRecompose": "FL Video Recompose",
+    "FL_API_Base64_ImageLoader": "FL API Base64 Image Loader", "FL_API_ImageSaver": "FL API Image Saver",
+    "FL_ImageCaptionLayout": "FL Image Caption Layout", "FL_ZipDirectory": "FL Zip Directory",
+    "FL_ClipScanner": "FL Clip Scanner (Kytra)", "FL_NFTGenerator": "FL NFT Generator",
+    "FL_UpscaleModel": "FL Upscale Model", "FL_KSamplerXYZPlot": "FL KSampler XYZ Plot",
+    "FL_VideoCaptionSaver": "FL Video Caption Saver"}
 PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 4,
                  "FL_KSamplerXYZPlot": 17}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
@@ -146,6 +163,10 @@ def test_inputs_and_outputs_are_the_packs(registry):
         if name in PACK_OPTIONAL:
             assert entry["input_order"].get("required", []) == [i[0] for i in inputs[:PACK_OPTIONAL[name]]], name
     assert info["FL_PasteByMask"]["category"] == "🏵️Fill Nodes/utility"
+    for name, names in PACK_OUTPUT_NAMES.items():
+        assert info[name]["output_name"] == names, name
+    for name, shown in PACK_DISPLAY_NAMES.items():
+        assert info[name]["display_name"] == shown, name
     assert info["FL_API_ImageSaver"]["output_node"] and info["FL_ImageCaptionLayout"]["output_node"]
 
 
@@ -563,7 +584,8 @@ def test_image_caption_layout_lays_out_pictures_and_captions(registry, tmp_folde
     from graphflow.resource_limits import RunLimits
     from tests.test_pack_nodes_essentials_params import run_context
     Image.new("RGB", (200, 200)).save(folder / "d.png")  # 40,000 pixels, more than the 28,560 of the sheet
-    with run_context(RunLimits(max_pixels=30_000)), pytest.raises(NodeInputError, match="'d.png' is 200×200") as caught:
+    with run_context(RunLimits(max_pixels=30_000)), \
+            pytest.raises(NodeInputError, match="'d.png' is 200×200") as caught:
         call(registry, "FillImageCaptionLayout", image_directory="set", images_per_row=2, image_size=64,
              caption_height=32, font_size=8, padding=4)
     assert caught.value.input == "image_directory"
