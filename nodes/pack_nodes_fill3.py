@@ -111,13 +111,6 @@ def feathered(amount, feather: int):
     return F.conv2d(amount[None, None], kernel[None, None], padding=taps // 2)[0, 0]
 
 
-def _cycled(t, size: int):
-    """A batch repeated one after another and cut to `size` (the pack's ceiling repeat)."""
-    if t.shape[0] == size:
-        return t
-    return t.repeat(-(-size // t.shape[0]), *([1] * (t.ndim - 1)))[:size]
-
-
 class FillPasteByMask(Node):
     """Paste image_to_paste onto image_base over each mask's bounding box (its pixels not 0), as the
     pack's fork of Masquerade's Paste By Mask does: resize fits the box exactly, keep_ratio_fill
@@ -157,6 +150,8 @@ class FillPasteByMask(Node):
 
     def run(self):
         import torch
+
+        from graphflow.sampling.guidance import repeat_to_batch  # the pack's ceiling repeat, cut to size
         base = as_rgba(_tensor(self.image_base, "image_base"))
         paste = as_rgba(_tensor(self.image_to_paste, "image_to_paste")).to(base)
         mask = as_mask(_tensor(self.mask, "mask")).to(base)
@@ -170,7 +165,7 @@ class FillPasteByMask(Node):
                                                               "masks: expected one a mask")
         else:
             size = max(base.shape[0], paste.shape[0], mask.shape[0])
-            base, paste, mask = _cycled(base, size), _cycled(paste, size), _cycled(mask, size)
+            base, paste, mask = repeat_to_batch(base, size), repeat_to_batch(paste, size), repeat_to_batch(mask, size)
         height, width = base.shape[1:3]
         mask = _fit_mask(mask, height, width)
         empty, boxes = mask_boxes(mask)
@@ -331,11 +326,12 @@ class FillAnimeLineExtractor(Node):
 
 
 def _frame_masks(mask, video):
-    """FL_VideoCropMask's mask as [B, H, W, C] (a MASK gains a channel), one a frame of the video's size."""
+    """FL_VideoCropMask's mask as [B, H, W, C] (a MASK made a grey RGB picture, so its cropped masks are
+    an IMAGE that IMAGE nodes take), one a frame of the video's size."""
     import torch
     if not torch.is_tensor(mask) or mask.ndim not in (3, 4):
         raise NodeInputError("mask", "expected an IMAGE ([B, H, W, C]) or a MASK ([B, H, W])")
-    mask = mask[..., None] if mask.ndim == 3 else mask
+    mask = mask[..., None].expand(-1, -1, -1, 3) if mask.ndim == 3 else mask
     if mask.shape[1:3] != video.shape[1:3]:
         raise NodeInputError("mask", f"is {mask.shape[2]}×{mask.shape[1]}, but the video is "
                                      f"{video.shape[2]}×{video.shape[1]}: they must be the same size")
@@ -354,7 +350,8 @@ class FillVideoCropMask(Node):
     heightens to the output's ratio, shrinks to fit the frame keeping it, and slides inside the
     frame. Gives the crops, the cropped masks, the video as it was and each frame's crop
     (crop_data, for FL_VideoRecompose). A box of no width and height, where the pack divides by
-    zero, becomes a one-pixel crop."""
+    zero, becomes a one-pixel crop. A MASK linked to mask is taken as a grey RGB picture, so the
+    cropped masks come out RGB too."""
     category = "🏵️Fill Nodes/Utility"
     display_name = "FL Video CropMask"
     video: IMAGE

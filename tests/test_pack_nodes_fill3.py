@@ -468,6 +468,10 @@ def test_video_crop_keeps_an_oversized_crop_inside_the_frame(registry):
     # scaled by min(96 / 104, 64 / 104) to int(104 × 64 / 104) = 64 square, slid inside the frame
     assert boxes[0]["bottom"] - boxes[0]["top"] == 64 and boxes[0]["right"] - boxes[0]["left"] == 64
     assert boxes[0]["top"] == 0 and boxes[0]["left"] == 47 - 32
+    _, masks, _, _ = call(registry, "FillVideoCropMask", video=video, mask=mask, output_width=64, output_height=64,
+                          padding=10)
+    assert masks.shape == (1, 64, 64, 3)  # a MASK link gives an RGB IMAGE, as IMAGE nodes take
+    assert torch.equal(masks[..., 0], masks[..., 2]) and masks.max() == 1
 
 
 # -- API tools -------------------------------------------------------------------------------------
