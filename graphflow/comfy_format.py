@@ -320,9 +320,6 @@ FILL_LEFT_OUT = {
                     "it encodes video with the ffmpeg program (ProRes, or H.264 clips of each scene; moviepy in "
                     "FL_ProResVideo's older version), which graphflow does not use"),
     "FL_WF_Agent": "it asks Google's Gemini for JavaScript and runs it on the workflow in the editor",
-    "FL_FractalKSampler": "the pack's only version (FL_KsamplerFractals.py at ab164ec2) fails on every run: it reads the "
-                          "decoded [B, H, W, C] picture as [B, C, H, W] and hands VAEEncode's result, a tuple, to the "
-                          "sampler as the latent; the pack later dropped it",
 }
 FILL_LATER = ("FL_BatchAlign", "FL_TimeLine")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers

@@ -21,8 +21,9 @@ nodes/*.py at these commits:
   469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
   FL_ProResVideo.py, FL_WF_Agent.py, FL_TimeLine.py and video/FL_VideoCut.py (FL_SceneCut) as the
-  index holds them, FL_KsamplerFractals.py at
-  ab164ec202a0de86306cc805db865d5006785076 (FL_FractalKSampler: it cannot run there). Built from the
+  index holds them. FL_FractalKSampler from wip/FL_KsamplerFractals.py at 88056c54 (its second
+  version; the first, nodes/FL_KsamplerFractals.py at ab164ec202a0de86306cc805db865d5006785076, fails on
+  every run, and its UI saves are refused). Built from the
   index's copy without a commit: FL_NFTGenerator.py in its version that also looks in the pack's folder;
   and from 9119ccecb2eb5715b172a8871e7e6505a2cdb5b2 FL_KSamplerXYZPlot.py (the same at 88056c54 as
   ksamplers/FL_KSamplerXYZPlot.py), FL_UpscaleModel.py in its latest layout the index holds (precision
@@ -38,7 +39,8 @@ FL_VideoCaptionSaver (files read only inside the inputs folder, or the outputs f
 as for round 2's FL_ZipSave, and written only inside the outputs folder; the pack reads and writes
 anywhere on disk), FL_NFTGenerator (the same; its files in order of name), FL_ClipScanner
 (graphflow's CLIP tokenizer, whose ids are open_clip's), FL_KSamplerXYZPlot (graphflow's KSampler,
-VAEEncode and VAEDecode, its grid drawn with Pillow as the pack draws it), FL_UpscaleModel
+VAEEncode and VAEDecode, its grid drawn with Pillow as the pack draws it), FL_FractalKSampler
+(graphflow's KSampler, at the one level the pack runs), FL_UpscaleModel
 (ImageUpscaleWithModel on a copy of the model in the chosen precision). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
@@ -1128,6 +1130,93 @@ class FillKSamplerXYZPlot(Node):
                 at += part.height if vertical else part.width
             grids.append(torch.from_numpy(np.asarray(grid, dtype=np.float32) / 255.0))
         return torch.stack(grids)
+
+
+# -- fractal sampler -------------------------------------------------------------------------------
+
+
+def _fractal_widgets(values: list) -> list:
+    """A UI save of FL_FractalKSampler in the layout built here (nodes/wip at 88056c54: seed, its
+    control, steps, cfg, sampler_name, scheduler, denoise, scale_factor, blend_factor,
+    fractal_levels); the pack's first version (ab164ec2: no scale_factor or blend_factor, one
+    output), which fails on every run, is refused rather than read shifted."""
+    if len(values) == 8:
+        raise ValueError("a save with 8 widget values is from the pack's first FL_FractalKSampler (ab164ec2: seed, "
+                         "steps, cfg, sampler_name, scheduler, denoise, fractal_levels; it fails on every run, reading "
+                         "a decoded picture as channels-first): not read; graphflow builds the layout of 88056c54 "
+                         "(scale_factor and blend_factor before fractal_levels; outputs LATENT, VAE): put a new FL "
+                         "Fractal KSampler in its place")
+    return values
+
+
+_fractal_widgets.doc_note = _loader_widgets.doc_note
+
+
+class FillFractalKSampler(Node):
+    """KSampler, then its result enlarged by scale_factor in latent space (bilinear, sides cut to
+    whole latent pixels) and cut into four quadrants at half its height and width, each sampled
+    again (seed + 0 ... 3 in reading order, the same denoise) and mixed back over the enlarged
+    latent by blend_factor, as the pack's second version (its WIP category) does at fractal_levels
+    1. From 2 on the pack fails on every run (a deeper level hands back a quadrant enlarged again,
+    which no longer fits its place), so fractal_levels above 1 is refused here, its default 2 too.
+    Without latent_image it samples an empty 1 × 4 × 64 × 64 latent, as the pack. Gives the latent
+    and the vae on, which the pack takes but does not use."""
+    category = "🏵️Fill Nodes/WIP"
+    display_name = "FL Fractal KSampler"
+    model: MODEL
+    vae: VAE
+    positive: CONDITIONING
+    negative: CONDITIONING
+    seed: int = Int(0, min=0, max=0xffffffffffffffff)
+    steps: int = Int(20, min=1, max=10000, resource="steps")
+    cfg: float = Float(7.0, min=0.0, max=100.0)
+    sampler_name: str = Choice(SAMPLER_NAMES, SAMPLER_NAMES[0])
+    scheduler: str = Choice(SCHEDULER_NAMES, SCHEDULER_NAMES[0])
+    denoise: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    scale_factor: float = Float(1.25, min=1.1, max=2.0, step=0.05)
+    blend_factor: float = Float(0.5, min=0.0, max=1.0, step=0.05)
+    fractal_levels: int = Int(2, min=1, max=5)
+    latent_image: LATENT = None
+    outputs = {"LATENT": LATENT, "VAE": VAE}
+    comfy = ComfyAlias(("FL_FractalKSampler",), optional=("latent_image",), widgets=_fractal_widgets)
+
+    def run(self):
+        import torch
+        import torch.nn.functional as F
+
+        from graphflow.api import check_run_memory
+        from nodes.pack_nodes import _core
+        from nodes.sampling import KSampler
+        if self.fractal_levels > 1:
+            raise NodeInputError("fractal_levels", f"{self.fractal_levels}: the pack fails from 2 on (a deeper level's "
+                                                   "result is enlarged again and no longer fits its quadrant); "
+                                                   "expected 1")
+        if self.seed + 3 > 0xffffffffffffffff:
+            raise NodeInputError("seed", f"{self.seed}: the last quadrant's seed + 3 passes 2⁶⁴ − 1")
+        latent = self.latent_image
+        if latent is None:
+            latent = {"samples": torch.zeros(1, 4, 64, 64)}
+        elif not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")) or latent["samples"].ndim != 4:
+            raise NodeInputError("latent_image", "expected an image LATENT ([B, C, H, W] samples)")
+        batch, _, height, width = latent["samples"].shape
+        downscale = getattr(self.vae, "downscale", 8)
+        check_run_memory("latent_image", "samples it", sampled=Size(batch, height * downscale, width * downscale))
+        settings = dict(model=self.model, positive=self.positive, negative=self.negative, steps=self.steps,
+                        cfg=self.cfg, sampler_name=self.sampler_name, scheduler=self.scheduler, denoise=self.denoise)
+        first = _core(KSampler, seed=self.seed, latent_image=latent, **settings)["samples"]
+        new_h, new_w = int(height * self.scale_factor), int(width * self.scale_factor)
+        enlarged = F.interpolate(first, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        mid_h, mid_w = new_h // 2, new_w // 2
+        out = enlarged.clone()
+        for i, (rows, columns) in enumerate(((slice(None, mid_h), slice(None, mid_w)),
+                                             (slice(None, mid_h), slice(mid_w, None)),
+                                             (slice(mid_h, None), slice(None, mid_w)),
+                                             (slice(mid_h, None), slice(mid_w, None)))):
+            check_interrupted()
+            quadrant = enlarged[:, :, rows, columns]
+            sampled = _core(KSampler, seed=self.seed + i, latent_image={"samples": quadrant}, **settings)["samples"]
+            out[:, :, rows, columns] = sampled.to(out) * self.blend_factor + quadrant * (1 - self.blend_factor)
+        return {"samples": out}, self.vae
 
 
 # -- upscale model ---------------------------------------------------------------------------------

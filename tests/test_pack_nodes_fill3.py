@@ -92,6 +92,14 @@ PACK_INPUTS = {
         ("z_axis", "COMBO", None, None, None, None), ("z_values", "STRING", "", None, None, None),
         ("z_stack_mode", "COMBO", None, None, None, None), ("latent_image", "LATENT", None, None, None, None),
         ("vae", "VAE", None, None, None, None), ("image", "IMAGE", None, None, None, None)],
+    "FL_FractalKSampler": [
+        ("model", "MODEL", None, None, None, None), ("vae", "VAE", None, None, None, None),
+        ("positive", "CONDITIONING", None, None, None, None), ("negative", "CONDITIONING", None, None, None, None),
+        ("seed", "INT", 0, 0, 0xffffffffffffffff, None), ("steps", "INT", 20, 1, 10000, None),
+        ("cfg", "FLOAT", 7.0, 0.0, 100.0, None), ("sampler_name", "COMBO", None, None, None, None),
+        ("scheduler", "COMBO", None, None, None, None), ("denoise", "FLOAT", 1.0, 0.0, 1.0, 0.01),
+        ("scale_factor", "FLOAT", 1.25, 1.1, 2.0, 0.05), ("blend_factor", "FLOAT", 0.5, 0.0, 1.0, 0.05),
+        ("fractal_levels", "INT", 2, 1, 5, None), ("latent_image", "LATENT", None, None, None, None)],
     "FL_VideoCaptionSaver": [("images", "IMAGE", None, None, None, None),
                              ("folder_name", "STRING", "output_videos", None, None, None),
                              ("caption_text", "STRING", "Your caption here", None, None, None),
@@ -100,7 +108,7 @@ PACK_INPUTS = {
                              ("format", "COMBO", "mp4", None, None, None), ("quality", "INT", 8, 1, 10, 1),
                              ("overwrite", "BOOLEAN", True, None, None, None)],
 }
-PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"],
+PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"], "FL_FractalKSampler": ["LATENT", "VAE"],
                 "FL_SDUltimate_Slices": ["IMAGE", "INT", "INT", "FLOAT"],
                 "FL_VideoCropMask": ["IMAGE", "IMAGE", "IMAGE", "CROP_DATA"],
                 "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING", "STRING"],
@@ -123,9 +131,9 @@ PACK_DISPLAY_NAMES = {
     "FL_ImageCaptionLayout": "FL Image Caption Layout", "FL_ZipDirectory": "FL Zip Directory",
     "FL_ClipScanner": "FL Clip Scanner (Kytra)", "FL_NFTGenerator": "FL NFT Generator",
     "FL_UpscaleModel": "FL Upscale Model", "FL_KSamplerXYZPlot": "FL KSampler XYZ Plot",
-    "FL_VideoCaptionSaver": "FL Video Caption Saver"}
+    "FL_VideoCaptionSaver": "FL Video Caption Saver", "FL_FractalKSampler": "FL Fractal KSampler"}
 PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 4,
-                 "FL_KSamplerXYZPlot": 17}
+                 "FL_KSamplerXYZPlot": 17, "FL_FractalKSampler": 13}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
                                                         "source_size_unmasked"],
                 ("FL_PasteByMask", "blend_mode"): BLEND_MODES,
@@ -792,6 +800,40 @@ def test_xyz_plot_refuses_an_oversized_grid_before_sampling(registry, demo, monk
     _refused(registry, "FillKSamplerXYZPlot", "x_values", "16788", model=model, positive=positive,
              negative=negative, latent_image=latent, vae=vae, x_axis="steps", x_values=",".join(["1"] * 61),
              y_axis="cfg", y_values="1", z_axis="denoise", z_values="1,0.5", z_stack_mode="horizontal")
+
+
+# -- fractal sampler -------------------------------------------------------------------------------
+
+
+def test_fractal_ksampler_resamples_the_enlarged_latents_quadrants_and_blends_them(registry, demo):
+    model, positive, negative, vae = demo
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))}
+    common = dict(model=model, positive=positive, negative=negative, steps=2, cfg=5.0, sampler_name="euler",
+                  scheduler="normal", denoise=0.6)
+    out, passed = call(registry, "FillFractalKSampler", vae=vae, seed=11, latent_image=latent, scale_factor=1.5,
+                       blend_factor=0.3, fractal_levels=1, **common)
+    assert passed is vae
+    first = call(registry, "KSampler", seed=11, latent_image=latent, **common)["samples"]
+    enlarged = F.interpolate(first, size=(12, 12), mode="bilinear", align_corners=False)  # int(8 × 1.5)
+    want = enlarged.clone()
+    for i, (top, left) in enumerate(((0, 0), (0, 6), (6, 0), (6, 6))):  # reading order, seed + i
+        quadrant = enlarged[:, :, top:top + 6, left:left + 6]
+        sampled = call(registry, "KSampler", seed=11 + i, latent_image={"samples": quadrant}, **common)["samples"]
+        want[:, :, top:top + 6, left:left + 6] = sampled * 0.3 + quadrant * 0.7
+    torch.testing.assert_close(out["samples"], want)
+    _refused(registry, "FillFractalKSampler", "fractal_levels", "from 2 on", vae=vae, seed=0, latent_image=latent,
+             **common)  # its default, 2, as the pack fails there
+    _refused(registry, "FillFractalKSampler", "seed", vae=vae, seed=0xffffffffffffffff, latent_image=latent,
+             fractal_levels=1, **common)
+
+
+def test_fractal_ksampler_reads_the_packs_wip_layout_and_refuses_its_first(registry):
+    from graphflow.workflow import WorkflowFormatError
+    read = _ui_read(registry, "FL_FractalKSampler", [5, "fixed", 12, 6.0, "ddim", "karras", 0.7, 1.5, 0.4, 1])
+    assert read == {"seed": 5, "steps": 12, "cfg": 6.0, "sampler_name": "ddim", "scheduler": "karras", "denoise": 0.7,
+                    "scale_factor": 1.5, "blend_factor": 0.4, "fractal_levels": 1}
+    with pytest.raises(WorkflowFormatError, match="ab164ec2"):
+        _ui_read(registry, "FL_FractalKSampler", [5, "fixed", 12, 6.0, "ddim", "karras", 0.7, 3])
 
 
 # -- upscale model ---------------------------------------------------------------------------------
