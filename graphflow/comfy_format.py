@@ -311,10 +311,6 @@ FILL_LEFT_OUT = {
                      "FL_PDFEncryptor"),
                     "it reads, writes or renders PDF files with PyPDF2, PyMuPDF (fitz), pdf2image or reportlab, which "
                     "graphflow does not declare (its PDF socket passes only between these nodes)"),
-    **dict.fromkeys(("FL_BulletHellGame", "FL_TetrisGame"),
-                    "it is a game the pack's editor script draws on the node; the node itself does nothing"),
-    "FL_SystemCheck": "it serves the machine's system details (versions, hardware, environment) on a web route of "
-                      "ComfyUI's server; the node itself does nothing",
     "FL_HunyuanDelight": "it downloads Hunyuan3D's delight model from the Hugging Face hub and runs it with diffusers",
     **dict.fromkeys(("FL_ProResVideo", "FL_SceneCut"),
                     "it encodes video with the ffmpeg program (ProRes, or H.264 clips of each scene; moviepy in "

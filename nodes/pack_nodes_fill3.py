@@ -16,8 +16,9 @@ nodes/*.py at these commits:
   5d9f67074ba74659e2bb3e2c757d0e15eeade220 FL_ImageCaptionLayout.py; 88056c54 utility/FL_ClipScanner.py
   (its tokenizer, open_clip's SimpleTokenizer, read in open_clip 3.3's tokenizer.py as installed here)
   and captioning/FL_Video_Caption_Saver.py (the OpenCV version; an earlier one wrote with moviepy);
-  FL_ZipDirectory.py (as the index holds it). Read to sort out the classes not built: FL_BulletHellGame.py at
-  8716aa7286ead65e72c24d1c0809f66c4deda696, utility/FL_SystemCheck.py at 88056c54, FL_HunyuanDelight.py at
+  FL_ZipDirectory.py (as the index holds it); FL_BulletHellGame.py and FL_TetrisGame.py at
+  8716aa7286ead65e72c24d1c0809f66c4deda696, utility/FL_SystemCheck.py at
+  82f6242b7f2270c736a13b2ecacd4f240a79ff3a. Read to sort out the classes not built: FL_HunyuanDelight.py at
   469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
   FL_ProResVideo.py, FL_WF_Agent.py, FL_TimeLine.py and video/FL_VideoCut.py (FL_SceneCut) as the
@@ -40,7 +41,9 @@ as for round 2's FL_ZipSave, and written only inside the outputs folder; the pac
 anywhere on disk), FL_NFTGenerator (the same; its files in order of name), FL_ClipScanner
 (graphflow's CLIP tokenizer, whose ids are open_clip's), FL_KSamplerXYZPlot (graphflow's KSampler,
 VAEEncode and VAEDecode, its grid drawn with Pillow as the pack draws it), FL_FractalKSampler
-(graphflow's KSampler, at the one level the pack runs), FL_UpscaleModel
+(graphflow's KSampler, at the one level the pack runs), FL_BulletHellGame, FL_TetrisGame and
+FL_SystemCheck (nodes that do nothing, as in the pack; their editor scripts and web route are not
+served), FL_UpscaleModel
 (ImageUpscaleWithModel on a copy of the model in the chosen precision). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
@@ -1217,6 +1220,53 @@ class FillFractalKSampler(Node):
             sampled = _core(KSampler, seed=self.seed + i, latent_image={"samples": quadrant}, **settings)["samples"]
             out[:, :, rows, columns] = sampled.to(out) * self.blend_factor + quadrant * (1 - self.blend_factor)
         return {"samples": out}, self.vae
+
+
+# -- nodes that do nothing here ------------------------------------------------------------------
+
+GAMES = "🏵️Fill Nodes/games"
+
+
+class FillBulletHellGame(Node):
+    """Nothing to run: in the pack a bullet-hell game that its editor script draws and plays on the
+    node, which graphflow's editor does not have. The node, as in the pack, takes and gives nothing
+    and does no work, so a workflow holding it runs as it does in ComfyUI."""
+    category = GAMES
+    display_name = "FL BulletHell Game"
+    outputs = {}
+    comfy = ComfyAlias(("FL_BulletHellGame",))
+
+    def run(self):
+        return None
+
+
+class FillTetrisGame(Node):
+    """Nothing to run: in the pack a Tetris game that its editor script draws and plays on the node,
+    which graphflow's editor does not have. The node, as in the pack, takes and gives nothing and
+    does no work, so a workflow holding it runs as it does in ComfyUI."""
+    category = GAMES
+    display_name = "FL Tetris Game"
+    outputs = {}
+    comfy = ComfyAlias(("FL_TetrisGame",))
+
+    def run(self):
+        return None
+
+
+class FillSystemCheck(Node):
+    """Nothing to run: in the pack its editor script shows the machine's system details (Python,
+    OS, CPU, RAM, GPU, library versions, environment variables) read from a web route the pack adds
+    to ComfyUI's server; graphflow serves no such route (it would show the server's setup to anyone
+    who can reach it). The node, as in the pack, takes and gives nothing and does no work, so a
+    workflow holding it runs as it does in ComfyUI."""
+    category = "🏵️Fill Nodes/Utility"
+    display_name = "FL System Check"
+    output_node = True
+    outputs = {}
+    comfy = ComfyAlias(("FL_SystemCheck",))
+
+    def run(self):
+        return None
 
 
 # -- upscale model ---------------------------------------------------------------------------------

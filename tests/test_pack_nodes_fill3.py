@@ -100,6 +100,7 @@ PACK_INPUTS = {
         ("scheduler", "COMBO", None, None, None, None), ("denoise", "FLOAT", 1.0, 0.0, 1.0, 0.01),
         ("scale_factor", "FLOAT", 1.25, 1.1, 2.0, 0.05), ("blend_factor", "FLOAT", 0.5, 0.0, 1.0, 0.05),
         ("fractal_levels", "INT", 2, 1, 5, None), ("latent_image", "LATENT", None, None, None, None)],
+    "FL_BulletHellGame": [], "FL_TetrisGame": [], "FL_SystemCheck": [],
     "FL_VideoCaptionSaver": [("images", "IMAGE", None, None, None, None),
                              ("folder_name", "STRING", "output_videos", None, None, None),
                              ("caption_text", "STRING", "Your caption here", None, None, None),
@@ -109,6 +110,7 @@ PACK_INPUTS = {
                              ("overwrite", "BOOLEAN", True, None, None, None)],
 }
 PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"], "FL_FractalKSampler": ["LATENT", "VAE"],
+                "FL_BulletHellGame": [], "FL_TetrisGame": [], "FL_SystemCheck": [],
                 "FL_SDUltimate_Slices": ["IMAGE", "INT", "INT", "FLOAT"],
                 "FL_VideoCropMask": ["IMAGE", "IMAGE", "IMAGE", "CROP_DATA"],
                 "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING", "STRING"],
@@ -131,7 +133,8 @@ PACK_DISPLAY_NAMES = {
     "FL_ImageCaptionLayout": "FL Image Caption Layout", "FL_ZipDirectory": "FL Zip Directory",
     "FL_ClipScanner": "FL Clip Scanner (Kytra)", "FL_NFTGenerator": "FL NFT Generator",
     "FL_UpscaleModel": "FL Upscale Model", "FL_KSamplerXYZPlot": "FL KSampler XYZ Plot",
-    "FL_VideoCaptionSaver": "FL Video Caption Saver", "FL_FractalKSampler": "FL Fractal KSampler"}
+    "FL_VideoCaptionSaver": "FL Video Caption Saver", "FL_FractalKSampler": "FL Fractal KSampler",
+    "FL_BulletHellGame": "FL BulletHell Game", "FL_TetrisGame": "FL Tetris Game", "FL_SystemCheck": "FL System Check"}
 PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 4,
                  "FL_KSamplerXYZPlot": 17, "FL_FractalKSampler": 13}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
@@ -910,6 +913,20 @@ def test_upscale_model_picks_the_packs_precision_for_the_device(upscaler, monkey
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     assert [_upscale_dtype(upscaler, p) for p in ("auto", "32", "16", "bfloat16")] == [
         torch.float16, torch.float32, torch.float16, torch.bfloat16]  # ESRGAN takes half and bfloat16
+
+
+# -- nodes that do nothing here ------------------------------------------------------------------
+
+
+def test_a_ui_save_holding_the_games_and_system_check_runs_as_in_comfyui(registry):
+    from tests.test_pack_nodes import ui_graph, ui_node
+    nodes = [ui_node(1, "FL_BulletHellGame", []), ui_node(2, "FL_TetrisGame", []), ui_node(3, "FL_SystemCheck", []),
+             ui_node(4, "EmptyImage", [8, 8, 1, 0], outputs=[("IMAGE", "IMAGE", [1])]),
+             ui_node(5, "PreviewImage", [], [("images", "IMAGE", 1, False)])]
+    result = run_graph(registry, ui_graph(nodes, [[1, 4, 0, 5, 0, "IMAGE"]]))
+    assert result.values["4"][0].shape == (1, 8, 8, 3)
+    assert not result.values.get("3")  # run as the output node it is, giving nothing
+    assert registry.comfy_node("FL_SystemCheck").output_node and not registry.comfy_node("FL_TetrisGame").output_node
 
 
 # -- UI saves --------------------------------------------------------------------------------------
