@@ -312,12 +312,9 @@ FILL_LEFT_OUT = {
                     "it reads, writes or renders PDF files with PyPDF2, PyMuPDF (fitz), pdf2image or reportlab, which "
                     "graphflow does not declare (its PDF socket passes only between these nodes)"),
     "FL_HunyuanDelight": "it downloads Hunyuan3D's delight model from the Hugging Face hub and runs it with diffusers",
-    **dict.fromkeys(("FL_ProResVideo", "FL_SceneCut"),
-                    "it encodes video with the ffmpeg program (ProRes, or H.264 clips of each scene; moviepy in "
-                    "FL_ProResVideo's older version), which graphflow does not use"),
     "FL_WF_Agent": "it asks Google's Gemini for JavaScript and runs it on the workflow in the editor",
 }
-FILL_LATER = ("FL_BatchAlign", "FL_TimeLine")
+FILL_LATER = ("FL_BatchAlign", "FL_TimeLine", "FL_SceneCut")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",

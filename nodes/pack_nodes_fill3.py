@@ -21,8 +21,9 @@ nodes/*.py at these commits:
   82f6242b7f2270c736a13b2ecacd4f240a79ff3a. Read to sort out the classes not built: FL_HunyuanDelight.py at
   469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
-  FL_ProResVideo.py, FL_WF_Agent.py, FL_TimeLine.py and video/FL_VideoCut.py (FL_SceneCut) as the
-  index holds them. FL_FractalKSampler from wip/FL_KsamplerFractals.py at 88056c54 (its second
+  FL_WF_Agent.py, FL_TimeLine.py and video/FL_VideoCut.py (FL_SceneCut, not built yet) as the
+  index holds them; FL_ProResVideo.py at b040953d53e9bc99ad8340327946f66d87480e6b (its ffmpeg version;
+  the earlier one, with moviepy, read as the index holds it). FL_FractalKSampler from wip/FL_KsamplerFractals.py at 88056c54 (its second
   version; the first, nodes/FL_KsamplerFractals.py at ab164ec202a0de86306cc805db865d5006785076, fails on
   every run, and its UI saves are refused). Built from the
   index's copy without a commit: FL_NFTGenerator.py in its version that also looks in the pack's folder;
@@ -43,7 +44,7 @@ anywhere on disk), FL_NFTGenerator (the same; its files in order of name), FL_Cl
 VAEEncode and VAEDecode, its grid drawn with Pillow as the pack draws it), FL_FractalKSampler
 (graphflow's KSampler, at the one level the pack runs), FL_BulletHellGame, FL_TetrisGame and
 FL_SystemCheck (nodes that do nothing, as in the pack; their editor scripts and web route are not
-served), FL_UpscaleModel
+served), FL_ProResVideo (graphflow's PyAV writer with the pack's ProRes settings), FL_UpscaleModel
 (ImageUpscaleWithModel on a copy of the model in the chosen precision). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
@@ -864,6 +865,60 @@ class FillVideoCaptionSaver(Node):
         caption = re.sub(r"[^a-zA-Z0-9\s.,!?-]", "", self.caption_text)
         _write_replacing(text, lambda path: path.write_text(caption, encoding="utf-8"))
         return f"Saved video with {images.shape[0]} frames and caption in '{self.folder_name}'"
+
+
+# ProRes 4444 as FL_ProResVideo asks ffmpeg for it: profile 4 (4444), Apple's vendor tag, 8,000 bits a macroblock
+PRORES_OPTIONS = {"profile": "4", "vendor": "apl0", "bits_per_mb": "8000"}
+
+
+class FillProResVideo(Node):
+    """Save the frames as a ProRes 4444 QuickTime video, <filename>.mov (any extension given
+    dropped), at fps, in save_directory, a folder inside the outputs folder (empty: the outputs
+    folder itself; made when missing; the pack writes anywhere on disk), as the pack asks FFmpeg:
+    prores_ks, profile 4444, yuva444p10le, vendor apl0, 8,000 bits a macroblock, through graphflow's
+    PyAV writer. Where the file is there, <filename>_1.mov, _2 ... are tried in turn (the pack adds a
+    random number). The pack first writes the frames to an MPEG-4 part 2 file with OpenCV and
+    converts that, which loses detail and any alpha; here the frames go to ProRes directly (8-bit
+    levels, cut), the alpha dropped as there, so the alpha plane is opaque. Gives a line saying
+    where the video was saved."""
+    category = "🏵️Fill Nodes/video"
+    display_name = "FL ProRes Video"
+    output_node = True
+    cacheable = False  # it writes a file each run
+    images: IMAGE
+    fps: float = Float(30.0, min=1.0, max=120.0, step=1.0)
+    filename: str = Text("prores_output")
+    save_directory: str = Text("", description="A folder inside the outputs folder; empty: the outputs folder")
+    outputs = {"STRING": STRING}
+    comfy = ComfyAlias(("FL_ProResVideo",))
+
+    def run(self):
+        import os
+
+        from graphflow.api import folders
+        from graphflow.folders import file_name_problem
+        from graphflow.video import Video, VideoFileError, frame_rate, write_video
+        from nodes.pack_nodes_fill import _caption_folder, _write_replacing
+        images = _image(self.images, "images")
+        _channels(images, "images", (1, 3, 4))
+        stem = os.path.splitext(self.filename.strip())[0]
+        if "/" in stem or file_name_problem(stem) or not stem.strip("."):  # a backslash is a problem too
+            raise NodeInputError("filename", f"{self.filename!r}: expected a file name, without folders")
+        folder = _caption_folder(self.save_directory, "save_directory") if self.save_directory.strip() else (
+            folders.outputs)
+        path, counter = folder / f"{stem}.mov", 1
+        while path.exists():
+            path, counter = folder / f"{stem}_{counter}.mov", counter + 1
+        frames = images[..., :3] if images.shape[-1] == 4 else images
+        video = Video(frames, frame_rate(self.fps))
+
+        def write(temporary):
+            try:
+                write_video(temporary, video, "mov", "prores_ks", pix_fmt="yuva444p10le", options=PRORES_OPTIONS)
+            except VideoFileError as e:
+                raise NodeInputError("images", str(e)) from None
+        _write_replacing(path, write)
+        return f"Video saved to {path.relative_to(folders.outputs).as_posix()}"
 
 
 # -- NFT generator ---------------------------------------------------------------------------------

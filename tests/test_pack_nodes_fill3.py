@@ -101,6 +101,9 @@ PACK_INPUTS = {
         ("scale_factor", "FLOAT", 1.25, 1.1, 2.0, 0.05), ("blend_factor", "FLOAT", 0.5, 0.0, 1.0, 0.05),
         ("fractal_levels", "INT", 2, 1, 5, None), ("latent_image", "LATENT", None, None, None, None)],
     "FL_BulletHellGame": [], "FL_TetrisGame": [], "FL_SystemCheck": [],
+    "FL_ProResVideo": [("images", "IMAGE", None, None, None, None), ("fps", "FLOAT", 30.0, 1.0, 120.0, 1.0),
+                       ("filename", "STRING", "prores_output", None, None, None),
+                       ("save_directory", "STRING", "", None, None, None)],
     "FL_VideoCaptionSaver": [("images", "IMAGE", None, None, None, None),
                              ("folder_name", "STRING", "output_videos", None, None, None),
                              ("caption_text", "STRING", "Your caption here", None, None, None),
@@ -110,7 +113,7 @@ PACK_INPUTS = {
                              ("overwrite", "BOOLEAN", True, None, None, None)],
 }
 PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"], "FL_FractalKSampler": ["LATENT", "VAE"],
-                "FL_BulletHellGame": [], "FL_TetrisGame": [], "FL_SystemCheck": [],
+                "FL_BulletHellGame": [], "FL_TetrisGame": [], "FL_SystemCheck": [], "FL_ProResVideo": ["STRING"],
                 "FL_SDUltimate_Slices": ["IMAGE", "INT", "INT", "FLOAT"],
                 "FL_VideoCropMask": ["IMAGE", "IMAGE", "IMAGE", "CROP_DATA"],
                 "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING", "STRING"],
@@ -134,7 +137,8 @@ PACK_DISPLAY_NAMES = {
     "FL_ClipScanner": "FL Clip Scanner (Kytra)", "FL_NFTGenerator": "FL NFT Generator",
     "FL_UpscaleModel": "FL Upscale Model", "FL_KSamplerXYZPlot": "FL KSampler XYZ Plot",
     "FL_VideoCaptionSaver": "FL Video Caption Saver", "FL_FractalKSampler": "FL Fractal KSampler",
-    "FL_BulletHellGame": "FL BulletHell Game", "FL_TetrisGame": "FL Tetris Game", "FL_SystemCheck": "FL System Check"}
+    "FL_BulletHellGame": "FL BulletHell Game", "FL_TetrisGame": "FL Tetris Game", "FL_SystemCheck": "FL System Check",
+    "FL_ProResVideo": "FL ProRes Video"}
 PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 4,
                  "FL_KSamplerXYZPlot": 17, "FL_FractalKSampler": 13}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
@@ -683,6 +687,37 @@ def test_video_caption_saver_writes_the_frames_and_the_cleaned_caption(registry,
     assert not [p for p in folder.iterdir() if ".tmp" in p.name]
     _refused(registry, "FillVideoCaptionSaver", "folder_name", images=images, folder_name="../out")
     _refused(registry, "FillVideoCaptionSaver", "images", images=_images(1, 1, 8, 8, 4), folder_name="clips")
+
+
+# -- ProRes video ----------------------------------------------------------------------------------
+
+
+def test_prores_video_writes_prores_4444_as_the_pack_asks_ffmpeg(registry, tmp_folders):
+    import av
+    colours = [(0.9, 0.1, 0.1), (0.1, 0.8, 0.2), (0.2, 0.3, 0.9)]
+    images = torch.tensor(colours)[:, None, None, :].expand(3, 32, 48, 3).contiguous()
+    rgba = torch.cat([images, torch.full((3, 32, 48, 1), 0.5)], dim=-1)  # its alpha dropped, as the pack's
+    line = call(registry, "FillProResVideo", images=rgba, fps=12.0, filename="clip.mp4", save_directory="pro")
+    assert line == "Video saved to pro/clip.mov"
+    with av.open(str(tmp_folders.outputs / "pro" / "clip.mov")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "prores" and stream.codec_context.profile == "4444"
+        assert stream.average_rate == 12 and container.format.name.startswith("mov")
+        first = bytes(next(iter(container.demux(stream))))
+        assert first[4:8] == b"icpf" and first[12:16] == b"apl0"  # a ProRes frame's header names its creator
+        container.seek(0)
+        frames = list(container.decode(stream))
+        assert [frame.format.name for frame in frames] == ["yuva444p12le"] * 3  # FFmpeg decodes 4444 at 12 bits
+        for frame, colour in zip(frames, colours):
+            rgba = frame.to_ndarray(format="rgba").reshape(-1, 4)
+            want = np.array([int(c * 255) for c in colour])
+            assert np.abs(rgba[:, :3].mean(axis=0) - want).max() < 3  # near-lossless at 8,000 bits
+            assert (rgba[:, 3] == 255).all()  # an opaque alpha plane
+    call(registry, "FillProResVideo", images=images, fps=12.0, filename="clip", save_directory="pro")
+    assert (tmp_folders.outputs / "pro" / "clip_1.mov").exists()  # the first kept
+    assert not [p for p in (tmp_folders.outputs / "pro").iterdir() if ".tmp" in p.name]
+    _refused(registry, "FillProResVideo", "save_directory", images=images, save_directory="../out")
+    _refused(registry, "FillProResVideo", "filename", images=images, filename="a/b")
 
 
 # -- NFT generator ---------------------------------------------------------------------------------
