@@ -1329,6 +1329,17 @@ def _file_name(template: str, index: int) -> str:
     return template.format(index=index)
 
 
+def outputs_folder_parts(given: str, input_name: str) -> list[str]:
+    """A Fill saver's folder as ComfyUI's working folder sees it, as its parts inside the outputs
+    folder: a leading ./output (ComfyUI's outputs folder) dropped; a path on disk refused."""
+    given = given.strip()
+    if given.startswith(("/", "\\")) or given[1:3] in (":/", ":\\"):
+        raise NodeInputError(input_name, f"{given!r} is a path on disk: files are saved only inside the outputs "
+                                         "folder; give a folder there (the pack writes anywhere)")
+    parts = [part for part in given.replace("\\", "/").split("/") if part not in ("", ".")]
+    return parts[1:] if parts[:1] == ["output"] else parts
+
+
 class FillSaveImages(Node):
     """Save each image (8-bit levels, x · 255 cut) as file_name_template with {index} from
     start_index (the next free number where a file of that name exists), in the format its
@@ -1368,12 +1379,7 @@ class FillSaveImages(Node):
             raise NodeInputError("folder_structure", f"not JSON ({e}): expected a list of folders") from None
         if not isinstance(structure, list):
             raise NodeInputError("folder_structure", 'expected a list of {"name": text, "children": [...]}')
-        given = self.base_directory.strip()
-        if given.startswith(("/", "\\")) or given[1:3] in (":/", ":\\"):
-            raise NodeInputError("base_directory", f"{given!r} is a path on disk: files are saved only inside the "
-                                                   "outputs folder; give a folder there (the pack writes anywhere)")
-        base = [part for part in given.replace("\\", "/").split("/") if part not in ("", ".")]
-        base = base[1:] if base[:1] == ["output"] else base
+        base = outputs_folder_parts(self.base_directory, "base_directory")
         parts = base + _folder_tree_path(structure)
         folder = _caption_folder("/".join(parts), "folder_structure" if len(parts) > len(base) else
                                  "base_directory") if parts else folders.outputs
