@@ -314,7 +314,7 @@ FILL_LEFT_OUT = {
     "FL_HunyuanDelight": "it downloads Hunyuan3D's delight model from the Hugging Face hub and runs it with diffusers",
     "FL_WF_Agent": "it asks Google's Gemini for JavaScript and runs it on the workflow in the editor",
 }
-FILL_LATER = ("FL_BatchAlign", "FL_TimeLine", "FL_SceneCut")
+FILL_LATER = ("FL_BatchAlign", "FL_TimeLine")
 # twri's sdxl_prompt_styler (nodes/pack_nodes_sdxl_styler.py), whole names only: other packs' stylers
 # (wolfden's "SDXLPromptStylerbyMood" ...) start with "SDXLPromptStyler" too
 SDXL_STYLER_CLASSES = ("SDXLPromptStyler", "SDXLPromptStylerAdvanced",

@@ -21,8 +21,8 @@ nodes/*.py at these commits:
   82f6242b7f2270c736a13b2ecacd4f240a79ff3a. Read to sort out the classes not built: FL_HunyuanDelight.py at
   469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
-  FL_WF_Agent.py, FL_TimeLine.py and video/FL_VideoCut.py (FL_SceneCut, not built yet) as the
-  index holds them; FL_ProResVideo.py at b040953d53e9bc99ad8340327946f66d87480e6b (its ffmpeg version;
+  FL_WF_Agent.py and FL_TimeLine.py as the index holds them; video/FL_VideoCut.py at 88056c54
+  (FL_VideoCut, which calls itself FL_SceneCut); FL_ProResVideo.py at b040953d53e9bc99ad8340327946f66d87480e6b (its ffmpeg version;
   the earlier one, with moviepy, read as the index holds it). FL_FractalKSampler from wip/FL_KsamplerFractals.py at 88056c54 (its second
   version; the first, nodes/FL_KsamplerFractals.py at ab164ec202a0de86306cc805db865d5006785076, fails on
   every run, and its UI saves are refused). Built from the
@@ -44,7 +44,8 @@ anywhere on disk), FL_NFTGenerator (the same; its files in order of name), FL_Cl
 VAEEncode and VAEDecode, its grid drawn with Pillow as the pack draws it), FL_FractalKSampler
 (graphflow's KSampler, at the one level the pack runs), FL_BulletHellGame, FL_TetrisGame and
 FL_SystemCheck (nodes that do nothing, as in the pack; their editor scripts and web route are not
-served), FL_ProResVideo (graphflow's PyAV writer with the pack's ProRes settings), FL_UpscaleModel
+served), FL_ProResVideo and FL_VideoCut (OpenCV's measures as the pack's; clips through graphflow's
+PyAV writer with the pack's ffmpeg settings), FL_UpscaleModel
 (ImageUpscaleWithModel on a copy of the model in the chosen precision). The pack's other
 classes are named in graphflow/comfy_format.py (FILL_LEFT_OUT with why, FILL_LATER not built yet).
 
@@ -919,6 +920,134 @@ class FillProResVideo(Node):
                 raise NodeInputError("images", str(e)) from None
         _write_replacing(path, write)
         return f"Video saved to {path.relative_to(folders.outputs).as_posix()}"
+
+
+# -- scene cut -------------------------------------------------------------------------------------
+
+SCENE_METHODS = {"intensity": 0.8, "histogram": 3.0, "hybrid": 1.0}  # FL_VideoCut's threshold factor a method
+SCENE_DETECTION_SIDE = 640  # FL_VideoCut's longest side for detection, with downsample_detection
+
+
+def _scene_cut(method: str, levels, grey, i: int, limit: float) -> bool:
+    """Whether FL_VideoCut sees a cut between frames i - 1 and i: their grey levels' mean absolute
+    difference (intensity); the chi-square distance of their hue-saturation histograms (16 × 16,
+    each scaled to 0..1) (histogram); or hybrid: no cut below 0.3 limit of grey difference, a cut
+    above 3 limit, else 0.6 of it plus 0.4 of the mean size of their Sobel gradients' difference
+    against 1.2 limit."""
+    import cv2
+    import numpy as np
+    if method == "histogram":
+        hists = []
+        for frame in (levels[i], levels[i - 1]):
+            hist = cv2.calcHist([cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)], [0, 1], None, [16, 16], [0, 180, 0, 256])
+            hists.append(cv2.normalize(hist, hist, 0, 1, cv2.NORM_MINMAX))
+        return cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_CHISQR) > limit
+    difference = float(np.mean(cv2.absdiff(grey[i], grey[i - 1])))
+    if method == "intensity":
+        return difference > limit
+    if difference < limit * 0.3:
+        return False
+    if difference > limit * 3.0:
+        return True
+    dx = cv2.Sobel(grey[i], cv2.CV_64F, 1, 0, ksize=3) - cv2.Sobel(grey[i - 1], cv2.CV_64F, 1, 0, ksize=3)
+    dy = cv2.Sobel(grey[i], cv2.CV_64F, 0, 1, ksize=3) - cv2.Sobel(grey[i - 1], cv2.CV_64F, 0, 1, ksize=3)
+    return difference * 0.6 + float(np.mean(np.sqrt(dx ** 2 + dy ** 2))) * 0.4 > limit * 1.2
+
+
+def scene_bounds(levels, threshold: float, min_length: int, method: str) -> list[int]:
+    """FL_VideoCut's scene boundaries in 8-bit frames: 0, each cut at least min_length frames after
+    the last, and the last frame's index; a scene shorter than min_length then loses its start, so
+    it joins the scene before it. Scene k is frames bounds[k] up to, not including, bounds[k + 1]
+    (the pack's: the very last frame is in none)."""
+    import cv2
+    grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in levels] if method != "histogram" else None
+    limit = threshold * SCENE_METHODS[method]
+    bounds = [0]
+    for i in range(1, len(levels)):
+        check_interrupted()
+        if _scene_cut(method, levels, grey, i, limit) and i - bounds[-1] >= min_length:
+            bounds.append(i)
+    if bounds[-1] != len(levels) - 1:
+        bounds.append(len(levels) - 1)
+    return [start for start, end in zip(bounds, bounds[1:]) if end - start >= min_length] + [bounds[-1]]
+
+
+class FillVideoCut(Node):
+    """Find the scene cuts in the frames and save each scene of 3 frames or more as an H.264 MP4
+    clip, scene_<number>.mp4 (scene_000 first; where the file is there, scene_000_1.mp4 ... as free;
+    the pack adds a random tag), at fps, in output_folder, a folder inside the outputs folder (the
+    pack's default ./output/scene_cuts is scene_cuts there; made when missing; the pack writes
+    anywhere on disk). A cut is where detection_method finds the frames differ by more than
+    threshold (intensity: their grey levels' mean absolute difference above 0.8 threshold;
+    histogram: their hue-saturation histograms' chi-square distance above 3 threshold; hybrid:
+    grey levels and Sobel edges, see the pack) at least min_scene_length frames after the last
+    cut; a last scene shorter than that joins the one before, and the very last frame is in no clip,
+    as in the pack. downsample_detection looks at frames shrunk (Lanczos) to 640 pixels on their
+    longest side. Clips are libx264 at CRF int((100 - output_quality) / 4) + 1, preset veryfast,
+    tuned for film, yuv420p, through graphflow's PyAV writer (the pack pipes to the ffmpeg program;
+    its faststart is not applied here), so the frames' width and height must be even. Gives the
+    clips' paths in the outputs folder joined by "," and the folder's. max_workers and
+    use_gpu_acceleration change only the pack's speed and have no effect here (clips are written
+    one after another)."""
+    category = "🏵️Fill Nodes/Video"
+    display_name = "FL Video Cut Detector"
+    output_node = True
+    cacheable = False  # it writes files each run
+    images: IMAGE
+    output_folder: str = Text("./output/scene_cuts")
+    fps: int = Int(24, min=1, max=120, step=1)
+    threshold: float = Float(30.0, min=1.0, max=100.0, step=0.1)
+    min_scene_length: int = Int(12, min=2, max=1000, step=1)
+    output_quality: int = Int(85, min=1, max=100, step=1)
+    detection_method: str = Choice(tuple(SCENE_METHODS), "hybrid")
+    max_workers: int = Int(4, min=1, max=16, step=1)
+    downsample_detection: bool = Bool(True)
+    use_gpu_acceleration: bool = Bool(True)
+    outputs = {"video_paths": STRING, "output_folder": STRING}
+    comfy = ComfyAlias(("FL_VideoCut",))
+
+    def run(self):
+        import numpy as np
+
+        from graphflow.api import check_run_memory, folders
+        from graphflow.images import resize_nchw
+        from graphflow.video import Video, VideoFileError, frame_rate, write_video
+        from nodes.pack_nodes_fill import _caption_folder, _write_replacing
+        from nodes.pack_nodes_fill2 import outputs_folder_parts
+        images = _image(self.images, "images")
+        _channels(images, "images", (3,))
+        batch, height, width = images.shape[:3]
+        if width % 2 or height % 2:
+            raise NodeInputError("images", f"{width}×{height}: H.264 clips in yuv420p need an even width and height")
+        parts = outputs_folder_parts(self.output_folder, "output_folder")
+        folder = _caption_folder("/".join(parts), "output_folder") if parts else folders.outputs
+        seen = images
+        if self.downsample_detection and max(width, height) > SCENE_DETECTION_SIDE:
+            scale = SCENE_DETECTION_SIDE / max(width, height)
+            seen = resize_nchw(images.movedim(-1, 1), int(width * scale), int(height * scale), "lanczos").movedim(1, -1)
+        check_run_memory("images", "scene detection's 8-bit frames", data=seen.shape.numel() * 4 // 3)
+        # the pack's levels: x · 255 in float32, truncated
+        levels = (seen.detach().float().clamp(0, 1) * 255).cpu().numpy().astype(np.uint8)
+        bounds = scene_bounds(levels, self.threshold, self.min_scene_length, self.detection_method)
+        options = {"crf": str(int((100 - self.output_quality) / 4) + 1), "preset": "veryfast", "tune": "film"}
+        saved = []
+        for index, (start, end) in enumerate(zip(bounds, bounds[1:])):
+            check_interrupted()
+            if end - start < 3:
+                continue
+            path, counter = folder / f"scene_{index:03d}.mp4", 1
+            while path.exists():
+                path, counter = folder / f"scene_{index:03d}_{counter}.mp4", counter + 1
+            clip = Video(images[start:end], frame_rate(self.fps))
+
+            def write(temporary, clip=clip):
+                try:
+                    write_video(temporary, clip, "mp4", "libx264", options=options)
+                except VideoFileError as e:
+                    raise NodeInputError("images", str(e)) from None
+            _write_replacing(path, write)
+            saved.append(path.relative_to(folders.outputs).as_posix())
+        return ",".join(sorted(saved)), folder.relative_to(folders.outputs).as_posix()
 
 
 # -- NFT generator ---------------------------------------------------------------------------------

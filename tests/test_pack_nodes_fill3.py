@@ -104,6 +104,13 @@ PACK_INPUTS = {
     "FL_ProResVideo": [("images", "IMAGE", None, None, None, None), ("fps", "FLOAT", 30.0, 1.0, 120.0, 1.0),
                        ("filename", "STRING", "prores_output", None, None, None),
                        ("save_directory", "STRING", "", None, None, None)],
+    "FL_VideoCut": [("images", "IMAGE", None, None, None, None),
+                    ("output_folder", "STRING", "./output/scene_cuts", None, None, None),
+                    ("fps", "INT", 24, 1, 120, 1), ("threshold", "FLOAT", 30.0, 1.0, 100.0, 0.1),
+                    ("min_scene_length", "INT", 12, 2, 1000, 1), ("output_quality", "INT", 85, 1, 100, 1),
+                    ("detection_method", "COMBO", "hybrid", None, None, None), ("max_workers", "INT", 4, 1, 16, 1),
+                    ("downsample_detection", "BOOLEAN", True, None, None, None),
+                    ("use_gpu_acceleration", "BOOLEAN", True, None, None, None)],
     "FL_VideoCaptionSaver": [("images", "IMAGE", None, None, None, None),
                              ("folder_name", "STRING", "output_videos", None, None, None),
                              ("caption_text", "STRING", "Your caption here", None, None, None),
@@ -114,6 +121,7 @@ PACK_INPUTS = {
 }
 PACK_OUTPUTS = {"FL_BlackFrameReject": ["IMAGE", "INT", "INT"], "FL_FractalKSampler": ["LATENT", "VAE"],
                 "FL_BulletHellGame": [], "FL_TetrisGame": [], "FL_SystemCheck": [], "FL_ProResVideo": ["STRING"],
+                "FL_VideoCut": ["STRING", "STRING"],
                 "FL_SDUltimate_Slices": ["IMAGE", "INT", "INT", "FLOAT"],
                 "FL_VideoCropMask": ["IMAGE", "IMAGE", "IMAGE", "CROP_DATA"],
                 "FL_API_Base64_ImageLoader": ["IMAGE", "INT", "INT", "STRING", "STRING", "STRING"],
@@ -138,7 +146,7 @@ PACK_DISPLAY_NAMES = {
     "FL_UpscaleModel": "FL Upscale Model", "FL_KSamplerXYZPlot": "FL KSampler XYZ Plot",
     "FL_VideoCaptionSaver": "FL Video Caption Saver", "FL_FractalKSampler": "FL Fractal KSampler",
     "FL_BulletHellGame": "FL BulletHell Game", "FL_TetrisGame": "FL Tetris Game", "FL_SystemCheck": "FL System Check",
-    "FL_ProResVideo": "FL ProRes Video"}
+    "FL_ProResVideo": "FL ProRes Video", "FL_VideoCut": "FL Video Cut Detector"}
 PACK_OPTIONAL = {"FL_PasteByMask": 6, "FL_BlackFrameReject": 3, "FL_API_Base64_ImageLoader": 4,
                  "FL_KSamplerXYZPlot": 17, "FL_FractalKSampler": 13}
 PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fill", "keep_ratio_fit", "source_size",
@@ -152,6 +160,7 @@ PACK_CHOICES = {("FL_PasteByMask", "resize_behavior"): ["resize", "keep_ratio_fi
                 ("FL_KSamplerXYZPlot", "z_axis"): ["none", "steps", "cfg", "denoise", "sampler_name", "scheduler"],
                 ("FL_KSamplerXYZPlot", "z_stack_mode"): ["vertical", "horizontal"],
                 ("FL_KSamplerXYZPlot", "input_type"): ["latent", "image"],
+                ("FL_VideoCut", "detection_method"): ["intensity", "histogram", "hybrid"],
                 ("FL_ClipScanner", "model_type"): ["SDXL (ViT-G/14)", "SD 1.5 (ViT-L/14)", "FLUX (ViT-L/14)"],
                 ("FL_SDUltimate_Slices", "slicing"): ["1x1", "1x2", "1x3", "1x4", "2x1", "2x2", "2x3", "2x4", "3x1",
                                                       "3x2", "3x3", "3x4", "4x1", "4x2", "4x3", "4x4"]}
@@ -718,6 +727,78 @@ def test_prores_video_writes_prores_4444_as_the_pack_asks_ffmpeg(registry, tmp_f
     assert not [p for p in (tmp_folders.outputs / "pro").iterdir() if ".tmp" in p.name]
     _refused(registry, "FillProResVideo", "save_directory", images=images, save_directory="../out")
     _refused(registry, "FillProResVideo", "filename", images=images, filename="a/b")
+
+
+# -- scene cut -------------------------------------------------------------------------------------
+
+
+def _scene_frames(levels_by_frame, height=32, width=48):
+    """Frames of one flat grey level each, with a fixed texture so edges exist."""
+    texture = torch.rand(height, width, 1, generator=torch.Generator().manual_seed(4)) * 0.1
+    return torch.stack([(torch.full((height, width, 1), level) + texture).expand(-1, -1, 3).clamp(0, 1)
+                        for level in levels_by_frame]).contiguous()
+
+
+def test_video_cut_saves_each_scene_as_an_h264_clip(registry, tmp_folders):
+    import av
+    frames = _scene_frames([0.2] * 14 + [0.8] * 12 + [0.5] * 4)  # cuts at 14 and 26, 30 frames
+    paths, folder = call(registry, "FillVideoCut", images=frames, fps=12, threshold=30.0, min_scene_length=12,
+                         output_quality=85, detection_method="intensity")
+    # grey differences 0.6 and 0.3 of 255 pass 0.8 × 30; the scene from 26 has 3 < 12 frames up to the
+    # last index, 29, so it joins the one before: scenes 0..13 and 14..28 (the very last frame in none)
+    assert folder == "scene_cuts" and paths == "scene_cuts/scene_000.mp4,scene_cuts/scene_001.mp4"
+    for path, (start, end) in zip(paths.split(","), ((0, 14), (14, 29))):
+        with av.open(str(tmp_folders.outputs / path)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "h264" and stream.average_rate == 12
+            decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        assert len(decoded) == end - start, path
+        for frame, want in zip(decoded, frames[start:end]):
+            assert abs(float(frame.mean()) - float(want.mean()) * 255) < 4  # CRF int(15 / 4) + 1 = 4: near-lossless
+    again, _ = call(registry, "FillVideoCut", images=frames, fps=12, min_scene_length=12,
+                    detection_method="intensity", output_folder="scene_cuts")
+    assert again == "scene_cuts/scene_000_1.mp4,scene_cuts/scene_001_1.mp4"  # the first clips kept
+    _refused(registry, "FillVideoCut", "images", "even", images=frames[:, :31])
+    _refused(registry, "FillVideoCut", "output_folder", "path on disk", images=frames, output_folder="/tmp/cuts")
+
+
+@pytest.mark.parametrize("method", ["intensity", "histogram", "hybrid"])
+def test_video_cut_finds_cuts_by_the_packs_measures(method):
+    import cv2
+
+    from nodes.pack_nodes_fill3 import scene_bounds
+    rng = np.random.default_rng(6)
+    base = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    other = np.roll(base[..., [2, 0, 1]], 5, axis=1)  # channels turned and moved: other colours and edges
+    levels = np.stack([base] * 5 + [other] * 5 + [base] * 4)
+    grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in levels]
+
+    def histogram(frame):
+        hist = cv2.calcHist([cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)], [0, 1], None, [16, 16], [0, 180, 0, 256])
+        return cv2.normalize(hist, hist, 0, 1, cv2.NORM_MINMAX)
+
+    def measure(i):  # the pack's score against threshold × its factor, written out
+        diff = float(np.abs(grey[i].astype(float) - grey[i - 1].astype(float)).mean())
+        if method == "intensity":
+            return diff, 0.8
+        if method == "histogram":
+            return cv2.compareHist(histogram(levels[i]), histogram(levels[i - 1]), cv2.HISTCMP_CHISQR), 3.0
+        gx = [cv2.Sobel(g, cv2.CV_64F, 1, 0, ksize=3) for g in (grey[i], grey[i - 1])]
+        gy = [cv2.Sobel(g, cv2.CV_64F, 0, 1, ksize=3) for g in (grey[i], grey[i - 1])]
+        edges = float(np.sqrt((gx[0] - gx[1]) ** 2 + (gy[0] - gy[1]) ** 2).mean())
+        return diff, edges  # hybrid's two parts
+    if method == "hybrid":  # a threshold where the grey difference alone decides neither way
+        scores = [0.6 * measure(i)[0] + 0.4 * measure(i)[1] for i in (5, 10)]
+        threshold = min(scores) / 1.2 - 0.01
+        assert all(0.3 * threshold <= measure(i)[0] <= 3 * threshold for i in (5, 10))
+    else:
+        threshold = min(measure(i)[0] / measure(i)[1] for i in (5, 10)) - 0.01  # just under both cuts
+    assert measure(1)[0] == 0 < threshold  # identical frames are no cut
+    assert scene_bounds(levels, threshold, 3, method) == [0, 5, 10, 13]  # the last index ends the last scene
+    # min_scene_length 6: 5 is too soon after 0, 10 is not; the 3-frame scene from 10 then joins the one before
+    assert scene_bounds(levels, threshold, 6, method) == [0, 13]
+    above = max(measure(i)[0] for i in (5, 10)) * 10 if method != "hybrid" else max(scores) * 10
+    assert scene_bounds(levels, above, 3, method) == [0, 13]  # no cut
 
 
 # -- NFT generator ---------------------------------------------------------------------------------
