@@ -10,9 +10,10 @@ nodes/*.py at these commits:
   at 504358021a82ba91674cce42a8e984fb1ef3b926);
   FL_VideoCropNStitch.py (FL_VideoCropMask, FL_VideoRecompose) in its later version, which scales an
   oversized crop back inside the frame and clamps the recomposed box (the index holds it without a
-  commit; its version at 88056c54 lets a crop run off the frame); 88056c54 api_tools/FL_API_Base64_ImageLoader.py
-  and api_tools/FL_API_ImageSaver.py (with user_id; their earlier layouts, refused from UI saves, at
-  655316e60fdf4d2d219983e51b41594d8a421e27 and 19588f1b62ea00875ac8b22bc529032966ee7291);
+  commit; its version at 88056c54 lets a crop run off the frame); 88056c54
+  api_tools/FL_API_Base64_ImageLoader.py and api_tools/FL_API_ImageSaver.py (with user_id; their
+  earlier layouts, refused from UI saves, at 655316e60fdf4d2d219983e51b41594d8a421e27 and
+  19588f1b62ea00875ac8b22bc529032966ee7291);
   5d9f67074ba74659e2bb3e2c757d0e15eeade220 FL_ImageCaptionLayout.py; 88056c54 utility/FL_ClipScanner.py
   (its tokenizer, open_clip's SimpleTokenizer, read in open_clip 3.3's tokenizer.py as installed here)
   and captioning/FL_Video_Caption_Saver.py (the OpenCV version; an earlier one wrote with moviepy);
@@ -21,12 +22,13 @@ nodes/*.py at these commits:
   82f6242b7f2270c736a13b2ecacd4f240a79ff3a. Read to sort out the classes not built: FL_HunyuanDelight.py at
   469d0c28b538720149487095251f140f23f0bac8, FL_BatchAligned.py at 5d9f6707 (FL_BatchAlign, a model patch:
   not built yet), and FL_PDFToImages.py, FL_TextToPDF.py, FL_PDFEncryptor.py, FL_ImageCaptionLayoutPDF.py,
-  FL_WF_Agent.py and FL_TimeLine.py as the index holds them; video/FL_VideoCut.py at 88056c54
-  (FL_VideoCut, which calls itself FL_SceneCut); FL_ProResVideo.py at b040953d53e9bc99ad8340327946f66d87480e6b (its ffmpeg version;
-  the earlier one, with moviepy, read as the index holds it). FL_FractalKSampler from wip/FL_KsamplerFractals.py at 88056c54 (its second
-  version; the first, nodes/FL_KsamplerFractals.py at ab164ec202a0de86306cc805db865d5006785076, fails on
-  every run, and its UI saves are refused). Built from the
-  index's copy without a commit: FL_NFTGenerator.py in its version that also looks in the pack's folder;
+  FL_WF_Agent.py and FL_TimeLine.py as the index holds them. Built from video/FL_VideoCut.py at
+  88056c54 (FL_VideoCut, which calls itself FL_SceneCut); FL_ProResVideo.py at
+  b040953d53e9bc99ad8340327946f66d87480e6b (its ffmpeg version; the earlier one, with moviepy, read as
+  the index holds it); FL_FractalKSampler from wip/FL_KsamplerFractals.py at 88056c54 (its second
+  version; the first, nodes/FL_KsamplerFractals.py at ab164ec202a0de86306cc805db865d5006785076, fails
+  on every run, and its UI saves are refused). Built from the index's copy without a commit:
+  FL_NFTGenerator.py in its version that also looks in the pack's folder;
   and from 9119ccecb2eb5715b172a8871e7e6505a2cdb5b2 FL_KSamplerXYZPlot.py (the same at 88056c54 as
   ksamplers/FL_KSamplerXYZPlot.py), FL_UpscaleModel.py in its latest layout the index holds (precision
   auto / 32 / 16 / bfloat16 and batch_size; ComfyUI's should_use_fp16 / should_use_bf16 read as "a GPU").
