@@ -275,7 +275,8 @@ ART_VENTURE_LEFT_OUT = {
                                          "(Efficient)'s function with them, so it cannot run there (Fooocus_KSampler"
                                          "Advanced has the sharpness with KSamplerAdvanced's inputs)",
 }
-# filliptm's ComfyUI_Fill-Nodes (nodes/pack_nodes_fill.py, round 1; nodes/pack_nodes_fill2.py, round 2): its classes left out on purpose, with
+# filliptm's ComfyUI_Fill-Nodes (nodes/pack_nodes_fill.py, round 1; nodes/pack_nodes_fill2.py, round 2;
+# nodes/pack_nodes_fill3.py, round 3): its classes left out on purpose, with
 # why, and FILL_LATER, those not built yet; from its __init__.py at 003fd21a70528c707c34178543948fa992458781
 # (the web-API classes also from its __init__.py at ce59dd105619de8c336a7fa0df30f4400069339e)
 # (every class is "FL_..."; CUSTOM_PACKS claims the prefix)
@@ -305,15 +306,15 @@ FILL_LEFT_OUT = {
     "FL_Glitch": "it needs the glitch_this package, which graphflow does not declare",
     **dict.fromkeys(("FL_InfiniteZoom", "FL_Shadertoy", "FL_PaperDrawn"),
                     "it renders with an OpenGL shader (PyOpenGL and glfw, a window on a display)"),
+    **dict.fromkeys(("FL_ImageCaptionLayoutPDF", "FL_PDFLoader", "FL_PDFToImages", "FL_PDFSaver", "FL_ImagesToPDF",
+                     "FL_PDFMerger", "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader", "FL_TextToPDF",
+                     "FL_PDFEncryptor"),
+                    "it reads, writes or renders PDF files with PyPDF2, PyMuPDF (fitz), pdf2image or reportlab, which "
+                    "graphflow does not declare (its PDF socket passes only between these nodes)"),
+    "FL_HunyuanDelight": "it downloads Hunyuan3D's delight model from the Hugging Face hub and runs it with diffusers",
+    "FL_WF_Agent": "it asks Google's Gemini for JavaScript and runs it on the workflow in the editor",
 }
-FILL_LATER = ("FL_VideoCaptionSaver", "FL_NFTGenerator", "FL_SDUltimate_Slices", "FL_BatchAlign",
-              "FL_VideoRecompose", "FL_VideoCropMask", "FL_BulletHellGame", "FL_TetrisGame", "FL_SystemCheck",
-              "FL_ImageCaptionLayout", "FL_ZipDirectory", "FL_TimeLine", "FL_FractalKSampler", "FL_UpscaleModel",
-              "FL_KSamplerXYZPlot", "FL_ImageCaptionLayoutPDF", "FL_PDFLoader", "FL_PDFToImages", "FL_PDFSaver",
-              "FL_ImagesToPDF", "FL_PDFMerger", "FL_PDFTextExtractor", "FL_PDFImageExtractor", "FL_BulkPDFLoader",
-              "FL_TextToPDF", "FL_PDFEncryptor", "FL_ProResVideo", "FL_API_Base64_ImageLoader", "FL_API_ImageSaver",
-              "FL_AnimeLineExtractor", "FL_HunyuanDelight", "FL_ClipScanner", "FL_SceneCut", "FL_WF_Agent",
-              "FL_BlackFrameReject", "FL_PasteByMask")
+FILL_LATER = ("FL_BatchAlign", "FL_TimeLine")
 # Acly's comfyui-tooling-nodes (nodes/pack_nodes_etn.py): its classes left out on purpose, with why, and
 # ETN_LATER, those not built yet; from its __init__.py at b08b3779bf0288bf3a83b697b553c3eaf2a89573
 # (every class is "ETN_..."; CUSTOM_PACKS claims the prefix)
@@ -568,7 +569,7 @@ PACK_NOTES = {
                                      "properties name this pack (cnr_id / aux_id) or a save gives its inputs "
                                      "(blur_radius, sigma); else a saved `Blur` runs Masquerade's Blur, that "
                                      "name's default",
-    "ComfyUI_Fill-Nodes": "rounds 1 and 2; left out on purpose, with why in the error a save of one gets: "
+    "ComfyUI_Fill-Nodes": "rounds 1 to 3; left out on purpose, with why in the error a save of one gets: "
                           + ", ".join(f"`{n}`" for n in FILL_LEFT_OUT) + "; its other classes are not built yet",
     "comfyui-tooling-nodes": "the nodes the Krita AI Diffusion plugin's workflows use; left out on purpose: "
                              + ", ".join(f"`{n}`" for n in ETN_LEFT_OUT) + "; not built yet: "

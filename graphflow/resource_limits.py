@@ -153,25 +153,28 @@ def sampling_memory(size: Size | None) -> int:
     return int(UNET_BYTES_PER_PIXEL * size.batch * size.pixels) if size is not None else 0
 
 
-def check_run_memory(input_name: str, what: str, sampled: Size | None = None, images: Size | None = None) -> None:
+def check_run_memory(input_name: str, what: str, sampled: Size | None = None, images: Size | None = None,
+                     data: int = 0) -> None:
     """Refuse (NodeInputError naming input_name), before it starts, work whose size only the run
     knows (a pipe's latent, a sampler script's hires pass), by the rule the planner applies to the
     sizes it knows: sampling a latent batch of `sampled` needs sampling_memory() on the compute
-    device (on a CPU in the RAM), and an IMAGE batch of `images` its bytes in the RAM; against the
-    run's RunLimits (ram_bytes / device_bytes) or this machine's. `what` says what makes the size
-    ("upscales the latent by 8")."""
+    device (on a CPU in the RAM), an IMAGE batch of `images` its bytes in the RAM, and `data` bytes
+    of anything else (an archive built in memory) the same; against the run's RunLimits (ram_bytes /
+    device_bytes) or this machine's. `what` says what makes the size ("upscales the latent by 8")."""
     from graphflow.context import NodeInputError, run_limits
 
     budget = _budget(run_limits())
     device_name, device_bytes = budget["device"]
-    working, held = sampling_memory(sampled), _bytes("IMAGE", images)
+    working, pictures = sampling_memory(sampled), _bytes("IMAGE", images)
+    held = pictures + data
     if device_bytes is not None and working > device_bytes:
         raise NodeInputError(input_name, f"{what}: sampling {_what(sampled)} needs at least {_gb(working)} of "
                                          f"working memory on {device_name}, which has {_gb(device_bytes)}")
     on_ram = held + (working if device_bytes is None or device_name == "cpu" else 0)
     if budget["ram"] is not None and on_ram > budget["ram"]:
         needs = " and ".join(part for part, n in ((f"sampling {_what(sampled)}", working if on_ram > held else 0),
-                                                  (f"the images ({images})", held)) if n)
+                                                  (f"the images ({images})", pictures),
+                                                  (f"{_gb(data)} of data", data)) if n)
         raise NodeInputError(input_name, f"{what}: {needs} needs at least {_gb(on_ram)} of memory; this machine has "
                                          f"{_gb(budget['ram'])}")
 

@@ -314,11 +314,12 @@ def _caption_folder(folder_name: str, input_name: str = "folder_name"):
     return folder
 
 
-def _write_replacing(path, write) -> None:
-    """write(a temporary path), then move it onto path: a failed or stopped save leaves no half file."""
+def _write_replacing(path, write, keep_suffix: bool = False) -> None:
+    """write(a temporary path), then move it onto path: a failed or stopped save leaves no half file.
+    keep_suffix ends the temporary name in path's suffix too, for writers that choose the format by it."""
     import os
     import uuid
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp" + (path.suffix if keep_suffix else ""))
     try:
         write(temporary)
         os.replace(temporary, path)

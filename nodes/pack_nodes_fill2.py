@@ -918,12 +918,28 @@ class FillSaveAndDisplayImage(SaveImage):
 MOST_ZIP_BYTES = 4 << 30  # FL_ZipSave's files together (an archive of a whole disk would fill it)
 
 
-def _zip_sources(folder, root, given: str):
+def _zip_sources(folder, root, given: str, input_name: str = "input_directory"):
     """The files below folder (its linked folders not entered, as os.walk does; linked files leading
     out of root left out), with their names in the archive, sorted."""
     from nodes.pack_nodes_fill import walked_files
-    found = walked_files(folder, lambda name: True, "input_directory", given, inside=root)
+    found = walked_files(folder, lambda name: True, input_name, given, inside=root)
     return sorted(((path, path.relative_to(folder).as_posix()) for path in found), key=lambda item: item[1])
+
+
+def outputs_subfolder(given: str, input_name: str):
+    """An existing folder inside the outputs folder (empty: the outputs folder itself), as the Fill
+    zippers read one (the pack's read any on disk)."""
+    from graphflow.api import folders
+    from graphflow.folders import UnsafePathError
+    name = given.strip().replace("\\", "/").strip("/")
+    try:
+        folder = safe_join(folders.outputs, name) if name else folders.outputs
+    except UnsafePathError:
+        raise NodeInputError(input_name, f"{given!r}: expected a folder inside the outputs folder (the pack "
+                                         "zips any)") from None
+    if not folder.is_dir():
+        raise NodeInputError(input_name, f"no folder {given!r} in the outputs folder")
+    return folder
 
 
 class FillZipSave(Node):
@@ -947,16 +963,9 @@ class FillZipSave(Node):
         import zipfile
 
         from graphflow.api import folders
-        from graphflow.folders import UnsafePathError, file_name_problem
+        from graphflow.folders import file_name_problem
         from nodes.pack_nodes_fill import _caption_folder, _write_replacing
-        name = self.input_directory.strip().replace("\\", "/").strip("/")
-        try:
-            source = safe_join(folders.outputs, name) if name else folders.outputs
-        except UnsafePathError:
-            raise NodeInputError("input_directory", f"{self.input_directory!r}: expected a folder inside the "
-                                                    "outputs folder (the pack zips any)") from None
-        if not source.is_dir():
-            raise NodeInputError("input_directory", f"no folder {self.input_directory!r} in the outputs folder")
+        source = outputs_subfolder(self.input_directory, "input_directory")
         target = _caption_folder(self.output_directory, "output_directory") if self.output_directory.strip() else (
             folders.outputs)
         archive_name = self.zip_filename if self.zip_filename.lower().endswith(".zip") else self.zip_filename + ".zip"
@@ -1320,6 +1329,17 @@ def _file_name(template: str, index: int) -> str:
     return template.format(index=index)
 
 
+def outputs_folder_parts(given: str, input_name: str) -> list[str]:
+    """A Fill saver's folder as ComfyUI's working folder sees it, as its parts inside the outputs
+    folder: a leading ./output (ComfyUI's outputs folder) dropped; a path on disk refused."""
+    given = given.strip()
+    if given.startswith(("/", "\\")) or given[1:3] in (":/", ":\\"):
+        raise NodeInputError(input_name, f"{given!r} is a path on disk: files are saved only inside the outputs "
+                                         "folder; give a folder there (the pack writes anywhere)")
+    parts = [part for part in given.replace("\\", "/").split("/") if part not in ("", ".")]
+    return parts[1:] if parts[:1] == ["output"] else parts
+
+
 class FillSaveImages(Node):
     """Save each image (8-bit levels, x · 255 cut) as file_name_template with {index} from
     start_index (the next free number where a file of that name exists), in the format its
@@ -1359,12 +1379,7 @@ class FillSaveImages(Node):
             raise NodeInputError("folder_structure", f"not JSON ({e}): expected a list of folders") from None
         if not isinstance(structure, list):
             raise NodeInputError("folder_structure", 'expected a list of {"name": text, "children": [...]}')
-        given = self.base_directory.strip()
-        if given.startswith(("/", "\\")) or given[1:3] in (":/", ":\\"):
-            raise NodeInputError("base_directory", f"{given!r} is a path on disk: files are saved only inside the "
-                                                   "outputs folder; give a folder there (the pack writes anywhere)")
-        base = [part for part in given.replace("\\", "/").split("/") if part not in ("", ".")]
-        base = base[1:] if base[:1] == ["output"] else base
+        base = outputs_folder_parts(self.base_directory, "base_directory")
         parts = base + _folder_tree_path(structure)
         folder = _caption_folder("/".join(parts), "folder_structure" if len(parts) > len(base) else
                                  "base_directory") if parts else folders.outputs

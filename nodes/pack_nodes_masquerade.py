@@ -723,7 +723,7 @@ class PasteByMask(Node):
             if empty[i]:
                 continue
             target = i if mapping is None else int(mapping[i])
-            w, h = self.paste_size(int(box_w[i].item()), int(box_h[i].item()), paste_w, paste_h)
+            w, h = paste_size(self.resize_behavior, int(box_w[i].item()), int(box_h[i].item()), paste_w, paste_h)
             piece = paste[i:i + 1]
             if (h, w) != (paste_h, paste_w):
                 _check_size(w, h, "image_to_paste")
@@ -748,20 +748,21 @@ class PasteByMask(Node):
             result[target] = pasting * amount + result[target] * (1.0 - amount)
         return result
 
-    def paste_size(self, width: int, height: int, paste_w: int, paste_h: int) -> tuple[int, int]:
-        """The pasted piece's (width, height) for a box width × height, as the pack works it out."""
-        behavior = self.resize_behavior
-        if behavior in ("source_size", "source_size_unmasked"):
-            return paste_w, paste_h
-        if behavior in ("keep_ratio_fill", "keep_ratio_fit"):
-            box_ratio, paste_ratio = width / height, paste_w / paste_h
-            # fill: the paste's longer side overflows the box; fit: its shorter side falls short
-            widen = paste_ratio > box_ratio if behavior == "keep_ratio_fill" else paste_ratio < box_ratio
-            if widen:
-                width = int(height * paste_ratio)
-            elif paste_ratio != box_ratio:
-                height = int(width / paste_ratio)
-        return width, height
+
+def paste_size(behavior: str, width: int, height: int, paste_w: int, paste_h: int) -> tuple[int, int]:
+    """The pasted piece's (width, height) for a box width × height, as the pack works it out (and
+    ComfyUI_Fill-Nodes' FL_PasteByMask, its fork)."""
+    if behavior in ("source_size", "source_size_unmasked"):
+        return paste_w, paste_h
+    if behavior in ("keep_ratio_fill", "keep_ratio_fit"):
+        box_ratio, paste_ratio = width / height, paste_w / paste_h
+        # fill: the paste's longer side overflows the box; fit: its shorter side falls short
+        widen = paste_ratio > box_ratio if behavior == "keep_ratio_fill" else paste_ratio < box_ratio
+        if widen:
+            width = int(height * paste_ratio)
+        elif paste_ratio != box_ratio:
+            height = int(width / paste_ratio)
+    return width, height
 
 
 def _repeated(t, size: int, name: str):

@@ -91,6 +91,7 @@ NOT_OUTPUT_SIZES = {
     "UltimateSDUpscaleNoUpscale": "batch_size: tiles sampled per batch",
     "FillKsamplerPlus": "batch_size: slices sampled per batch",
     "FillKsamplerBasic": "batch_size: slices sampled per batch",
+    "FillUpscaleModel": "batch_size: images upscaled per batch; the size is the model's scale (checked as it runs)",
     "LayerUtilityImageBatchToList": "batch_size: images per list item, cut from the input batch",
 }
 
