@@ -58,7 +58,6 @@ untouched; its help says so.
 
 from __future__ import annotations
 
-import math
 import weakref
 from dataclasses import dataclass
 
@@ -70,9 +69,7 @@ from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.image import _image
 from nodes.pack_nodes_fill import _channels, _levels
 from nodes.pack_nodes_fill2 import KSAMPLERS, MASK_MAPPING, UTILITY_LOWER
-from nodes.pack_nodes_masquerade import (
-    PASTE_BEHAVIORS, _bicubic, _check_size, _fit_mask, _tensor, as_mask, as_rgba, mask_boxes, paste_size,
-)
+from nodes.pack_nodes_masquerade import PASTE_BEHAVIORS, _fit_mask, _tensor, as_mask, as_rgba, mask_boxes, placed_paste
 from nodes.upscale import UPSCALE_MODEL
 
 COMFY_PACK = "ComfyUI_Fill-Nodes"  # the custom node pack this module's ComfyUI classes come from
@@ -180,34 +177,17 @@ class FillPasteByMask(Node):
         empty, boxes = mask_boxes(mask)
         mid_x, mid_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
         box_w, box_h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
-        paste_h, paste_w = paste.shape[1:3]
         result = base.clone()
         for i in range(mask.shape[0]):
             check_interrupted()
             if empty[i]:
                 continue
             target = i % base.shape[0] if mapping is None else int(mapping[i]) % base.shape[0]
-            w, h = paste_size(self.resize_behavior, int(box_w[i].item()), int(box_h[i].item()), paste_w, paste_h)
-            piece = paste[i % paste.shape[0]][None]
-            if (h, w) != (paste_h, paste_w):
-                _check_size(w, h, "image_to_paste")
-                piece = _bicubic(piece, h, w)
-            piece = piece[0]
-            # the piece's place, centred on the box as the pack rounds it, cut to the picture
-            top, left = math.floor(mid_y[i].item() - h / 2) + 1, math.floor(mid_x[i].item() - w / 2) + 1
-            bottom, right = top + h, left + w
-            src_top, src_left = max(0, -top), max(0, -left)
-            src_bottom, src_right = h - max(0, bottom - height), w - max(0, right - width)
-            top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
-            if top >= bottom or left >= right:
+            placed = placed_paste(paste[i % paste.shape[0]][None], self.resize_behavior, (box_w[i], box_h[i]),
+                                  (mid_x[i], mid_y[i]), mask[i], result[target])
+            if placed is None:
                 continue
-            pasting = torch.ones_like(result[target])
-            pasting[top:bottom, left:right] = piece[src_top:src_bottom, src_left:src_right]
-            pasting[..., 3] = 1.0
-            amount = torch.zeros((height, width), dtype=base.dtype, device=base.device)
-            amount[top:bottom, left:right] = piece[src_top:src_bottom, src_left:src_right, 3]
-            if self.resize_behavior not in ("keep_ratio_fill", "source_size_unmasked"):
-                amount = torch.minimum(amount, mask[i])
+            pasting, amount = placed
             if self.feather_amount > 0:
                 amount = feathered(amount, self.feather_amount)
             amount = amount[..., None]

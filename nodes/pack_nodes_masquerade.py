@@ -696,7 +696,6 @@ class PasteByMask(Node):
         return Estimate(None if base is None else Size(base.batch, base.height, base.width))
 
     def run(self):
-        import torch
         base = as_rgba(_tensor(self.image_base, "image_base"))
         paste = as_rgba(_tensor(self.image_to_paste, "image_to_paste"))
         mask = as_mask(_tensor(self.mask, "mask"))
@@ -717,33 +716,16 @@ class PasteByMask(Node):
         empty, boxes = mask_boxes(mask)
         mid_x, mid_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
         box_w, box_h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
-        paste_h, paste_w = paste.shape[1:3]
         result = base.clone()
         for i in range(mask.shape[0]):
             if empty[i]:
                 continue
             target = i if mapping is None else int(mapping[i])
-            w, h = paste_size(self.resize_behavior, int(box_w[i].item()), int(box_h[i].item()), paste_w, paste_h)
-            piece = paste[i:i + 1]
-            if (h, w) != (paste_h, paste_w):
-                _check_size(w, h, "image_to_paste")
-                piece = _bicubic(piece, h, w)
-            piece = piece[0]
-            # the piece's place, centred on the box as the pack rounds it, cut to the picture
-            top, left = math.floor(mid_y[i].item() - h / 2) + 1, math.floor(mid_x[i].item() - w / 2) + 1
-            bottom, right = top + h, left + w
-            src_top, src_left = max(0, -top), max(0, -left)
-            src_bottom, src_right = h - max(0, bottom - height), w - max(0, right - width)
-            top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
-            if top >= bottom or left >= right:
+            placed = placed_paste(paste[i:i + 1], self.resize_behavior, (box_w[i], box_h[i]), (mid_x[i], mid_y[i]),
+                                  mask[i], result[target])
+            if placed is None:
                 continue
-            pasting = torch.ones_like(result[target])
-            pasting[top:bottom, left:right] = piece[src_top:src_bottom, src_left:src_right]
-            pasting[..., 3] = 1.0
-            amount = torch.zeros((height, width), dtype=base.dtype, device=base.device)
-            amount[top:bottom, left:right] = piece[src_top:src_bottom, src_left:src_right, 3]
-            if self.resize_behavior not in ("keep_ratio_fill", "source_size_unmasked"):
-                amount = torch.minimum(amount, mask[i])
+            pasting, amount = placed
             amount = amount.unsqueeze(2)
             result[target] = pasting * amount + result[target] * (1.0 - amount)
         return result
@@ -763,6 +745,38 @@ def paste_size(behavior: str, width: int, height: int, paste_w: int, paste_h: in
         elif paste_ratio != box_ratio:
             height = int(width / paste_ratio)
     return width, height
+
+
+def placed_paste(piece, behavior: str, box_size, box_middle, mask, under):
+    """A [1, H, W, 4] paste laid over `under` (a [H, W, 4] picture) as the pack places it for a mask
+    box: sized by paste_size, centred on the box as the pack rounds it, cut to the picture. Gives (the
+    layer, opaque, white where the paste isn't; how much of it shows per pixel: its alpha, within the
+    mask unless the behaviour pastes unmasked), or None where nothing of it falls on the picture.
+    Also ComfyUI_Fill-Nodes' FL_PasteByMask's."""
+    import torch
+
+    height, width = under.shape[:2]
+    paste_h, paste_w = piece.shape[1:3]
+    w, h = paste_size(behavior, int(box_size[0].item()), int(box_size[1].item()), paste_w, paste_h)
+    if (h, w) != (paste_h, paste_w):
+        _check_size(w, h, "image_to_paste")
+        piece = _bicubic(piece, h, w)
+    piece = piece[0]
+    top, left = math.floor(box_middle[1].item() - h / 2) + 1, math.floor(box_middle[0].item() - w / 2) + 1
+    bottom, right = top + h, left + w
+    src_top, src_left = max(0, -top), max(0, -left)
+    src_bottom, src_right = h - max(0, bottom - height), w - max(0, right - width)
+    top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
+    if top >= bottom or left >= right:
+        return None
+    pasting = torch.ones_like(under)
+    pasting[top:bottom, left:right] = piece[src_top:src_bottom, src_left:src_right]
+    pasting[..., 3] = 1.0
+    amount = torch.zeros((height, width), dtype=under.dtype, device=under.device)
+    amount[top:bottom, left:right] = piece[src_top:src_bottom, src_left:src_right, 3]
+    if behavior not in ("keep_ratio_fill", "source_size_unmasked"):
+        amount = torch.minimum(amount, mask)
+    return pasting, amount
 
 
 def _repeated(t, size: int, name: str):
