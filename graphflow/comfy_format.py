@@ -241,7 +241,6 @@ ART_VENTURE_CLASSES = ("ImageMuxer", "ImageScaleDown", "ImageScaleDownBy", "Imag
                        "MergeModels", "Fooocus_KSampler", "Fooocus_KSamplerAdvanced", "Fooocus_KSamplerEfficient")
 # comfyui-art-venture's classes graphflow leaves out, with why (read from the NODE_CLASS_MAPPINGS of its modules:
 # utility_nodes.py at 8e83109a4ea8507beb5cf79476fde9a94d4cd840 and the other modules' as the code index holds them)
-_AV_LATER = "not built yet: {}"
 ART_VENTURE_LEFT_OUT = {
     **dict.fromkeys(("LoadImageFromUrl", "LoadImageAsMaskFromUrl"),
                     "it loads pictures from web addresses, data: URLs and file:// paths anywhere on the machine; "
@@ -267,10 +266,16 @@ ART_VENTURE_LEFT_OUT = {
                     "it asks (or sets up a call to) a language-model web service"),
     "DependenciesEdit": "it unpacks an 8-entry DEPENDENCIES tuple (Efficiency Nodes' early loaders'); the Efficient "
                         "Loader's today, graphflow's too, has 16 entries, which it cannot unpack",
-    # made of graphflow's nodes, but not built yet
-    **dict.fromkeys(("AV_IPAdapter", "AV_IPAdapterPipe", "AV_StyleApply", "AV_IPAdapterEncodeFromJson",
-                     "AV_IPAdapterApplyEncoded"),
-                    _AV_LATER.format("it drives ComfyUI_IPAdapter_plus' internals")),
+    # in older versions of its ip_adapter_nodes.py only (AV_IPAdapter / AV_IPAdapterPipe are
+    # nodes/pack_nodes_art_venture3.py)
+    **dict.fromkeys(("AV_StyleApply", "AV_IPAdapterEncodeFromJson"),
+                    "it reads its pictures from the web addresses in its JSON data; graphflow fetches nothing "
+                    "(IPAdapterEncoder / IPAdapterCombineEmbeds / IPAdapterEmbeds encode and apply pictures "
+                    "loaded with LoadImage)"),
+    "AV_IPAdapterApplyEncoded": "it applies AV_IPAdapterEncodeFromJson's embeds through ComfyUI_IPAdapter_plus' "
+                                "first IPAdapterApplyEncoded (weight types original / linear / channel penalty), "
+                                "which that pack, and graphflow's rebuild of it, no longer have (IPAdapterEmbeds "
+                                "applies IPAdapterEncoder's embeds)",
     "Fooocus_KSamplerEfficientAdvanced": "the pack gives it KSampler (Efficient)'s inputs but calls KSampler Adv. "
                                          "(Efficient)'s function with them, so it cannot run there (Fooocus_KSampler"
                                          "Advanced has the sharpness with KSamplerAdvanced's inputs)",

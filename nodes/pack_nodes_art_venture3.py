@@ -1,0 +1,146 @@
+"""sipherxyz's comfyui-art-venture, round 3: its IP-Adapter nodes, under the pack's class names, inputs
+(order, defaults, ranges), outputs and category. Read from the pack's modules/ip_adapter_nodes.py at
+commit cf102d82f1b49e58e1e7abdc457fb0e20d65bede (the newest the code index holds: AV_IPAdapterPipe and
+AV_IPAdapter on ComfyUI_IPAdapter_plus' IPAdapterModelLoader and IPAdapter, its simple apply node), and
+its older versions for what is left out (code index file ids 10565561280: AV_StyleApply, and
+19221060841: AV_IPAdapterEncodeFromJson / AV_IPAdapterApplyEncoded; the index gives no commit for them).
+
+The pack drives ComfyUI_IPAdapter_plus' own nodes; here the same work is done by graphflow's rebuild of
+that pack (nodes/ip_adapter.py): its adapter loader, the CLIP vision loader and apply_image_prompt, the
+IPAdapter node's body. The pack's pipeline, {"ipadapter": {"model": ...}, "clipvision": {"model": ...}},
+is what IPAdapterUnifiedLoader hands on, so it is graphflow's IPAdapterBundle: either pack's apply nodes
+take it.
+
+Nodes here: AV_IPAdapterPipe (load an IP-Adapter and a CLIP vision model as one pipeline), AV_IPAdapter
+(load them, or take them from its optional inputs, and apply the image prompt; off, the model passes).
+
+Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why): AV_StyleApply and
+AV_IPAdapterEncodeFromJson read their pictures from the web addresses in their JSON; AV_IPAdapterApplyEncoded
+applies the EMBEDS of AV_IPAdapterEncodeFromJson through ComfyUI_IPAdapter_plus' first IPAdapterApplyEncoded
+(weight types original / linear / channel penalty), which that pack, and graphflow's rebuild, no longer have.
+"""
+
+from __future__ import annotations
+
+from graphflow.api import CLIP_VISION, IMAGE, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Node, NodeInputError, folders
+from nodes.clip_vision import _find
+from nodes.ip_adapter import IPADAPTER, SIMPLE_TO_ADVANCED, SIMPLE_WEIGHT_TYPES, _load_adapter, apply_image_prompt
+from nodes.pack_nodes_art_venture_loaders import _optional_file
+
+COMFY_PACK = "comfyui-art-venture"  # the custom node pack this module's ComfyUI classes come from
+
+IP_ADAPTER = "Art Venture/IP Adapter"
+
+
+def _file_state(kind: str, name: str) -> str:
+    # a missing or unused ("None") file is the run's error to name, not the cache key's
+    try:
+        return folders.model_state(kind, name)
+    except (FileNotFoundError, ValueError):
+        return name
+
+
+def _load_clip_vision(name: str, input_name: str):
+    from graphflow.models.clip_vision import load_clip_vision
+    from graphflow.models.weight_files import CheckpointError
+
+    try:
+        return load_clip_vision(_find("clip_vision", name, input_name))
+    except CheckpointError as e:
+        raise NodeInputError(input_name, str(e)) from None
+
+
+def _bundle(adapter, clip_vision, adapter_file: str, clip_vision_file: str):
+    from graphflow.models.ip_adapter import IPAdapterBundle
+
+    return IPAdapterBundle(adapter, clip_vision, adapter_file, clip_vision_file)
+
+
+class AVIPAdapterPipe(Node):
+    """Load an IP-Adapter from models/ipadapter/ and a CLIP vision model from models/clip_vision/ as
+    one pipeline (what IPAdapterUnifiedLoader hands on): connect it to AV_IPAdapter's ip_adapter_opt
+    or to an IPAdapter node's ipadapter. Choose the CLIP vision model the adapter was trained with."""
+    category = IP_ADAPTER
+    ip_adapter_name: str = Choice(lambda: folders.list_models("ipadapter"), model_folder="ipadapter")
+    clip_name: str = Choice(lambda: folders.list_models("clip_vision"), model_folder="clip_vision")
+    outputs = {"pipeline": IPADAPTER}
+    comfy = ComfyAlias(("AV_IPAdapterPipe",))
+
+    @classmethod
+    def fingerprint(cls, ip_adapter_name, clip_name):
+        return _file_state("ipadapter", ip_adapter_name), _file_state("clip_vision", clip_name)
+
+    def run(self):
+        adapter = _load_adapter(self.ip_adapter_name, "ip_adapter_name")
+        return _bundle(adapter, _load_clip_vision(self.clip_name, "clip_name"), self.ip_adapter_name, self.clip_name)
+
+
+class AVIPAdapter(Node):
+    """Prompt with an image (ComfyUI_IPAdapter_plus' IPAdapter node). The IP-Adapter is
+    ip_adapter_opt's (AV_IPAdapterPipe, IPAdapterUnifiedLoader or IPAdapterModelLoader) when
+    connected, else ip_adapter_name's file; the CLIP vision model is clip_vision_opt's, else the
+    pipeline's, else clip_name's file. weight_type: "standard" (the same weight everywhere),
+    "prompt is more important" (ease out) or "style transfer". Outputs the patched model and the
+    pipeline and CLIP vision model used, for the next AV_IPAdapter; enabled off passes the model
+    through (and no pipeline) without loading anything."""
+    category = IP_ADAPTER
+    ip_adapter_name: str = _optional_file("ipadapter")
+    clip_name: str = _optional_file("clip_vision")
+    model: MODEL
+    image: IMAGE
+    weight: float = Float(1.0, min=-1.0, max=3.0, step=0.05)
+    ip_adapter_opt: IPADAPTER = None
+    clip_vision_opt: CLIP_VISION = None
+    attn_mask: MASK = None
+    start_at: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    end_at: float = Float(1.0, min=0.0, max=1.0, step=0.001)
+    weight_type: str = Choice(SIMPLE_WEIGHT_TYPES, "standard")
+    enabled: bool = Bool(True)
+    outputs = {"model": MODEL, "pipeline": IPADAPTER, "clip_vision": CLIP_VISION}
+    comfy = ComfyAlias(("AV_IPAdapter",), optional=("ip_adapter_opt", "clip_vision_opt", "attn_mask", "start_at",
+                                                    "end_at", "weight_type", "enabled"))
+
+    @classmethod
+    def fingerprint(cls, ip_adapter_name, clip_name, **widgets):
+        return _file_state("ipadapter", ip_adapter_name), _file_state("clip_vision", clip_name)
+
+    def run(self):
+        from graphflow.models.ip_adapter import IPAdapterBundle
+
+        if not self.enabled:
+            return self.model, None, None
+        given = self.ip_adapter_opt
+        adapter_file = clip_vision_file = ""
+        if isinstance(given, IPAdapterBundle):
+            adapter, adapter_file = given.adapter, given.adapter_file
+        elif given is not None:
+            adapter = given  # an IPAdapterModelLoader's adapter; apply_image_prompt checks what it is
+        elif self.ip_adapter_name == "None":
+            raise NodeInputError("ip_adapter_name", "choose an IP-Adapter file, or connect ip_adapter_opt")
+        else:
+            adapter_file = self.ip_adapter_name
+            adapter = _load_adapter(adapter_file, "ip_adapter_name")
+        if self.clip_vision_opt is not None:
+            clip_vision = self.clip_vision_opt
+        elif isinstance(given, IPAdapterBundle):
+            clip_vision, clip_vision_file = given.clip_vision, given.clip_vision_file
+        elif self.clip_name == "None":
+            raise NodeInputError("clip_name", "choose a CLIP vision file, or connect clip_vision_opt or a pipeline "
+                                              "(AV_IPAdapterPipe) to ip_adapter_opt")
+        else:
+            clip_vision_file = self.clip_name
+            clip_vision = _load_clip_vision(clip_vision_file, "clip_name")
+        try:
+            model = apply_image_prompt(self.model, adapter, clip_vision, self.image, self.weight, self.start_at,
+                                       self.end_at, weight_type=SIMPLE_TO_ADVANCED[self.weight_type],
+                                       attn_mask=self.attn_mask)
+        except NodeInputError as e:
+            # the shared body names IPAdapter's inputs
+            vision_input = ("clip_vision_opt" if self.clip_vision_opt is not None
+                            else "ip_adapter_opt" if isinstance(given, IPAdapterBundle) else "clip_name")
+            renamed = {"ipadapter": "ip_adapter_opt" if given is not None else "ip_adapter_name",
+                       "clip_vision": vision_input}
+            if e.input in renamed:
+                raise NodeInputError(renamed[e.input], str(e)) from None
+            raise
+        return model, _bundle(adapter, clip_vision, adapter_file, clip_vision_file), clip_vision

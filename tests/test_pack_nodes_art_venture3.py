@@ -1,0 +1,124 @@
+"""comfyui-art-venture round 3 (nodes/pack_nodes_art_venture3.py): AV_IPAdapterPipe and AV_IPAdapter in
+API-format workflows run through the executor against the chain of graphflow's ComfyUI_IPAdapter_plus
+nodes the pack calls (IPAdapterModelLoader + CLIPVisionLoader + IPAdapterAdvanced with the simple node's
+weight type), sampled on the tiny random-weight SD1.5 / IP-Adapter / CLIP vision files of
+tests/test_ip_adapter.py: equal latents; the pack's schema; bad inputs refused by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphflow.comfy_format import custom_pack, import_ui, unknown_type_hint
+from graphflow.context import NodeInputError
+from tests.test_ip_adapter import graph, models, run  # noqa: F401 (fixture)
+from tests.test_nodes_image_mask import call
+
+ADAPTER, PLUS, VISION = "ip-adapter_sd15.safetensors", "ip-adapter-plus_sd15.safetensors", "vit_tiny.safetensors"
+
+# the pack's INPUT_TYPES (name, default) and RETURN_NAMES at cf102d82 (IPAdapter's weight_type list)
+PACK = {
+    "AV_IPAdapterPipe": ([("ip_adapter_name", None), ("clip_name", None)], ["pipeline"]),
+    "AV_IPAdapter": ([("ip_adapter_name", "None"), ("clip_name", "None"), ("model", None), ("image", None),
+                      ("weight", 1.0), ("ip_adapter_opt", None), ("clip_vision_opt", None), ("attn_mask", None),
+                      ("start_at", 0.0), ("end_at", 1.0), ("weight_type", "standard"), ("enabled", True)],
+                     ["model", "pipeline", "clip_vision"]),
+}
+
+
+def test_inputs_outputs_and_category_follow_the_pack(builtin_registry):
+    for class_type, (inputs, outputs) in PACK.items():
+        cls = builtin_registry.comfy_node(class_type)
+        assert [(s.name, s.default) for s in cls.input_specs.values()] == inputs, class_type
+        assert [o.name for o in cls.output_specs] == outputs
+        assert cls.category == "Art Venture/IP Adapter" and custom_pack(class_type) == "comfyui-art-venture"
+    weight_type = builtin_registry.comfy_node("AV_IPAdapter").input_specs["weight_type"].widget
+    assert list(weight_type.options) == ["standard", "prompt is more important", "style transfer"]
+    assert "web addresses" in unknown_type_hint("AV_IPAdapterEncodeFromJson")
+    assert "IPAdapterApplyEncoded" in unknown_type_hint("AV_IPAdapterApplyEncoded")
+
+
+def test_ui_widgets_map_in_the_packs_order(builtin_registry):
+    ui = {"nodes": [
+        {"id": 1, "type": "AV_IPAdapter", "inputs": [], "outputs": [],
+         "widgets_values": [ADAPTER, VISION, 0.7, 0.1, 0.9, "style transfer", False]},
+        {"id": 2, "type": "AV_IPAdapterPipe", "inputs": [], "outputs": [], "widgets_values": [PLUS, VISION]}],
+        "links": []}
+    nodes = import_ui(ui, builtin_registry).nodes
+    assert nodes["1"].inputs == {"ip_adapter_name": ADAPTER, "clip_name": VISION, "weight": 0.7, "start_at": 0.1,
+                                 "end_at": 0.9, "weight_type": "style transfer", "enabled": False}
+    assert nodes["2"].inputs == {"ip_adapter_name": PLUS, "clip_name": VISION}
+
+
+def av_node(**inputs):
+    return {"class_type": "AV_IPAdapter", "inputs": {
+        "ip_adapter_name": ADAPTER, "clip_name": VISION, "model": ["1", 0], "image": ["5", 0], "weight": 1.0,
+        "start_at": 0.0, "end_at": 1.0, "weight_type": "standard", "enabled": True, **inputs}}
+
+
+def av_graph(**inputs):
+    g = graph()
+    g["7"] = av_node(**inputs)
+    return g
+
+
+def test_av_ipadapter_samples_as_the_ipadapter_plus_chain(builtin_registry, models):
+    """The file names, weight, range and weight types (standard = linear, prompt is more important =
+    ease out) give the latents of IPAdapterAdvanced on the same files; off, the model passes."""
+    prompted = run(builtin_registry, av_graph())
+    assert torch.equal(prompted, run(builtin_registry, graph()))
+    assert torch.equal(run(builtin_registry, av_graph(weight=0.6, start_at=0.5)),
+                       run(builtin_registry, graph(weight=0.6, start_at=0.5)))
+    eased = run(builtin_registry, av_graph(weight_type="prompt is more important"))
+    assert torch.equal(eased, run(builtin_registry, graph(weight_type="ease out")))
+    assert (eased - prompted).abs().max() > 1e-5
+    plain_graph = graph()
+    plain_graph["9"]["inputs"]["model"] = ["1", 0]
+    off = av_graph(enabled=False, ip_adapter_name="None", clip_name="None")  # nothing is loaded
+    assert torch.equal(run(builtin_registry, off), run(builtin_registry, plain_graph))
+
+
+def test_pipe_and_chained_adapters_sample_as_the_ipadapter_plus_chain(builtin_registry, models):
+    """AV_IPAdapterPipe's pipeline (a plus adapter) in ip_adapter_opt, no file names; a second
+    AV_IPAdapter on the first's model, pipeline and CLIP vision outputs; an IPAdapterModelLoader's
+    adapter in ip_adapter_opt with clip_name's file: each as the IPAdapter_plus nodes."""
+    piped = av_graph(ip_adapter_name="None", clip_name="None", ip_adapter_opt=["10", 0])
+    piped["10"] = {"class_type": "AV_IPAdapterPipe", "inputs": {"ip_adapter_name": PLUS, "clip_name": VISION}}
+    assert torch.equal(run(builtin_registry, piped), run(builtin_registry, graph(PLUS)))
+
+    chained = av_graph()
+    chained["11"] = av_node(model=["7", 0], ip_adapter_opt=["7", 1], ip_adapter_name="None", clip_name="None",
+                            weight=0.5, weight_type="prompt is more important")
+    chained["9"]["inputs"]["model"] = ["11", 0]
+    twice = graph()
+    twice["12"] = {"class_type": "IPAdapterAdvanced", "inputs": {
+        **twice["7"]["inputs"], "model": ["7", 0], "weight": 0.5, "weight_type": "ease out"}}
+    twice["9"]["inputs"]["model"] = ["12", 0]
+    by_pack = run(builtin_registry, chained)
+    assert torch.equal(by_pack, run(builtin_registry, twice))
+    vision_out = av_graph()
+    vision_out["11"] = av_node(model=["7", 0], ip_adapter_opt=["6", 0], clip_vision_opt=["7", 2], clip_name="None",
+                               weight=0.5, weight_type="prompt is more important")
+    vision_out["9"]["inputs"]["model"] = ["11", 0]
+    assert torch.equal(run(builtin_registry, vision_out), by_pack)
+
+    loaded = av_graph(ip_adapter_name="None", ip_adapter_opt=["6", 0])
+    assert torch.equal(run(builtin_registry, loaded), run(builtin_registry, graph()))
+
+
+def test_bad_inputs_are_named(builtin_registry, models):
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    image = torch.rand(1, 32, 32, 3)
+    base = dict(model=model, image=image, ip_adapter_name=ADAPTER, clip_name=VISION)
+    for change, name, match in ((dict(ip_adapter_name="None"), "ip_adapter_name", "choose an IP-Adapter"),
+                                (dict(clip_name="None"), "clip_name", "choose a CLIP vision"),
+                                (dict(image=torch.rand(32, 32)), "image", "IMAGE"),
+                                (dict(ip_adapter_opt="an adapter"), "ip_adapter_opt", "IPAdapterModelLoader")):
+        with pytest.raises(NodeInputError, match=match) as info:
+            call(builtin_registry, "AVIPAdapter", **{**base, **change})
+        assert info.value.input == name
+    with pytest.raises(NodeInputError) as info:
+        call(builtin_registry, "AVIPAdapterPipe", ip_adapter_name="a_lora.safetensors", clip_name=VISION)
+    assert info.value.input == "ip_adapter_name"
+    assert call(builtin_registry, "AVIPAdapter", **{**base, "ip_adapter_name": "None", "enabled": False}) == (
+        model, None, None)
