@@ -81,10 +81,16 @@ def test_av_ipadapter_samples_as_the_ipadapter_plus_chain(builtin_registry, mode
 def test_pipe_and_chained_adapters_sample_as_the_ipadapter_plus_chain(builtin_registry, models):
     """AV_IPAdapterPipe's pipeline (a plus adapter) in ip_adapter_opt, no file names; a second
     AV_IPAdapter on the first's model, pipeline and CLIP vision outputs; an IPAdapterModelLoader's
-    adapter in ip_adapter_opt with clip_name's file: each as the IPAdapter_plus nodes."""
+    adapter in ip_adapter_opt with clip_name's file: each as the IPAdapter_plus nodes; the pipeline
+    also drives IPAdapterAdvanced, as the unified loader's does."""
     piped = av_graph(ip_adapter_name="None", clip_name="None", ip_adapter_opt=["10", 0])
     piped["10"] = {"class_type": "AV_IPAdapterPipe", "inputs": {"ip_adapter_name": PLUS, "clip_name": VISION}}
-    assert torch.equal(run(builtin_registry, piped), run(builtin_registry, graph(PLUS)))
+    plus = run(builtin_registry, graph(PLUS))
+    assert torch.equal(run(builtin_registry, piped), plus)
+    into_ipadapter_plus = graph(ipadapter=["10", 0])  # the pipeline brings its CLIP vision model
+    del into_ipadapter_plus["7"]["inputs"]["clip_vision"]
+    into_ipadapter_plus["10"] = piped["10"]
+    assert torch.equal(run(builtin_registry, into_ipadapter_plus), plus)
 
     chained = av_graph()
     chained["11"] = av_node(model=["7", 0], ip_adapter_opt=["7", 1], ip_adapter_name="None", clip_name="None",
