@@ -123,6 +123,9 @@ class IPAdapterUnifiedLoader(Node):
 def _check_image(image, name: str):
     if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (1, 3, 4):
         raise NodeInputError(name, f"expected an IMAGE [B, H, W, C], got shape {tuple(getattr(image, 'shape', ()))}")
+    if 0 in image.shape[:3]:
+        raise NodeInputError(name, f"expected at least one picture of at least 1x1 pixels, got shape "
+                                   f"{tuple(image.shape)}")
 
 
 def _features(adapter, clip_vision, image, name: str):

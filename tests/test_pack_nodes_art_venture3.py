@@ -119,6 +119,7 @@ def test_bad_inputs_are_named(builtin_registry, models):
     for change, name, match in ((dict(ip_adapter_name="None"), "ip_adapter_name", "choose an IP-Adapter"),
                                 (dict(clip_name="None"), "clip_name", "choose a CLIP vision"),
                                 (dict(image=torch.rand(32, 32)), "image", "IMAGE"),
+                                (dict(image=torch.rand(0, 8, 8, 3)), "image", "at least one picture"),
                                 (dict(ip_adapter_opt="an adapter"), "ip_adapter_opt", "IPAdapterModelLoader")):
         with pytest.raises(NodeInputError, match=match) as info:
             call(builtin_registry, "AVIPAdapter", **{**base, **change})
