@@ -14,6 +14,11 @@ take it.
 Nodes here: AV_IPAdapterPipe (load an IP-Adapter and a CLIP vision model as one pipeline), AV_IPAdapter
 (load them, or take them from its optional inputs, and apply the image prompt; off, the model passes).
 
+AV_IPAdapter's outputs are the ones the pack means, not the ones it gives with today's IPAdapter_plus:
+it appends (pipeline, clip_vision) to what IPAdapter's apply_ipadapter returns, and since IPAdapter_plus
+added face_image (b103c674 here) that is ipadapter_execute's (model, image), so ComfyUI, which maps outputs
+by position, hands on (model, None, pipeline dict). Older IPAdapter_plus v2 returned (model,) and lined up.
+
 Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why): AV_StyleApply and
 AV_IPAdapterEncodeFromJson read their pictures from the web addresses in their JSON; AV_IPAdapterApplyEncoded
 applies the EMBEDS of AV_IPAdapterEncodeFromJson through ComfyUI_IPAdapter_plus' first IPAdapterApplyEncoded
@@ -82,7 +87,9 @@ class AVIPAdapter(Node):
     pipeline's, else clip_name's file. weight_type: "standard" (the same weight everywhere),
     "prompt is more important" (ease out) or "style transfer". Outputs the patched model and the
     pipeline and CLIP vision model used, for the next AV_IPAdapter; enabled off passes the model
-    through (and no pipeline) without loading anything."""
+    through (and no pipeline) without loading anything. These are the outputs the pack means: with
+    ComfyUI_IPAdapter_plus since its face_image change the pack shifts them (pipeline carries None,
+    clip_vision the pipeline dict), so a second AV_IPAdapter there falls back to its own files."""
     category = IP_ADAPTER
     ip_adapter_name: str = _optional_file("ipadapter")
     clip_name: str = _optional_file("clip_vision")

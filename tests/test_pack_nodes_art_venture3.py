@@ -11,6 +11,7 @@ import torch
 
 from graphflow.comfy_format import custom_pack, import_ui, unknown_type_hint
 from graphflow.context import NodeInputError
+from graphflow.models.ip_adapter import IPAdapterBundle
 from tests.test_ip_adapter import graph, models, run  # noqa: F401 (fixture)
 from tests.test_nodes_image_mask import call
 
@@ -82,7 +83,9 @@ def test_pipe_and_chained_adapters_sample_as_the_ipadapter_plus_chain(builtin_re
     """AV_IPAdapterPipe's pipeline (a plus adapter) in ip_adapter_opt, no file names; a second
     AV_IPAdapter on the first's model, pipeline and CLIP vision outputs; an IPAdapterModelLoader's
     adapter in ip_adapter_opt with clip_name's file: each as the IPAdapter_plus nodes; the pipeline
-    also drives IPAdapterAdvanced, as the unified loader's does."""
+    also drives IPAdapterAdvanced, as the unified loader's does. The chain uses the outputs the pack
+    means (model, pipeline, CLIP vision); with today's IPAdapter_plus the pack itself shifts them
+    (None, the pipeline dict), so ComfyUI's second node would load its own files instead."""
     piped = av_graph(ip_adapter_name="None", clip_name="None", ip_adapter_opt=["10", 0])
     piped["10"] = {"class_type": "AV_IPAdapterPipe", "inputs": {"ip_adapter_name": PLUS, "clip_name": VISION}}
     plus = run(builtin_registry, graph(PLUS))
@@ -100,6 +103,11 @@ def test_pipe_and_chained_adapters_sample_as_the_ipadapter_plus_chain(builtin_re
     twice["12"] = {"class_type": "IPAdapterAdvanced", "inputs": {
         **twice["7"]["inputs"], "model": ["7", 0], "weight": 0.5, "weight_type": "ease out"}}
     twice["9"]["inputs"]["model"] = ["12", 0]
+    model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
+    _, pipeline, vision = call(builtin_registry, "AVIPAdapter", model=model, image=torch.rand(1, 32, 32, 3),
+                               ip_adapter_name=ADAPTER, clip_name=VISION)
+    assert isinstance(pipeline, IPAdapterBundle) and vision is pipeline.clip_vision  # not the pack's shifted slots
+    assert (pipeline.adapter_file, pipeline.clip_vision_file) == (ADAPTER, VISION)
     by_pack = run(builtin_registry, chained)
     assert torch.equal(by_pack, run(builtin_registry, twice))
     vision_out = av_graph()
