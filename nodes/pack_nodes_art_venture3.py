@@ -80,6 +80,24 @@ class AVIPAdapterPipe(Node):
         return _bundle(adapter, _load_clip_vision(self.clip_name, "clip_name"), self.ip_adapter_name, self.clip_name)
 
 
+STYLE_SDXL_ONLY = {"style transfer (SDXL only)": "style transfer"}  # IPAdapter_plus reads any "style..." so
+
+
+def _av_ipadapter_widgets(values: list):
+    """AV_IPAdapter's saved widgets in today's layout (name, clip, weight, start_at, end_at,
+    weight_type, enabled). The IPAdapter_plus v2-era version saved 8, with noise after weight (taken
+    and never passed on) and "style transfer (SDXL only)"; the v1-era one saved 7 with noise in
+    place of weight_type and IPAdapter_plus v1's weighting, which is not rebuilt."""
+    if len(values) == 8:
+        name, clip, weight, noise, start_at, end_at, weight_type, enabled = values
+        note = f"noise {noise} is dropped: this AV_IPAdapter version took it and never used it" if noise else None
+        return [name, clip, weight, start_at, end_at, STYLE_SDXL_ONLY.get(weight_type, weight_type), enabled], note
+    if len(values) == 7 and isinstance(values[5], (int, float)) and not isinstance(values[5], bool):
+        raise ValueError("saved by the IPAdapter_plus v1-era AV_IPAdapter (noise, start_at, end_at, no weight_type), "
+                         "whose image noise and weighting are not rebuilt: set its widgets again on a new node")
+    return values
+
+
 class AVIPAdapter(Node):
     """Prompt with an image (ComfyUI_IPAdapter_plus' IPAdapter node). The IP-Adapter is
     ip_adapter_opt's (AV_IPAdapterPipe, IPAdapterUnifiedLoader or IPAdapterModelLoader) when
@@ -89,7 +107,9 @@ class AVIPAdapter(Node):
     pipeline and CLIP vision model used, for the next AV_IPAdapter; enabled off passes the model
     through (and no pipeline) without loading anything. These are the outputs the pack means: with
     ComfyUI_IPAdapter_plus since its face_image change the pack shifts them (pipeline carries None,
-    clip_vision the pipeline dict), so a second AV_IPAdapter there falls back to its own files."""
+    clip_vision the pipeline dict), so a second AV_IPAdapter there falls back to its own files.
+    Older saves read: the noise of the version with "style transfer (SDXL only)" is dropped (that
+    version never used it); the v1-era one (noise, no weight_type) is refused."""
     category = IP_ADAPTER
     ip_adapter_name: str = _optional_file("ipadapter")
     clip_name: str = _optional_file("clip_vision")
@@ -105,7 +125,8 @@ class AVIPAdapter(Node):
     enabled: bool = Bool(True)
     outputs = {"model": MODEL, "pipeline": IPADAPTER, "clip_vision": CLIP_VISION}
     comfy = ComfyAlias(("AV_IPAdapter",), optional=("ip_adapter_opt", "clip_vision_opt", "attn_mask", "start_at",
-                                                    "end_at", "weight_type", "enabled"))
+                                                    "end_at", "weight_type", "enabled"),
+                       widgets=_av_ipadapter_widgets, values={"weight_type": STYLE_SDXL_ONLY}, ignore=("noise",))
 
     @classmethod
     def fingerprint(cls, ip_adapter_name, clip_name, **widgets):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from graphflow.comfy_format import custom_pack, import_ui, unknown_type_hint
+from graphflow.comfy_format import WorkflowFormatError, custom_pack, import_api, import_ui, unknown_type_hint
 from graphflow.context import NodeInputError
 from graphflow.models.ip_adapter import IPAdapterBundle
 from tests.test_ip_adapter import graph, models, run  # noqa: F401 (fixture)
@@ -137,3 +137,21 @@ def test_bad_inputs_are_named(builtin_registry, models):
     assert info.value.input == "ip_adapter_name"
     assert call(builtin_registry, "AVIPAdapter", **{**base, "ip_adapter_name": "None", "enabled": False}) == (
         model, None, None)
+
+
+def test_older_saves_are_read_or_refused(builtin_registry):
+    """The IPAdapter_plus v2-era AV_IPAdapter saved noise after weight (never used) and "style
+    transfer (SDXL only)"; the v1-era one saved noise in weight_type's place, which is refused."""
+    def ui(values):
+        return {"nodes": [{"id": 1, "type": "AV_IPAdapter", "inputs": [], "outputs": [], "widgets_values": values}],
+                "links": []}
+    workflow = import_ui(ui([ADAPTER, VISION, 0.8, 0.3, 0.1, 0.9, "style transfer (SDXL only)", False]),
+                         builtin_registry)
+    assert workflow.nodes["1"].inputs == {"ip_adapter_name": ADAPTER, "clip_name": VISION, "weight": 0.8,
+                                          "start_at": 0.1, "end_at": 0.9, "weight_type": "style transfer",
+                                          "enabled": False}
+    assert any("noise" in n["message"] for n in workflow.notes)
+    with pytest.raises(WorkflowFormatError, match="v1-era"):
+        import_ui(ui([ADAPTER, VISION, 0.8, 0.0, 0.0, 1.0, True]), builtin_registry)
+    api = import_api({"7": av_node(noise=0.2, weight_type="style transfer (SDXL only)")}, builtin_registry)
+    assert "noise" not in api.nodes["7"].inputs and api.nodes["7"].inputs["weight_type"] == "style transfer"
