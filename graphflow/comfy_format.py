@@ -268,14 +268,23 @@ ART_VENTURE_LEFT_OUT = {
                         "Loader's today, graphflow's too, has 16 entries, which it cannot unpack",
     # in older versions of its ip_adapter_nodes.py only (AV_IPAdapter / AV_IPAdapterPipe are
     # nodes/pack_nodes_art_venture3.py)
-    **dict.fromkeys(("AV_StyleApply", "AV_IPAdapterEncodeFromJson"),
-                    "it reads its pictures from the web addresses in its JSON data; graphflow fetches nothing "
-                    "(IPAdapterEncoder / IPAdapterCombineEmbeds / IPAdapterEmbeds encode and apply pictures "
-                    "loaded with LoadImage)"),
-    "AV_IPAdapterApplyEncoded": "it applies AV_IPAdapterEncodeFromJson's embeds through ComfyUI_IPAdapter_plus' "
-                                "first IPAdapterApplyEncoded (weight types original / linear / channel penalty), "
-                                "which that pack, and graphflow's rebuild of it, no longer have (IPAdapterEmbeds "
-                                "applies IPAdapterEncoder's embeds)",
+    # both read the pictures of their JSON's urls with the pack's load_images_from_url (utility_nodes.py)
+    "AV_StyleApply": "it loads the pictures its JSON names (web addresses, data: URLs, file:// paths anywhere on "
+                     "the machine, ComfyUI /view references) as LoadImageFromUrl does; graphflow fetches nothing "
+                     "and reads pictures only from its inputs folder (IPAdapterUnifiedLoader, IPAdapterEncoder per "
+                     "picture, IPAdapterCombineEmbeds \"average\" two at a time and IPAdapterEmbeds do its work on "
+                     "LoadImage's pictures)",
+    "AV_IPAdapterEncodeFromJson": "it loads the pictures its JSON names (web addresses, data: URLs, file:// paths "
+                                  "anywhere on the machine, ComfyUI /view references) as LoadImageFromUrl does, "
+                                  "which graphflow does not; and it makes IPAdapter_plus v1's stacked (positive, "
+                                  "negative) EMBEDS, which no graphflow node takes (IPAdapterEncoder's are one "
+                                  "side), with v1's noise (a seeded elastic transform) and squared per-picture "
+                                  "weights; its version of the pack loads only beside IPAdapter_plus v1",
+    "AV_IPAdapterApplyEncoded": "it applies the stacked (positive, negative) embeds of AV_IPAdapterEncodeFromJson "
+                                "(left out) or IPAdapter_plus v1's encoder, which nothing in graphflow makes; its "
+                                "weight types original / linear / channel penalty are IPAdapterEmbeds' scalings "
+                                "V only / K+V / K+mean(V) w/ C penalty, and its version of the pack loads only "
+                                "beside IPAdapter_plus v1",
     "Fooocus_KSamplerEfficientAdvanced": "the pack gives it KSampler (Efficient)'s inputs but calls KSampler Adv. "
                                          "(Efficient)'s function with them, so it cannot run there (Fooocus_KSampler"
                                          "Advanced has the sharpness with KSamplerAdvanced's inputs)",

@@ -35,8 +35,11 @@ def test_inputs_outputs_and_category_follow_the_pack(builtin_registry):
         assert cls.category == "Art Venture/IP Adapter" and custom_pack(class_type) == "comfyui-art-venture"
     weight_type = builtin_registry.comfy_node("AV_IPAdapter").input_specs["weight_type"].widget
     assert list(weight_type.options) == ["standard", "prompt is more important", "style transfer"]
-    assert "web addresses" in unknown_type_hint("AV_IPAdapterEncodeFromJson")
-    assert "IPAdapterApplyEncoded" in unknown_type_hint("AV_IPAdapterApplyEncoded")
+    for left_out in ("AV_StyleApply", "AV_IPAdapterEncodeFromJson"):  # the pack's load_images_from_url
+        assert all(kind in unknown_type_hint(left_out) for kind in ("web addresses", "data:", "file://", "/view"))
+    assert "stacked (positive, negative) EMBEDS" in unknown_type_hint("AV_IPAdapterEncodeFromJson")
+    assert "nothing in graphflow makes" in unknown_type_hint("AV_IPAdapterApplyEncoded")
+    assert "K+mean(V) w/ C penalty" in unknown_type_hint("AV_IPAdapterApplyEncoded")
 
 
 def test_ui_widgets_map_in_the_packs_order(builtin_registry):
