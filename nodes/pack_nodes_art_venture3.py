@@ -2,8 +2,10 @@
 (order, defaults, ranges), outputs and category. Read from the pack's modules/ip_adapter_nodes.py at
 commit cf102d82f1b49e58e1e7abdc457fb0e20d65bede (the newest the code index holds: AV_IPAdapterPipe and
 AV_IPAdapter on ComfyUI_IPAdapter_plus' IPAdapterModelLoader and IPAdapter, its simple apply node), and
-its older versions for what is left out (code index file ids 10565561280: AV_StyleApply, and
-19221060841: AV_IPAdapterEncodeFromJson / AV_IPAdapterApplyEncoded; the index gives no commit for them).
+its older versions for what is left out and for older saves: the one whose AV_IPAdapter takes
+IPAdapter_plus v2's IPAdapter with noise and "style transfer (SDXL only)" (with AV_StyleApply), and
+commit 07ed0fd4f1c827d71c07cf6c6413b819892184ad (IPAdapter_plus v1 era: AV_IPAdapterEncodeFromJson,
+AV_IPAdapterApplyEncoded). ComfyUI_IPAdapter_plus' IPAdapterPlus.py read at b103c674 (v2) and 018d43bd (v1).
 
 The pack drives ComfyUI_IPAdapter_plus' own nodes; here the same work is done by graphflow's rebuild of
 that pack (nodes/ip_adapter.py): its adapter loader, the CLIP vision loader and apply_image_prompt, the
@@ -20,9 +22,11 @@ added face_image (b103c674 here) that is ipadapter_execute's (model, image), so 
 by position, hands on (model, None, pipeline dict). Older IPAdapter_plus v2 returned (model,) and lined up.
 
 Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why): AV_StyleApply and
-AV_IPAdapterEncodeFromJson read their pictures from the web addresses in their JSON; AV_IPAdapterApplyEncoded
-applies the EMBEDS of AV_IPAdapterEncodeFromJson through ComfyUI_IPAdapter_plus' first IPAdapterApplyEncoded
-(weight types original / linear / channel penalty), which that pack, and graphflow's rebuild, no longer have.
+AV_IPAdapterEncodeFromJson load the pictures their JSON names (web addresses, data: URLs, file:// paths,
+ComfyUI /view references), as LoadImageFromUrl; AV_IPAdapterEncodeFromJson also makes IPAdapter_plus v1's
+stacked (positive, negative) EMBEDS, and AV_IPAdapterApplyEncoded applies those, which nothing in graphflow
+makes (its weight types original / linear / channel penalty are IPAdapterEmbeds' V only / K+V /
+K+mean(V) w/ C penalty); both lived in a version of the module that loads only beside IPAdapter_plus v1.
 """
 
 from __future__ import annotations
