@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from graphflow.comfy_format import WorkflowFormatError, custom_pack, import_api, import_ui, unknown_type_hint
 from graphflow.context import NodeInputError
 from graphflow.models.ip_adapter import IPAdapterBundle
-from tests.test_ip_adapter import graph, models, run  # noqa: F401 (fixture)
+from graphflow.testing import clip_vision_state
+from tests.test_ip_adapter import graph, models, run, sdxl_models  # noqa: F401 (fixtures)
 from tests.test_nodes_image_mask import call
 
 ADAPTER, PLUS, VISION = "ip-adapter_sd15.safetensors", "ip-adapter-plus_sd15.safetensors", "vit_tiny.safetensors"
@@ -67,8 +69,9 @@ def av_graph(**inputs):
 
 
 def test_av_ipadapter_samples_as_the_ipadapter_plus_chain(builtin_registry, models):
-    """The file names, weight, range and weight types (standard = linear, prompt is more important =
-    ease out) give the latents of IPAdapterAdvanced on the same files; off, the model passes."""
+    """The file names, weight, range, weight types (standard = linear, prompt is more important =
+    ease out, style transfer) and attention mask give the latents of IPAdapterAdvanced on the same
+    files; off, the model passes."""
     prompted = run(builtin_registry, av_graph())
     assert torch.equal(prompted, run(builtin_registry, graph()))
     assert torch.equal(run(builtin_registry, av_graph(weight=0.6, start_at=0.5)),
@@ -76,6 +79,16 @@ def test_av_ipadapter_samples_as_the_ipadapter_plus_chain(builtin_registry, mode
     eased = run(builtin_registry, av_graph(weight_type="prompt is more important"))
     assert torch.equal(eased, run(builtin_registry, graph(weight_type="ease out")))
     assert (eased - prompted).abs().max() > 1e-5
+    styled = run(builtin_registry, av_graph(weight_type="style transfer"))
+    assert torch.equal(styled, run(builtin_registry, graph(weight_type="style transfer")))
+    assert (styled - prompted).abs().max() > 1e-5
+    masked_graph = av_graph(attn_mask=["20", 0])
+    masked_graph["20"] = {"class_type": "SolidMask", "inputs": {"value": 0.25, "width": 64, "height": 64}}
+    masked = run(builtin_registry, masked_graph)
+    masked_chain = graph(attn_mask=["20", 0])
+    masked_chain["20"] = masked_graph["20"]
+    assert torch.equal(masked, run(builtin_registry, masked_chain))
+    assert (masked - prompted).abs().max() > 1e-5
     plain_graph = graph()
     plain_graph["9"]["inputs"]["model"] = ["1", 0]
     off = av_graph(enabled=False, ip_adapter_name="None", clip_name="None")  # nothing is loaded
@@ -123,10 +136,21 @@ def test_pipe_and_chained_adapters_sample_as_the_ipadapter_plus_chain(builtin_re
     assert torch.equal(run(builtin_registry, loaded), run(builtin_registry, graph()))
 
 
-def test_bad_inputs_are_named(builtin_registry, models):
+def test_bad_inputs_are_named(builtin_registry, sdxl_models):
+    # a CLIP vision model whose embeddings are wider than the adapter's 32: the error names where it came from
+    save_file(clip_vision_state("clip", projection_dim=48), str(sdxl_models / "clip_vision" / "wide.safetensors"))
     model = call(builtin_registry, "LoadCheckpoint", checkpoint="sd1.safetensors")[0]
     image = torch.rand(1, 32, 32, 3)
     base = dict(model=model, image=image, ip_adapter_name=ADAPTER, clip_name=VISION)
+    wide = call(builtin_registry, "LoadCLIPVision", clip_name="wide.safetensors")
+    wide_pipe = call(builtin_registry, "AVIPAdapterPipe", ip_adapter_name=ADAPTER, clip_name="wide.safetensors")
+    for change, name in ((dict(clip_name="wide.safetensors"), "clip_name"),
+                         (dict(ip_adapter_opt=wide_pipe, ip_adapter_name="None", clip_name="None"), "ip_adapter_opt"),
+                         (dict(clip_vision_opt=wide), "clip_vision_opt"),
+                         (dict(ip_adapter_name="ip-adapter_sdxl.safetensors"), "ip_adapter_name")):
+        with pytest.raises(NodeInputError) as info:
+            call(builtin_registry, "AVIPAdapter", **{**base, **change})
+        assert info.value.input == name, change
     for change, name, match in ((dict(ip_adapter_name="None"), "ip_adapter_name", "choose an IP-Adapter"),
                                 (dict(clip_name="None"), "clip_name", "choose a CLIP vision"),
                                 (dict(image=torch.rand(32, 32)), "image", "IMAGE"),
