@@ -32,7 +32,7 @@ K+mean(V) w/ C penalty); both lived in a version of the module that loads only b
 from __future__ import annotations
 
 from graphflow.api import CLIP_VISION, IMAGE, MASK, MODEL, Bool, Choice, ComfyAlias, Float, Node, NodeInputError, folders
-from nodes.clip_vision import _find
+from nodes.clip_vision import load_clip_vision_file
 from nodes.ip_adapter import IPADAPTER, SIMPLE_TO_ADVANCED, SIMPLE_WEIGHT_TYPES, _load_adapter, apply_image_prompt
 from nodes.pack_nodes_art_venture_loaders import _optional_file
 
@@ -49,16 +49,6 @@ def _file_state(kind: str, name: str) -> str:
         return name
 
 
-def _load_clip_vision(name: str, input_name: str):
-    from graphflow.models.clip_vision import load_clip_vision
-    from graphflow.models.weight_files import CheckpointError
-
-    try:
-        return load_clip_vision(_find("clip_vision", name, input_name))
-    except CheckpointError as e:
-        raise NodeInputError(input_name, str(e)) from None
-
-
 def _bundle(adapter, clip_vision, adapter_file: str, clip_vision_file: str):
     from graphflow.models.ip_adapter import IPAdapterBundle
 
@@ -68,7 +58,9 @@ def _bundle(adapter, clip_vision, adapter_file: str, clip_vision_file: str):
 class AVIPAdapterPipe(Node):
     """Load an IP-Adapter from models/ipadapter/ and a CLIP vision model from models/clip_vision/ as
     one pipeline (what IPAdapterUnifiedLoader hands on): connect it to AV_IPAdapter's ip_adapter_opt
-    or to an IPAdapter node's ipadapter. Choose the CLIP vision model the adapter was trained with."""
+    or to an IPAdapter node's ipadapter. Choose the CLIP vision model the adapter was trained with.
+    IPAdapterUnifiedLoader's ipadapter input takes it here too (the pack's pipeline lacks the file
+    names that loader reads, so there it fails)."""
     category = IP_ADAPTER
     ip_adapter_name: str = Choice(lambda: folders.list_models("ipadapter"), model_folder="ipadapter")
     clip_name: str = Choice(lambda: folders.list_models("clip_vision"), model_folder="clip_vision")
@@ -81,7 +73,8 @@ class AVIPAdapterPipe(Node):
 
     def run(self):
         adapter = _load_adapter(self.ip_adapter_name, "ip_adapter_name")
-        return _bundle(adapter, _load_clip_vision(self.clip_name, "clip_name"), self.ip_adapter_name, self.clip_name)
+        return _bundle(adapter, load_clip_vision_file(self.clip_name, "clip_name"), self.ip_adapter_name,
+                       self.clip_name)
 
 
 STYLE_SDXL_ONLY = {"style transfer (SDXL only)": "style transfer"}  # IPAdapter_plus reads any "style..." so
@@ -113,7 +106,8 @@ class AVIPAdapter(Node):
     ComfyUI_IPAdapter_plus since its face_image change the pack shifts them (pipeline carries None,
     clip_vision the pipeline dict), so a second AV_IPAdapter there falls back to its own files.
     Older saves read: the noise of the version with "style transfer (SDXL only)" is dropped (that
-    version never used it); the v1-era one (noise, no weight_type) is refused."""
+    version never used it); the v1-era one (noise, no weight_type) is refused. An API prompt may
+    leave out start_at, end_at and weight_type (their defaults are used; the pack fails there)."""
     category = IP_ADAPTER
     ip_adapter_name: str = _optional_file("ipadapter")
     clip_name: str = _optional_file("clip_vision")
@@ -136,42 +130,45 @@ class AVIPAdapter(Node):
     def fingerprint(cls, ip_adapter_name, clip_name, **widgets):
         return _file_state("ipadapter", ip_adapter_name), _file_state("clip_vision", clip_name)
 
-    def run(self):
+    def _adapter(self):
+        """(the IP-Adapter, its file name or "", the input it came from)."""
         from graphflow.models.ip_adapter import IPAdapterBundle
 
-        if not self.enabled:
-            return self.model, None, None
         given = self.ip_adapter_opt
-        adapter_file = clip_vision_file = ""
         if isinstance(given, IPAdapterBundle):
-            adapter, adapter_file = given.adapter, given.adapter_file
-        elif given is not None:
-            adapter = given  # an IPAdapterModelLoader's adapter; apply_image_prompt checks what it is
-        elif self.ip_adapter_name == "None":
+            return given.adapter, given.adapter_file, "ip_adapter_opt"
+        if given is not None:  # an IPAdapterModelLoader's adapter; apply_image_prompt checks what it is
+            return given, "", "ip_adapter_opt"
+        if self.ip_adapter_name == "None":
             raise NodeInputError("ip_adapter_name", "choose an IP-Adapter file, or connect ip_adapter_opt")
-        else:
-            adapter_file = self.ip_adapter_name
-            adapter = _load_adapter(adapter_file, "ip_adapter_name")
+        return _load_adapter(self.ip_adapter_name, "ip_adapter_name"), self.ip_adapter_name, "ip_adapter_name"
+
+    def _clip_vision(self):
+        """(the CLIP vision model, its file name or "", the input it came from): clip_vision_opt's,
+        else the pipeline's, else clip_name's file."""
+        from graphflow.models.ip_adapter import IPAdapterBundle
+
         if self.clip_vision_opt is not None:
-            clip_vision = self.clip_vision_opt
-        elif isinstance(given, IPAdapterBundle):
-            clip_vision, clip_vision_file = given.clip_vision, given.clip_vision_file
-        elif self.clip_name == "None":
+            return self.clip_vision_opt, "", "clip_vision_opt"
+        if isinstance(self.ip_adapter_opt, IPAdapterBundle):
+            return self.ip_adapter_opt.clip_vision, self.ip_adapter_opt.clip_vision_file, "ip_adapter_opt"
+        if self.clip_name == "None":
             raise NodeInputError("clip_name", "choose a CLIP vision file, or connect clip_vision_opt or a pipeline "
                                               "(AV_IPAdapterPipe) to ip_adapter_opt")
-        else:
-            clip_vision_file = self.clip_name
-            clip_vision = _load_clip_vision(clip_vision_file, "clip_name")
+        return load_clip_vision_file(self.clip_name, "clip_name"), self.clip_name, "clip_name"
+
+    def run(self):
+        if not self.enabled:
+            return self.model, None, None
+        adapter, adapter_file, adapter_input = self._adapter()
+        clip_vision, clip_vision_file, clip_vision_input = self._clip_vision()
         try:
             model = apply_image_prompt(self.model, adapter, clip_vision, self.image, self.weight, self.start_at,
                                        self.end_at, weight_type=SIMPLE_TO_ADVANCED[self.weight_type],
                                        attn_mask=self.attn_mask)
         except NodeInputError as e:
             # the shared body names IPAdapter's inputs
-            vision_input = ("clip_vision_opt" if self.clip_vision_opt is not None
-                            else "ip_adapter_opt" if isinstance(given, IPAdapterBundle) else "clip_name")
-            renamed = {"ipadapter": "ip_adapter_opt" if given is not None else "ip_adapter_name",
-                       "clip_vision": vision_input}
+            renamed = {"ipadapter": adapter_input, "clip_vision": clip_vision_input}
             if e.input in renamed:
                 raise NodeInputError(renamed[e.input], str(e)) from None
             raise
