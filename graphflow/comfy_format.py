@@ -241,7 +241,6 @@ ART_VENTURE_CLASSES = ("ImageMuxer", "ImageScaleDown", "ImageScaleDownBy", "Imag
                        "MergeModels", "Fooocus_KSampler", "Fooocus_KSamplerAdvanced", "Fooocus_KSamplerEfficient")
 # comfyui-art-venture's classes graphflow leaves out, with why (read from the NODE_CLASS_MAPPINGS of its modules:
 # utility_nodes.py at 8e83109a4ea8507beb5cf79476fde9a94d4cd840 and the other modules' as the code index holds them)
-_AV_LATER = "not built yet: {}"
 ART_VENTURE_LEFT_OUT = {
     **dict.fromkeys(("LoadImageFromUrl", "LoadImageAsMaskFromUrl"),
                     "it loads pictures from web addresses, data: URLs and file:// paths anywhere on the machine; "
@@ -267,10 +266,25 @@ ART_VENTURE_LEFT_OUT = {
                     "it asks (or sets up a call to) a language-model web service"),
     "DependenciesEdit": "it unpacks an 8-entry DEPENDENCIES tuple (Efficiency Nodes' early loaders'); the Efficient "
                         "Loader's today, graphflow's too, has 16 entries, which it cannot unpack",
-    # made of graphflow's nodes, but not built yet
-    **dict.fromkeys(("AV_IPAdapter", "AV_IPAdapterPipe", "AV_StyleApply", "AV_IPAdapterEncodeFromJson",
-                     "AV_IPAdapterApplyEncoded"),
-                    _AV_LATER.format("it drives ComfyUI_IPAdapter_plus' internals")),
+    # in older versions of its ip_adapter_nodes.py only (AV_IPAdapter / AV_IPAdapterPipe are
+    # nodes/pack_nodes_art_venture3.py)
+    # both read the pictures of their JSON's urls with the pack's load_images_from_url (utility_nodes.py)
+    "AV_StyleApply": "it loads the pictures its JSON names (web addresses, data: URLs, file:// paths anywhere on "
+                     "the machine, ComfyUI /view references) as LoadImageFromUrl does; graphflow fetches nothing "
+                     "and reads pictures only from its inputs folder (IPAdapterUnifiedLoader, IPAdapterEncoder per "
+                     "picture, IPAdapterCombineEmbeds \"average\" two at a time and IPAdapterEmbeds do its work on "
+                     "LoadImage's pictures)",
+    "AV_IPAdapterEncodeFromJson": "it loads the pictures its JSON names (web addresses, data: URLs, file:// paths "
+                                  "anywhere on the machine, ComfyUI /view references) as LoadImageFromUrl does, "
+                                  "which graphflow does not; and it makes IPAdapter_plus v1's stacked (positive, "
+                                  "negative) EMBEDS, which no graphflow node takes (IPAdapterEncoder's are one "
+                                  "side), with v1's noise (a seeded elastic transform) and squared per-picture "
+                                  "weights; its version of the pack loads only beside IPAdapter_plus v1",
+    "AV_IPAdapterApplyEncoded": "it applies the stacked (positive, negative) embeds of AV_IPAdapterEncodeFromJson "
+                                "(left out) or IPAdapter_plus v1's encoder, which nothing in graphflow makes; its "
+                                "weight types original / linear / channel penalty are IPAdapterEmbeds' scalings "
+                                "V only / K+V / K+mean(V) w/ C penalty, and its version of the pack loads only "
+                                "beside IPAdapter_plus v1",
     "Fooocus_KSamplerEfficientAdvanced": "the pack gives it KSampler (Efficient)'s inputs but calls KSampler Adv. "
                                          "(Efficient)'s function with them, so it cannot run there (Fooocus_KSampler"
                                          "Advanced has the sharpness with KSamplerAdvanced's inputs)",

@@ -15,6 +15,18 @@ def _find(kind: str, name: str, input_name: str):
         raise NodeInputError(input_name, str(e)) from None
 
 
+def load_clip_vision_file(name: str, input_name: str):
+    """The CLIP vision model in models/clip_vision/ named `name`; a missing or unreadable file is
+    the error of input `input_name`."""
+    from graphflow.models.clip_vision import load_clip_vision
+    from graphflow.models.weight_files import CheckpointError
+
+    try:
+        return load_clip_vision(_find("clip_vision", name, input_name))
+    except CheckpointError as e:
+        raise NodeInputError(input_name, f"{name}: {e}") from None
+
+
 class LoadCLIPVision(Node):
     """Load a CLIP vision model (clip_vision_g / clip_vision_h / ViT-L files, SigLIP's for FLUX
     Redux; transformers' or OpenCLIP's key layout) from models/clip_vision/."""
@@ -28,13 +40,7 @@ class LoadCLIPVision(Node):
         return folders.model_state("clip_vision", clip_name)
 
     def run(self):
-        from graphflow.models.clip_vision import load_clip_vision
-        from graphflow.models.weight_files import CheckpointError
-
-        try:
-            return load_clip_vision(_find("clip_vision", self.clip_name, "clip_name"))
-        except CheckpointError as e:
-            raise NodeInputError("clip_name", str(e)) from None
+        return load_clip_vision_file(self.clip_name, "clip_name")
 
 
 class CLIPVisionEncode(Node):

@@ -8,6 +8,7 @@ from graphflow.api import (CLIP_VISION, IMAGE, MASK, MODEL, Bool, Choice, ComfyA
                            NodeInputError, Text, folders, socket_type)
 from graphflow.choices import (IPADAPTER_COMBINE_METHODS, IPADAPTER_CROP_POSITIONS, IPADAPTER_INTERPOLATIONS,
                                IPADAPTER_NOISE_TYPES)
+from nodes.clip_vision import load_clip_vision_file
 
 IPADAPTER = socket_type("IPADAPTER", "#7e57c2", "An IP-Adapter: image projection and cross-attention weights")
 EMBEDS = socket_type("EMBEDS", "#9575cd", "IP-Adapter image features: CLIP image embeddings (basic adapters) or "
@@ -110,19 +111,16 @@ class IPAdapterUnifiedLoader(Node):
         if isinstance(previous, IPAdapterBundle) and previous.clip_vision_file == vision_file:
             clip_vision = previous.clip_vision
         else:
-            from graphflow.models.clip_vision import load_clip_vision
-            from graphflow.models.weight_files import CheckpointError
-
-            try:
-                clip_vision = load_clip_vision(folders.find_model("clip_vision", vision_file))
-            except CheckpointError as e:
-                raise NodeInputError("preset", f"{vision_file}: {e}") from None
+            clip_vision = load_clip_vision_file(vision_file, "preset")
         return self.model, IPAdapterBundle(adapter, clip_vision, adapter_file, vision_file)
 
 
 def _check_image(image, name: str):
     if getattr(image, "ndim", 0) != 4 or image.shape[-1] not in (1, 3, 4):
         raise NodeInputError(name, f"expected an IMAGE [B, H, W, C], got shape {tuple(getattr(image, 'shape', ()))}")
+    if 0 in image.shape[:3]:
+        raise NodeInputError(name, f"expected at least one picture of at least 1x1 pixels, got shape "
+                                   f"{tuple(image.shape)}")
 
 
 def _features(adapter, clip_vision, image, name: str):

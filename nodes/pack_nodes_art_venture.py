@@ -17,7 +17,8 @@ round 2 (the inpaint crop / overlay helpers, merges, save, Fooocus samplers and 
 in nodes/pack_nodes_art_venture2.py. Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says
 why, class by class): the URL loaders and uploads, the QR code generator, the model-running classes
 (ISNet, SAM, BLIP, DeepDanbooru, LaMa, ControlNet preprocessors, LLM APIs), DependenciesEdit (see
-round 2's module) and the IP-Adapter nodes, not built yet.
+round 2's module) and the older IP-Adapter nodes AV_StyleApply, AV_IPAdapterEncodeFromJson and
+AV_IPAdapterApplyEncoded (AV_IPAdapterPipe / AV_IPAdapter are round 3, nodes/pack_nodes_art_venture3.py).
 
 As in the pack, the PIL steps see a picture as 8-bit (x · 255 clipped, cut to a whole level) and
 give levels / 255 back. Two-channel (grey + alpha) pictures, which the pack's tensor2pil makes

@@ -40,8 +40,9 @@ need that pack's downloaded models and are refused by name when chosen (the work
 Left out (graphflow/comfy_format.py ART_VENTURE_LEFT_OUT says why): Fooocus_KSamplerEfficientAdvanced
 (the pack gives it KSampler (Efficient)'s inputs but calls KSampler Adv. (Efficient)'s function with
 them, so it cannot run there), DependenciesEdit (it unpacks an 8-entry DEPENDENCIES tuple, which
-today's Efficient Loader, and graphflow's, do not make: they give 16 entries), and the IP-Adapter
-nodes, still not built.
+today's Efficient Loader, and graphflow's, do not make: they give 16 entries), and the older
+IP-Adapter nodes AV_StyleApply, AV_IPAdapterEncodeFromJson and AV_IPAdapterApplyEncoded (see round 3,
+nodes/pack_nodes_art_venture3.py, which has AV_IPAdapterPipe / AV_IPAdapter).
 
 Where the pack swaps ComfyUI's functions for the run (its Fooocus samplers patch ComfyUI's
 sampling function, UNet forward and SDXL size conditioning; its CheckpointSave turns the live model

@@ -143,7 +143,7 @@ def test_left_out_classes_are_named_with_why():
     hint = unknown_type_hint("LoadImageFromUrl")
     assert "web addresses" in hint and "comfyui-art-venture" in hint
     assert "segment-anything" in unknown_type_hint("AV_SAMLoader")
-    assert "not built yet" in unknown_type_hint("AV_IPAdapter")
+    assert "pictures its JSON names" in unknown_type_hint("AV_StyleApply")
     assert "comfyui-art-venture" in unknown_type_hint("AV_SomeLaterClass")
     assert custom_pack("ImageRepeatSomething") is None  # whole names only
 
