@@ -8,7 +8,9 @@ when empty), and is served back under that type, with nosniff, whatever Content-
 (a page stored as text/html would run as the server's own); a picture over the server's upload
 limit or the image cache's byte cap is refused (413); ids are plain names (1 to 128 letters, digits
 or _ . : -). A server running nodes on Ray workers refuses both routes (501): the cache is this
-process's, which the workers don't see."""
+process's, which the workers don't see. GET /api/etn/languages lists the languages ETN_Translate
+can translate from, as the pack's [{"name", "code"}]: none, since graphflow carries no translator
+(the pack's argostranslate); the plugin asks at connect and offers no prompt translation."""
 
 from aiohttp import web
 
@@ -70,10 +72,15 @@ async def put_image(request):
     return json_response({"status": "cached"}, 200)
 
 
+async def languages(request):
+    return json_response([])
+
+
 # (method, path, handler, what it does): registered by the app
 ROUTES = (
     ("GET", "/api/etn/image/{id}", get_image, "a picture ETN_SaveImageCache stored (with its type, and nosniff)"),
     ("PUT", "/api/etn/image/{id}", put_image, "store a picture for ETN_LoadImageCache: the body, a PNG, JPEG or WebP "
                                               "file (415 otherwise), up to the upload limit and the cache's 512 MiB "
                                               "(413)"),
+    ("GET", "/api/etn/languages", languages, "the languages ETN_Translate translates from: none (no translator)"),
 )
