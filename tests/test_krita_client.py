@@ -300,3 +300,26 @@ async def test_a_job_as_the_plugin_runs_it(start):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(await result.read())).convert("RGB")), expected)
     assert (await client.post("/queue", json={"delete": [job]})).status == 200
     assert (await client.post("/interrupt", json={})).status == 200
+
+
+async def test_a_failed_job_reports_as_the_plugin_reads_it(start):
+    """A picture id the cache lacks: execution_error with the plugin's prompt_id and an
+    exception_message (the text it shows), then executing node None."""
+    client = await start()
+    ws = await client.ws_connect("/ws?clientId=krita")
+    assert (await ws.receive_json())["type"] == "status"
+    prompt = {"1": {"class_type": "ETN_LoadImageCache", "inputs": {"id": "not-stored"}},
+              "2": {"class_type": "ETN_SaveImageCache", "inputs": {"images": ["1", 0], "format": "PNG"}}}
+    job = "0d6f1c9e-2b7a-4c55-8e3f-1a2b3c4d5e6f"
+    await client.post("/prompt", json={"prompt": prompt, "client_id": "krita", "prompt_id": job})
+    error = None
+    while True:
+        message = await asyncio.wait_for(ws.receive_json(), 30)
+        if message["type"] == "execution_error":
+            error = message["data"]
+        if message["type"] == "executing" and message["data"]["node"] is None:
+            break
+    await ws.close()
+    assert error["prompt_id"] == job
+    assert "not-stored" in error["exception_message"]
+    assert isinstance(error["traceback"], list)
