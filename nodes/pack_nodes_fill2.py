@@ -926,6 +926,25 @@ def _zip_sources(folder, root, given: str, input_name: str = "input_directory"):
     return sorted(((path, path.relative_to(folder).as_posix()) for path in found), key=lambda item: item[1])
 
 
+def zip_size(files, input_name: str) -> int:
+    """The bytes of files ((path, name in the archive) pairs) together; refused, naming input_name,
+    above MOST_ZIP_BYTES."""
+    total = sum(path.stat().st_size for path, _ in files)
+    if total > MOST_ZIP_BYTES:
+        raise NodeInputError(input_name, f"more than {MOST_ZIP_BYTES >> 30} GiB of files to zip")
+    return total
+
+
+def zipped_files(archive, files) -> None:
+    """Deflate files ((path, name in the archive) pairs) into archive, a path or a binary file."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path, inside in files:
+            check_interrupted()
+            zipped.write(path, inside)
+
+
 def outputs_subfolder(given: str, input_name: str):
     """An existing folder inside the outputs folder (empty: the outputs folder itself), as the Fill
     zippers read one (the pack's read any on disk)."""
@@ -960,8 +979,6 @@ class FillZipSave(Node):
     comfy = ComfyAlias(("FL_ZipSave",))
 
     def run(self):
-        import zipfile
-
         from graphflow.api import folders
         from graphflow.folders import file_name_problem
         from nodes.pack_nodes_fill import _caption_folder, _write_replacing
@@ -974,15 +991,8 @@ class FillZipSave(Node):
         archive = target / archive_name
         files = [(path, inside) for path, inside in _zip_sources(source, folders.outputs, self.input_directory)
                  if path.resolve() != archive.resolve()]
-        if sum(path.stat().st_size for path, _ in files) > MOST_ZIP_BYTES:
-            raise NodeInputError("input_directory", f"more than {MOST_ZIP_BYTES >> 30} GiB of files to zip")
-
-        def write(path):
-            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
-                for file, inside in files:
-                    check_interrupted()
-                    zipped.write(file, inside)
-        _write_replacing(archive, write)
+        zip_size(files, "input_directory")
+        _write_replacing(archive, lambda path: zipped_files(path, files))
         return archive.relative_to(folders.outputs).as_posix()
 
 

@@ -175,16 +175,14 @@ class FillPasteByMask(Node):
         height, width = base.shape[1:3]
         mask = _fit_mask(mask, height, width)
         empty, boxes = mask_boxes(mask)
-        mid_x, mid_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        box_w, box_h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
         result = base.clone()
         for i in range(mask.shape[0]):
             check_interrupted()
             if empty[i]:
                 continue
             target = i % base.shape[0] if mapping is None else int(mapping[i]) % base.shape[0]
-            placed = placed_paste(paste[i % paste.shape[0]][None], self.resize_behavior, (box_w[i], box_h[i]),
-                                  (mid_x[i], mid_y[i]), mask[i], result[target])
+            placed = placed_paste(paste[i % paste.shape[0]][None], self.resize_behavior, boxes[i], mask[i],
+                                  result[target])
             if placed is None:
                 continue
             pasting, amount = placed
@@ -730,22 +728,16 @@ class FillZipDirectory(Node):
 
     def run(self):
         import tempfile
-        import zipfile
 
         from graphflow.api import check_run_memory, folders
-        from nodes.pack_nodes_fill2 import MOST_ZIP_BYTES, _zip_sources, outputs_subfolder
+        from nodes.pack_nodes_fill2 import _zip_sources, outputs_subfolder, zip_size, zipped_files
         source = outputs_subfolder(self.directory_path, "directory_path")
         files = _zip_sources(source, folders.outputs, self.directory_path, "directory_path")
-        total = sum(path.stat().st_size for path, _ in files)
-        if total > MOST_ZIP_BYTES:
-            raise NodeInputError("directory_path", f"more than {MOST_ZIP_BYTES >> 30} GiB of files to zip")
+        total = zip_size(files, "directory_path")
         check_run_memory("directory_path", f"zips {len(files)} files in memory", data=total)
         # built in a temporary file and read once: a BytesIO's growth and getvalue() each copy the archive
         with tempfile.TemporaryFile() as spool:
-            with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as zipped:
-                for path, inside in files:
-                    check_interrupted()
-                    zipped.write(path, inside)
+            zipped_files(spool, files)
             spool.seek(0)
             return spool.read()
 

@@ -714,15 +714,12 @@ class PasteByMask(Node):
         height, width = base.shape[1:3]
         mask = _fit_mask(mask, height, width)
         empty, boxes = mask_boxes(mask)
-        mid_x, mid_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        box_w, box_h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
         result = base.clone()
         for i in range(mask.shape[0]):
             if empty[i]:
                 continue
             target = i if mapping is None else int(mapping[i])
-            placed = placed_paste(paste[i:i + 1], self.resize_behavior, (box_w[i], box_h[i]), (mid_x[i], mid_y[i]),
-                                  mask[i], result[target])
+            placed = placed_paste(paste[i:i + 1], self.resize_behavior, boxes[i], mask[i], result[target])
             if placed is None:
                 continue
             pasting, amount = placed
@@ -747,22 +744,24 @@ def paste_size(behavior: str, width: int, height: int, paste_w: int, paste_h: in
     return width, height
 
 
-def placed_paste(piece, behavior: str, box_size, box_middle, mask, under):
+def placed_paste(piece, behavior: str, box, mask, under):
     """A [1, H, W, 4] paste laid over `under` (a [H, W, 4] picture) as the pack places it for a mask
-    box: sized by paste_size, centred on the box as the pack rounds it, cut to the picture. Gives (the
-    layer, opaque, white where the paste isn't; how much of it shows per pixel: its alpha, within the
-    mask unless the behaviour pastes unmasked), or None where nothing of it falls on the picture.
-    Also ComfyUI_Fill-Nodes' FL_PasteByMask's."""
+    box (x0, y0, x1, y1 inclusive, from mask_boxes): sized by paste_size, centred on the box as the
+    pack rounds it, cut to the picture. Gives (the layer, opaque, white where the paste isn't; how
+    much of it shows per pixel: its alpha, within the mask unless the behaviour pastes unmasked), or
+    None where nothing of it falls on the picture. Also ComfyUI_Fill-Nodes' FL_PasteByMask's."""
     import torch
 
     height, width = under.shape[:2]
     paste_h, paste_w = piece.shape[1:3]
-    w, h = paste_size(behavior, int(box_size[0].item()), int(box_size[1].item()), paste_w, paste_h)
+    x0, y0, x1, y1 = box
+    w, h = paste_size(behavior, int((x1 - x0 + 1).item()), int((y1 - y0 + 1).item()), paste_w, paste_h)
     if (h, w) != (paste_h, paste_w):
         _check_size(w, h, "image_to_paste")
         piece = _bicubic(piece, h, w)
     piece = piece[0]
-    top, left = math.floor(box_middle[1].item() - h / 2) + 1, math.floor(box_middle[0].item() - w / 2) + 1
+    middle_x, middle_y = ((x0 + x1) / 2).item(), ((y0 + y1) / 2).item()
+    top, left = math.floor(middle_y - h / 2) + 1, math.floor(middle_x - w / 2) + 1
     bottom, right = top + h, left + w
     src_top, src_left = max(0, -top), max(0, -left)
     src_bottom, src_right = h - max(0, bottom - height), w - max(0, right - width)
