@@ -1,0 +1,191 @@
+"""A model file's base model as Acly's comfyui-tooling-nodes names it in GET /api/etn/model_info
+(its api.py at 09759222: inspect_safetensors, inspect_gguf, model_names), from the file's header
+alone: {"base_model", "is_inpaint", "type"?, "quant"?}. The Krita AI Diffusion plugin picks its
+checkpoints by it (resources.py's Arch.from_string reads base_model and type).
+
+Safetensors files (and sharded sets' indexes) are told by graphflow's own detectors
+(detect_architecture, the flow families, Stable Cascade, Cosmos, SVD): FAMILY_NAMES maps
+graphflow's family onto the pack's name for the ComfyUI class that file would load as. A
+family whose ComfyUI class the pack's table lacks (PixArt, HunyuanImage 2.1, Wan 2.2, Chroma
+Radiance, the x4 upscaler, ...) is "unknown" as there; a file graphflow cannot read as a diffusion
+model is "unknown" with an "error" saying why (a LoRA, VAE or other add-on: "unknown" alone, as
+the pack finds no UNet config in it). type: SDXL's prediction as ComfyUI's ModelType names it
+("eps", "v-prediction"), the pack's "t2v" / "i2v" / "t2i" / "control2v" from the class names of
+Wan 2.1 and Cosmos. is_inpaint: SD1.5 / SDXL with more than 4 UNet input channels, FLUX.1 Fill;
+beyond the pack, a bare UNet (diffusion_models/) is read too (the pack looks for the input
+block under model.diffusion_model. only, so calls such a file not inpainting).
+
+GGUF files are read as the pack reads them: general.architecture (absent: "flux", as the pack
+takes stable-diffusion.cpp's files), "chroma" for a flux file with distilled_guidance_layer
+tensors, "z-image" for a lumina2 one whose cap_embedder.1.bias is 3840 wide, "flux2" (type
+klein-4b / klein-9b by width) for double_stream_modulation_img; sd1 -> sd15, qwen_image ->
+qwen-image, any other architecture name as it is; never inpainting; quant "gguf" (the pack
+lower-cases general.file_type, a number in the files ComfyUI-GGUF and llama.cpp write, which
+fails into its "gguf").
+
+Pickled files (.ckpt, .pt, ...) are not read (the pack's header read finds nothing in them
+either): unpickling them is no header read. A safetensors header over MAX_HEADER_BYTES (the
+safetensors library's own bound) is refused. Answers are remembered per (path, size, mtime).
+"""
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from .architecture import is_video_checkpoint
+from .file_kind import cascade_stage, find_cosmos, find_cosmos1, identify
+from .gguf import GGUFContents, GGUFError
+from .weight_files import GGUF_MAGIC, INDEX_SUFFIX, CheckpointError, WeightFile
+
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's MAX_HEADER_SIZE (ComfyUI's safetensors_header: 100 MiB)
+CACHE_ENTRIES = 4096
+
+# graphflow's families (ArchInfo.arch, FlowInfo.family) -> the pack's names for the ComfyUI class
+FAMILY_NAMES = {
+    "sd1": "sd15", "sd2": "sd20", "sdxl": "sdxl", "sdxl_refiner": "sdxl-refiner",
+    "sd3_medium": "sd3", "sd35_large": "sd3", "sd35_medium": "sd3",
+    "flux_dev": "flux", "flux_control": "flux", "flux_fill": "flux", "flux_schnell": "flux-schnell",
+    "chroma": "chroma", "ltxv": "ltxv", "mochi": "mochi", "lumina2": "lumina2", "qwen_image": "qwen-image",
+    "hidream": "hi-dream", "hunyuan_video": "hunyuan-video", "aura_flow": "aura-flow",
+    # ComfyUI's WAN21_T2V takes any Wan 2.1 layout without img_emb, Wan 2.2's 36-channel I2V expert too
+    "wan_t2v": "wan21", "wan22_i2v": "wan21", "wan_i2v": "wan21", "wan_fun_control": "wan21-fun",
+    "wan_vace": "wan21-vace", "wan_camera": "wan21-camera",
+}
+# the pack's type from the ComfyUI class's name (WAN21_T2V, WAN21_I2V, WAN21_FunControl2V)
+FAMILY_TYPES = {"wan_t2v": "t2v", "wan22_i2v": "t2v", "wan_i2v": "i2v", "wan_fun_control": "control2v"}
+SSD1B_DEPTHS = (0, 0, 2, 2, 4, 4)  # ComfyUI's SSD1B unet_config transformer_depth, per input block
+Z_IMAGE_WIDTH = 3840  # the pack's test (cap_embedder.1.bias): Z-Image's width in Lumina 2's layout
+GGUF_NAMES = {"sd1": "sd15", "qwen_image": "qwen-image"}  # the pack's gguf_architectures
+
+
+def base_model(info) -> dict:
+    """The pack's answer for graphflow's detection result (an ArchInfo or a FlowInfo)."""
+    family = getattr(info, "family", None) or info.arch
+    if family == "lumina2" and info.config.dim == Z_IMAGE_WIDTH:
+        return {"base_model": "unknown", "error": "Z-Image (Lumina 2's layout, 3840 wide): graphflow does not run it"}
+    if family == "sdxl" and info.unet.transformer_depth_input == SSD1B_DEPTHS:
+        family = "ssd1b"
+    name = "sd21" if family == "sd2" and info.unclip else "ssd1b" if family == "ssd1b" else FAMILY_NAMES.get(family)
+    if name is None or getattr(info, "upscaler", False) or getattr(info, "zero123", False):
+        return {"base_model": "unknown"}
+    result = {"base_model": name,
+              "is_inpaint": (name in ("sd15", "sdxl") and info.unet.in_channels > 4) or family == "flux_fill"}
+    if name == "sdxl":
+        result["type"] = "v-prediction" if info.prediction == "v" else "eps"
+    elif family in FAMILY_TYPES:
+        result["type"] = FAMILY_TYPES[family]
+    return result
+
+
+def _other_families(shapes) -> dict | None:
+    """The families detect_architecture leaves to other readers: Stable Cascade, Cosmos, SVD."""
+    stage = cascade_stage(shapes)
+    if stage in ("b", "c"):
+        return {"base_model": f"cascade-{stage}", "is_inpaint": False}
+    for find, name, kinds in ((find_cosmos, "cosmos-predict2", ("t2i", "i2v")), (find_cosmos1, "cosmos", ("t2v", "i2v"))):
+        prefix = find(shapes)
+        if prefix is not None:
+            # 1x2x2 patches of the latent and the padding mask, as cosmos_config_from_state_dict reads them:
+            # 16 channels for text-to-*, 17 with video2world's known-frame mask
+            channels = shapes[prefix + "x_embedder.proj.1.weight"][1] // 4 - 1
+            return {"base_model": name, "is_inpaint": False, "type": kinds[channels == 17]}
+    if is_video_checkpoint(shapes):
+        return {"base_model": "svd", "is_inpaint": False}
+    return None
+
+
+def _bare_unet(shapes: dict) -> dict:
+    """A diffusion_models/ file's SD UNet keys under the prefix detect_architecture reads them at."""
+    from .architecture import UNET_PREFIX
+
+    if "input_blocks.0.0.weight" in shapes and not any(k.startswith(UNET_PREFIX) for k in shapes):
+        return {UNET_PREFIX + k: s for k, s in shapes.items()}
+    return shapes
+
+
+def _safetensors(path: Path) -> dict:
+    from .architecture import detect_architecture
+
+    if not path.name.endswith(INDEX_SUFFIX):
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+        if size > MAX_HEADER_BYTES:
+            raise CheckpointError(f"its safetensors header is {size} bytes, over the {MAX_HEADER_BYTES} read")
+    with WeightFile(path) as f:
+        shapes, metadata = _bare_unet(f.shapes), f.metadata
+        other = _other_families(shapes)
+        if other is not None:
+            return other
+        try:
+            return base_model(detect_architecture(shapes, metadata, get_tensor=f.get))
+        except CheckpointError:
+            kind = identify(shapes)
+            if kind is not None and kind.folder not in ("checkpoints", "diffusion_models"):
+                return {"base_model": "unknown"}  # an add-on: no diffusion model in it, as the pack finds
+            raise
+
+
+def _gguf(path: Path) -> dict:
+    contents = GGUFContents(path)
+    shapes, arch = contents.shapes, contents.architecture
+    contents.close()
+    if arch is None:
+        return {"base_model": "flux", "is_inpaint": False}
+    result = {}
+    if arch == "flux":
+        if any(name.startswith("distilled_guidance_layer") for name in shapes):
+            arch = "chroma"
+        elif "double_stream_modulation_img.lin.weight" in shapes:
+            arch = "flux2"
+            width = shapes["double_stream_modulation_img.lin.weight"][-1]  # gguf-py's first dim: the input width
+            result = {3072: {"type": "klein-4b"}, 4096: {"type": "klein-9b"}}.get(width, {})
+    elif arch == "lumina2" and shapes.get("cap_embedder.1.bias", (0,))[0] == Z_IMAGE_WIDTH:
+        arch = "z-image"
+    return {"base_model": GGUF_NAMES.get(arch, arch), "is_inpaint": False, **result, "quant": "gguf"}
+
+
+def inspect_file(path) -> dict:
+    """The pack's answer for one model file; never raises for what is in the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+        if head.startswith(GGUF_MAGIC):
+            return _gguf(path)
+        if head[8:9] == b"{" or path.name.endswith(INDEX_SUFFIX):
+            return _safetensors(path)
+        return {"base_model": "unknown", "error": "Failed to detect base model: not a safetensors or GGUF file "
+                                                  "(pickled files are not opened to tell)"}
+    except (CheckpointError, GGUFError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        return {"base_model": "unknown", "error": f"Failed to detect base model: {e}"}
+
+
+class InfoCache:
+    """inspect_file's answers by (path, size, mtime): a connecting plugin asks for every file of
+    three folders, each connect."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES):
+        self.entries = entries
+        self.answers: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, path) -> dict:
+        path = Path(path)
+        try:
+            stat = path.stat()
+        except OSError as e:
+            return {"base_model": "unknown", "error": f"Failed to detect base model: {e}"}
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self.lock:
+            if key in self.answers:
+                self.answers.move_to_end(key)
+                return dict(self.answers[key])
+        answer = inspect_file(path)
+        with self.lock:
+            self.answers[key] = answer
+            while len(self.answers) > self.entries:
+                self.answers.popitem(last=False)
+        return dict(answer)
+
+
+info_cache = InfoCache()
