@@ -101,7 +101,7 @@ def _guard(server: Server):
 def create_app(registry: Registry | None = None, db_path: str | Path | None = None, *,
                host: str = "127.0.0.1", workers: int = 1, cache: OutputCache | None = None,
                cache_max_bytes: int | None = None, max_upload_bytes: int = 50 * 2**20,
-               max_image_side: int = 8192, paused: bool = False, web_dir: Path | None = WEB_DIR,
+               max_image_side: int = 8192, max_model_upload_bytes: int = 4 * 2**30, paused: bool = False, web_dir: Path | None = WEB_DIR,
                allowed_origins: tuple[str, ...] = (), outbox_limit: int = 256, send_timeout: float = 10.0,
                shutdown_timeout: float = 10.0, run_limits: RunLimits | None = None,
                dispatcher=None) -> web.Application:
@@ -117,11 +117,13 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     config = ServerConfig(
         db_path=Path(db_path) if db_path is not None else folders.outputs / "history.db",
         host=host, workers=workers, limits=UploadLimits(max_upload_bytes, max_image_side),
+        model_upload_max_bytes=max_model_upload_bytes,
         outbox_limit=outbox_limit, send_timeout=send_timeout, allowed_origins=tuple(allowed_origins), shutdown_timeout=shutdown_timeout,
         web_dir=web_dir, run_limits=run_limits if run_limits is not None else SERVER_LIMITS)
     server = Server(registry, config, cache, paused=paused, dispatcher=dispatcher)
     app = web.Application(middlewares=[_guard(server)], client_max_size=max_upload_bytes + 2**20)
     app[SERVER] = server
+    app[etn_routes.EXCHANGE] = etn_routes.WorkflowExchange(server.hub)
     app.on_response_prepare.append(_cors_headers)
     app.on_startup.append(server.start)
     app.on_shutdown.append(server.stop)
@@ -161,7 +163,7 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
         for full in (path, "/api" + path):
             if full == path or (method, full) not in ours:
                 r.add_get(full, handler) if method == "GET" else r.add_route(method, full, handler)
-    for method, path, handler, _ in etn_routes.ROUTES:  # the ETN pack's image exchange (Krita AI Diffusion)
+    for method, path, handler, _ in etn_routes.ROUTES:  # the ETN pack's routes (Krita AI Diffusion)
         r.add_route(method, path, handler)
     r.add_get("/", editor_routes.index)
     if web_dir is not None and web_dir.is_dir():
@@ -177,7 +179,7 @@ def _url(host: str, port: int) -> str:
 def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | None = None,
           max_upload_mb: float = 50, cache_max_gb: float | None = None, workers: int = 1,
           registry: Registry | None = None, run_limits: RunLimits | None = None, ray: dict | None = None,
-          allowed_origins: tuple[str, ...] = ()) -> int:
+          allowed_origins: tuple[str, ...] = (), max_model_upload_mb: float = 4096) -> int:
     """Run the server until SIGINT/SIGTERM; prints the URL. Returns the exit code. `ray`: the
     options of graphflow.cluster.WorkerPool (workers, address, gpus_per_worker) to run on Ray;
     `allowed_origins`: pages of these origins ("*": any) may call it from a browser (CORS)."""
@@ -192,7 +194,8 @@ def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | No
         dispatcher = RayDispatcher(WorkerPool(**ray, cache_max_bytes=cache_max_bytes, limits=limits))
     return asyncio.run(_serve(host, port, db_path=db_path, max_upload_bytes=int(max_upload_mb * 2**20),
                               cache_max_bytes=cache_max_bytes, workers=workers, registry=registry,
-                              run_limits=run_limits, dispatcher=dispatcher, allowed_origins=allowed_origins))
+                              run_limits=run_limits, dispatcher=dispatcher, allowed_origins=allowed_origins,
+                              max_model_upload_bytes=int(max_model_upload_mb * 2**20)))
 
 
 async def _serve(host, port, **options) -> int:

@@ -10,14 +10,78 @@ limit or the image cache's byte cap is refused (413); ids are plain names (1 to 
 or _ . : -). A server running nodes on Ray workers refuses both routes (501): the cache is this
 process's, which the workers don't see. GET /api/etn/languages lists the languages ETN_Translate
 can translate from, as the pack's [{"name", "code"}]: none, since graphflow carries no translator
-(the pack's argostranslate); the plugin asks at connect and offers no prompt translation."""
+(the pack's argostranslate); the plugin asks at connect and offers no prompt translation.
+
+The pack's other routes, read in its api.py at 09759222de34d1492387b672a28ae373274b150a, krita.py's
+WorkflowExchange and translation.py (the code index's newest copies), and the Krita AI Diffusion
+plugin's calls in ai_diffusion/comfy_client.py at 75331532 (try_inspect's paging, _refresh_models'
+parse_model_info, upload_loras, _subscribe_workflows, translate, the etn_workflow_published message)
+and resources.py (Arch.from_string):
+
+- GET /api/etn/model_info/{folder} (and /api/etn/model_info: checkpoints): each file of the folder,
+  as the loaders list them, with the pack's {"base_model", "is_inpaint", "type"?, "quant"?}
+  (graphflow.models.base_model_info: the file's header only, remembered per path, size and mtime);
+  `offset` / `limit` (default 1000) page the sorted list, and with `limit` given "_meta" {"offset",
+  "count", "total"} is added, as the pack. Folders: ComfyUI's names graphflow keeps
+  (comfyui_routes.MODEL_FOLDERS, the legacy "clip" / "unet" among them) and ComfyUI-GGUF's
+  "unet_gguf" / "clip_gguf" (their .gguf files); another folder is the pack's 400 "Invalid folder
+  path, must be one of ...". Beyond the pack, an offset or limit that is no whole number >= 0 is a
+  400 (the pack's int() fails into a 500).
+- PUT /api/etn/upload/{folder}/{filename}: the body stored as the folder's file (the plugin uploads
+  a LoRA it has and the server lacks). The pack's rules: .safetensors / .sft only, a plain name of
+  letters, digits, _ - . and spaces, at most 255 characters, no leading dot; a name the folder has
+  (any of its directories) is 200 {"status": "cached"} before the body is read; the file goes into
+  the folder's first directory. Beyond the pack: the body is bounded by the server's model upload
+  limit (ServerConfig.model_upload_max_bytes, `graphflow serve --max-model-upload-mb`, 413), written
+  to a hidden temporary file in that directory and renamed once whole and read as a safetensors
+  file (400 otherwise), so a broken upload leaves nothing a loader lists; 201 {"status":
+  "success"}. The loaders' lists, /object_info's choices and model_info see it at the next request.
+- POST /api/etn/workflow/publish {"name", "client_id", "workflow"}, /subscribe {"client_id"},
+  /unsubscribe {"client_id"}: krita.py's WorkflowExchange. A publisher (a ComfyUI editor tab) is
+  kept by its client_id, the last workflow it published replacing the one before; each subscriber
+  (a Krita client) gets every publisher's workflow at subscribe, and each publish after, as the
+  websocket message "etn_workflow_published" {"publisher": {"name", "id"}, "workflow"} sent to its
+  client id alone. The pack's answers: 200 {"status": "success"}; 400 {"error": "'name'"} for a
+  missing field, "'Already subscribed'", "'No subscriber found with id ...'" (a KeyError's text,
+  quotes and all). Beyond the pack: a body that is no JSON object, a name or id that is no string,
+  a workflow that is no object is a 400 (the pack's 500 or a stored oddity); at most
+  MAX_PUBLISHERS publishers are kept (the oldest dropped) and MAX_SUBSCRIBERS subscribers (400).
+- GET /api/etn/translate/{lang}/{text}: as the pack answers without its translator: the text cut
+  at its "lang:xx" directives, English pieces joined (lang "en": the text back, as a JSON string);
+  another language is a 500 {"error": ...} naming it (the pack's Invalid language directive).
+
+Under Ray workers (a dispatcher): model_info and upload read and write this process's model
+folders (workers on other machines see an upload only through shared storage); the workflow
+exchange and translation live in this process and work as without Ray."""
+
+import asyncio
+import json
+import os
+import re
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
 
 from aiohttp import web
 
+from graphflow.folders import COMFY_KINDS, GGUF_EXTENSIONS, UnsafePathError, folders, safe_join
 from graphflow.image_exchange import TooLarge, image_exchange
+from graphflow.models.base_model_info import info_cache
+from graphflow.server.comfyui_routes import MODEL_FOLDERS
 from graphflow.server.json_api import CLIENT_ID, json_response
 from graphflow.server.server import server_of
 from graphflow.server.uploads import RequestError
+
+# ComfyUI's folder names -> (graphflow's model kind, the extensions listed; None: the kind's own)
+MODEL_INFO_FOLDERS = {**{name: (COMFY_KINDS.get(name, name), None) for name in MODEL_FOLDERS},
+                      # ComfyUI-GGUF's folders: the .gguf files of the diffusion models' and text encoders'
+                      "unet_gguf": ("diffusion_models", GGUF_EXTENSIONS), "clip_gguf": ("text_encoders", GGUF_EXTENSIONS)}
+DEFAULT_LIMIT = 1000  # the pack's, when the request names none
+UPLOAD_NAME = re.compile(r"^[a-zA-Z0-9_\-. ]+$")  # the pack's has_invalid_filename
+UPLOAD_EXTENSIONS = (".sft", ".safetensors")
+UPLOAD_CHUNK = 2**20
+MAX_PUBLISHERS = 64
+MAX_SUBSCRIBERS = 1024
 
 # a picture file's type by its first bytes: the formats ETN_LoadImageCache reads
 SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
@@ -76,6 +140,187 @@ async def languages(request):
     return json_response([])
 
 
+def _folder(name: str) -> tuple[str, tuple[str, ...] | None]:
+    if name not in MODEL_INFO_FOLDERS:
+        raise RequestError(400, f"Invalid folder path, must be one of {', '.join(MODEL_INFO_FOLDERS)}")
+    return MODEL_INFO_FOLDERS[name]
+
+
+def _whole_number(query, name: str, default: int) -> int:
+    text = query.get(name, str(default))
+    if not text.isdigit():
+        raise RequestError(400, f"{name} must be a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _inspect(kind: str, names: list[str]) -> dict:
+    info = {}
+    for name in names:
+        try:
+            path = folders.find_model(kind, name)
+        except (FileNotFoundError, UnsafePathError) as e:  # gone since it was listed
+            info[name] = {"base_model": "unknown", "error": f"Failed to detect base model: {e}"}
+            continue
+        info[name] = info_cache.get(path)
+    return info
+
+
+async def model_info(request):
+    kind, extensions = _folder(request.match_info.get("folder", "checkpoints"))
+    query = request.rel_url.query
+    limit, offset = _whole_number(query, "limit", DEFAULT_LIMIT), _whole_number(query, "offset", 0)
+    files = folders.list_models(kind, extensions)
+    page = files[offset:offset + limit]
+    info = await asyncio.to_thread(_inspect, kind, page)
+    if "limit" in query:
+        info["_meta"] = {"offset": offset, "count": len(page), "total": len(files)}
+    return json_response(info)
+
+
+def _upload_name(name: str) -> str:
+    if not name.lower().endswith(UPLOAD_EXTENSIONS):
+        raise RequestError(400, "File extension must be .safetensors")
+    if not name.strip() or len(name) > 255 or ".." in name or name.startswith(".") or not UPLOAD_NAME.match(name):
+        raise RequestError(400, f"Invalid filename {name!r}: a plain name of letters, digits, _ - . and spaces "
+                                "(at most 255, no leading dot, no '..')")
+    return name
+
+
+def _has_model(kind: str, name: str) -> bool:
+    try:
+        folders.find_model(kind, name)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _check_weights(path: Path) -> None:
+    from graphflow.models.weight_files import CheckpointError, WeightFile
+
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(9)[8:9] != b"{":
+                raise CheckpointError("it does not start as a safetensors file does (a header length, then '{')")
+        WeightFile(path).close()
+    except CheckpointError as e:
+        raise RequestError(400, f"the upload is no readable safetensors file: {e}") from None
+
+
+async def upload(request):
+    kind, _ = _folder(request.match_info["folder"])
+    name = _upload_name(request.match_info["filename"])
+    if _has_model(kind, name):
+        return json_response({"status": "cached"}, 200)
+    limit = server_of(request).config.model_upload_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestError(413, f"the file is {request.content_length} bytes, over the {limit} a model upload may have")
+    directory = folders.model_dirs(kind)[0]
+    try:
+        target = safe_join(directory, name)
+    except UnsafePathError as e:
+        raise RequestError(400, str(e)) from None
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".upload-", dir=directory)
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(413, f"the file is over the {limit} bytes a model upload may have")
+                await asyncio.to_thread(f.write, chunk)
+        if size == 0:
+            raise RequestError(400, "the body is empty: expected a .safetensors file")
+        await asyncio.to_thread(_check_weights, Path(temp))
+        if target.exists():  # another upload of the same name finished first
+            return json_response({"status": "cached"}, 200)
+        os.replace(temp, target)
+    finally:
+        Path(temp).unlink(missing_ok=True)
+    return json_response({"status": "success"}, 201)
+
+
+class WorkflowExchange:
+    """krita.py's: workflows a ComfyUI editor publishes, sent to the Krita clients subscribed."""
+
+    def __init__(self, hub):
+        self.hub = hub
+        self.publishers: OrderedDict[str, tuple[str, dict]] = OrderedDict()  # client id -> (name, workflow)
+        self.subscribers: list[str] = []
+
+    def publish(self, name: str, client_id: str, workflow: dict) -> None:
+        for subscriber in self.subscribers:
+            self._notify(subscriber, client_id, name, workflow)
+        self.publishers.pop(client_id, None)
+        self.publishers[client_id] = (name, workflow)
+        while len(self.publishers) > MAX_PUBLISHERS:
+            self.publishers.popitem(last=False)
+
+    def subscribe(self, client_id: str) -> None:
+        if client_id in self.subscribers:
+            raise KeyError("Already subscribed")
+        if len(self.subscribers) >= MAX_SUBSCRIBERS:
+            raise RequestError(400, f"there are {MAX_SUBSCRIBERS} subscribers already, the most this server keeps")
+        self.subscribers.append(client_id)
+        for publisher, (name, workflow) in self.publishers.items():
+            self._notify(client_id, publisher, name, workflow)
+
+    def unsubscribe(self, client_id: str) -> None:
+        if client_id not in self.subscribers:
+            raise KeyError("No subscriber found with id " + client_id)
+        self.subscribers.remove(client_id)
+
+    def _notify(self, subscriber: str, publisher: str, name: str, workflow: dict) -> None:
+        data = {"publisher": {"name": name, "id": publisher}, "workflow": workflow}
+        self.hub.send_to(subscriber, "etn_workflow_published", data)
+
+
+EXCHANGE = web.AppKey("etn_workflow_exchange", WorkflowExchange)  # set by create_app
+
+
+async def _exchange_call(request, method: str, *fields: str):
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestError(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "the body must be a JSON object")
+    try:
+        values = [body[field] for field in fields]
+    except KeyError as e:
+        return json_response({"error": str(e)}, 400)
+    for field, value in zip(fields, values):
+        wanted = dict if field == "workflow" else str
+        if not isinstance(value, wanted):
+            raise RequestError(400, f"{field} must be {'a JSON object' if wanted is dict else 'a string'}")
+    try:
+        getattr(request.app[EXCHANGE], method)(*values)
+    except KeyError as e:
+        return json_response({"error": str(e)}, 400)
+    return json_response({"status": "success"}, 200)
+
+
+async def publish_workflow(request):
+    return await _exchange_call(request, "publish", "name", "client_id", "workflow")
+
+
+async def subscribe_workflow(request):
+    return await _exchange_call(request, "subscribe", "client_id")
+
+
+async def unsubscribe_workflow(request):
+    return await _exchange_call(request, "unsubscribe", "client_id")
+
+
+async def translate(request):
+    from nodes.pack_nodes_etn import english_text
+
+    try:
+        return json_response(english_text(f"lang:{request.match_info['lang']} {request.match_info['text']}"))
+    except ValueError as e:
+        return json_response({"error": str(e)}, 500)
+
+
 # (method, path, handler, what it does): registered by the app
 ROUTES = (
     ("GET", "/api/etn/image/{id}", get_image, "a picture ETN_SaveImageCache stored (with its type, and nosniff)"),
@@ -83,4 +328,19 @@ ROUTES = (
                                               "file (415 otherwise), up to the upload limit and the cache's 512 MiB "
                                               "(413)"),
     ("GET", "/api/etn/languages", languages, "the languages ETN_Translate translates from: none (no translator)"),
+    ("GET", "/api/etn/model_info", model_info, "the checkpoints' base models, as model_info/checkpoints"),
+    ("GET", "/api/etn/model_info/{folder}", model_info, "each file of a model folder with its base model, inpainting "
+                                                        "and type, from its header (`offset`, `limit`: a page, with "
+                                                        "_meta)"),
+    ("PUT", "/api/etn/upload/{folder}/{filename}", upload, "store a .safetensors model file (the plugin's LoRAs) in "
+                                                           "the folder, up to the model upload limit (413); 200 "
+                                                           "cached where the folder has the name"),
+    ("POST", "/api/etn/workflow/publish", publish_workflow, "publish a workflow ({name, client_id, workflow}) to the "
+                                                            "subscribed clients' websockets (etn_workflow_published)"),
+    ("POST", "/api/etn/workflow/subscribe", subscribe_workflow, "a client id ({client_id}) gets the published "
+                                                                "workflows over its websocket"),
+    ("POST", "/api/etn/workflow/unsubscribe", unsubscribe_workflow, "stop sending published workflows to a client id"),
+    ("GET", "/api/etn/translate/{lang}/{text}", translate, "the text in English as the pack answers without its "
+                                                           "translator: lang en passes, another language is a 500 "
+                                                           "(no translator)"),
 )

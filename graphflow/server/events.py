@@ -191,6 +191,14 @@ class Hub:
                 item = item or Outgoing(message(kind, data), rank, replaces)
                 client.push(item)
 
+    def send_to(self, client_id: str, kind: str, data: dict) -> None:
+        """A message for one client id alone (every socket it has open), as ComfyUI's send_json with
+        a sid: nobody gets it where none is connected. Never dropped."""
+        item = Outgoing(message(kind, data))
+        for client in list(self.clients):
+            if client.client_id == client_id:
+                client.push(item)
+
     def send_frame(self, frame: bytes, client_id: str | None = None) -> None:
         """A preview frame of a run submitted by `client_id`: ours to our clients, ComfyUI's framing
         (type 4 with metadata to those that asked for it, else type 1) to the ComfyUI clients that

@@ -1,0 +1,301 @@
+"""The ETN pack's model info, upload, workflow exchange and translation routes
+(graphflow/server/etn_routes.py, graphflow/models/base_model_info.py), against the answers the
+pack's api.py gives (its model_names table and inspect rules, written out per file below), on small
+files in the real layouts (graphflow.testing)."""
+
+import asyncio
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import graphflow.models.base_model_info as bmi
+from graphflow import testing
+from graphflow.models.weight_files import config_metadata
+from tests.test_server import home, start  # noqa: F401
+
+# file -> the pack's answer (model_names: SD15 sd15, SD20 sd20, SDXL sdxl + ModelType, SDXLRefiner
+# sdxl-refiner, SD3 sd3, Flux flux, FluxSchnell flux-schnell, FluxInpaint flux + is_inpaint, Chroma chroma)
+EXPECTED = {
+    "sd15.safetensors": {"base_model": "sd15", "is_inpaint": False},
+    "sd15_inpaint.safetensors": {"base_model": "sd15", "is_inpaint": True},
+    "sd2.safetensors": {"base_model": "sd20", "is_inpaint": False},
+    "sdxl.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "eps"},
+    "sdxl_v.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "v-prediction"},
+    "sdxl_refiner.safetensors": {"base_model": "sdxl-refiner", "is_inpaint": False},
+    "sd3.safetensors": {"base_model": "sd3", "is_inpaint": False},
+    "flux_dev.safetensors": {"base_model": "flux", "is_inpaint": False},
+    "flux_schnell.safetensors": {"base_model": "flux-schnell", "is_inpaint": False},
+    "flux_fill.safetensors": {"base_model": "flux", "is_inpaint": True},
+    "chroma.safetensors": {"base_model": "chroma", "is_inpaint": False},
+    "lora.safetensors": {"base_model": "unknown"},  # no diffusion model in it: the pack's plain unknown
+    "graphflow-demo.safetensors": {"base_model": "sd15", "is_inpaint": False},  # the bundled demo: SD1's layout
+}
+BROKEN = ("corrupt.safetensors", "huge_header.safetensors", "old.ckpt")
+
+
+@pytest.fixture
+def registry(builtin_registry):  # the server's: LoraLoader's file list shows an upload
+    return builtin_registry
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("etn_models")
+    checkpoints = base / "checkpoints"
+    checkpoints.mkdir()
+    for arch, name in (("sd1", "sd15"), ("sd1_inpaint", "sd15_inpaint"), ("sd2", "sd2"), ("sdxl", "sdxl"),
+                       ("sdxl_refiner", "sdxl_refiner")):
+        testing.write_checkpoint(checkpoints / f"{name}.safetensors", arch)
+    testing.write_checkpoint(checkpoints / "sdxl_v.safetensors", "sdxl", metadata=config_metadata(prediction="v"))
+    for family, name in (("sd3_medium", "sd3"), ("flux_dev", "flux_dev"), ("flux_schnell", "flux_schnell"),
+                         ("flux_fill", "flux_fill")):
+        testing.write_flow_checkpoint(checkpoints / f"{name}.safetensors", family)
+    testing.write_chroma(checkpoints / "chroma.safetensors", prefixed=True)
+    testing.write_lora(checkpoints / "lora.safetensors", "sd1")
+    (checkpoints / "corrupt.safetensors").write_bytes(b"\x40\x00\x00\x00\x00\x00\x00\x00{\"a\": [1, 2")
+    (checkpoints / "huge_header.safetensors").write_bytes((200_000_000).to_bytes(8, "little") + b"{}")
+    torch.save({"state_dict": {}}, checkpoints / "old.ckpt")
+
+    diffusion = base / "diffusion_models"
+    diffusion.mkdir()
+    # bare UNets (ComfyUI's UNETLoader layout); their architecture in graphflow.config, as scaled down
+    # they match no real family's widths
+    for arch, name in (("sdxl", "xl_unet"), ("sd1_inpaint", "sd15_inpaint_unet")):
+        state = testing.unet_state(testing.unet_config(arch))
+        save_file(state, str(diffusion / f"{name}.safetensors"),
+                  metadata=config_metadata(arch=testing.base_arch(arch)))
+    tiny = {"img_in.weight": torch.zeros(32, 64)}
+    testing.write_gguf(diffusion / "flux.gguf", tiny, "flux", qtype={})
+    testing.write_gguf(diffusion / "chroma.gguf", {**tiny, "distilled_guidance_layer.in_proj.weight":
+                                                   torch.zeros(32, 64)}, "flux", qtype={})
+    testing.write_gguf(diffusion / "zimage.gguf", {"cap_embedder.1.bias": torch.zeros(3840)}, "lumina2", qtype={})
+    testing.write_gguf(diffusion / "lumina.gguf", {"cap_embedder.1.bias": torch.zeros(2304)}, "lumina2", qtype={})
+    testing.write_gguf(diffusion / "sdcpp.gguf", tiny, None, qtype={})
+    testing.write_gguf(diffusion / "sd1.gguf", {"input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3)}, "sd1",
+                       qtype={})
+    return base
+
+
+@pytest.fixture
+def models(home, model_dir):  # noqa: F811
+    (home / "models").mkdir()
+    for folder in ("checkpoints", "diffusion_models"):
+        os.symlink(model_dir / folder, home / "models" / folder)
+    return home / "models"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch):
+    monkeypatch.setattr(bmi, "info_cache", bmi.InfoCache())
+    import graphflow.server.etn_routes as routes
+    monkeypatch.setattr(routes, "info_cache", bmi.info_cache)
+
+
+async def test_model_info_names_each_checkpoint_as_the_pack(start, models):  # noqa: F811
+    client = await start()
+    answer = await client.get("/api/etn/model_info")
+    assert answer.status == 200
+    info = await answer.json()
+    assert set(info) == set(EXPECTED) | set(BROKEN)  # every file, no _meta without limit
+    for name, expected in EXPECTED.items():
+        assert info[name] == expected, name
+    for name in BROKEN:
+        assert info[name]["base_model"] == "unknown" and info[name]["error"].startswith("Failed to detect"), name
+    assert "100000000" in info["huge_header.safetensors"]["error"]
+    assert await (await client.get("/api/etn/model_info/checkpoints")).json() == info
+
+
+async def test_diffusion_models_and_gguf_folders(start, models):  # noqa: F811
+    client = await start()
+    info = await (await client.get("/api/etn/model_info/diffusion_models")).json()
+    assert info == {"xl_unet.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "eps"},
+                    "sd15_inpaint_unet.safetensors": {"base_model": "sd15", "is_inpaint": True}}
+    assert await (await client.get("/api/etn/model_info/unet")).json() == info  # ComfyUI's legacy name
+    gguf = await (await client.get("/api/etn/model_info/unet_gguf")).json()
+    # inspect_gguf: chroma by distilled_guidance_layer, z-image by a 3840-wide cap_embedder.1.bias, no
+    # architecture: flux, sd1 -> sd15; quant "gguf" (general.file_type is a number)
+    pack = {"flux.gguf": "flux", "chroma.gguf": "chroma", "zimage.gguf": "z-image", "lumina.gguf": "lumina2",
+            "sd1.gguf": "sd15"}
+    assert gguf.pop("sdcpp.gguf") == {"base_model": "flux", "is_inpaint": False}
+    assert gguf == {name: {"base_model": base, "is_inpaint": False, "quant": "gguf"} for name, base in pack.items()}
+
+
+async def test_paging_and_errors_as_the_pack(start, models):  # noqa: F811
+    client = await start()
+    names = sorted([*EXPECTED, *BROKEN])
+    seen = {}
+    for offset in range(0, len(names), 8):  # the plugin's try_inspect
+        page = await (await client.get(f"/api/etn/model_info/checkpoints?offset={offset}&limit=8")).json()
+        meta = page.pop("_meta")
+        assert meta == {"offset": offset, "count": len(names[offset:offset + 8]), "total": len(names)}
+        assert list(page) == names[offset:offset + 8]
+        seen.update(page)
+    assert set(seen) == set(names)
+    past = await (await client.get("/api/etn/model_info/checkpoints?offset=100&limit=8")).json()
+    assert past == {"_meta": {"offset": 100, "count": 0, "total": len(names)}}
+    unknown = await client.get("/api/etn/model_info/nowhere")
+    assert unknown.status == 400
+    error = (await unknown.json())["error"]
+    assert error.startswith("Invalid folder path, must be one of ") and "checkpoints" in error and "unet_gguf" in error
+    for query in ("limit=-1", "offset=x", "limit=1.5"):
+        bad = await client.get(f"/api/etn/model_info/checkpoints?{query}")
+        assert bad.status == 400 and query.split("=")[0] in (await bad.json())["error"]
+
+
+async def test_headers_are_read_once_per_file_state(start, models, model_dir, monkeypatch):  # noqa: F811
+    calls = []
+    inspect = bmi.inspect_file
+    monkeypatch.setattr(bmi, "inspect_file", lambda path: calls.append(path.name) or inspect(path))
+    client = await start()
+    first = await (await client.get("/api/etn/model_info/checkpoints")).json()
+    assert sorted(calls) == sorted(first)
+    calls.clear()
+    assert await (await client.get("/api/etn/model_info/checkpoints")).json() == first
+    assert calls == []
+    corrupt = model_dir / "checkpoints" / "corrupt.safetensors"
+    saved = corrupt.read_bytes()
+    try:
+        testing.write_lora(corrupt, "sd1")  # another file under the same name: read again
+        again = await (await client.get("/api/etn/model_info/checkpoints")).json()
+        assert calls == ["corrupt.safetensors"] and again["corrupt.safetensors"] == {"base_model": "unknown"}
+    finally:
+        corrupt.write_bytes(saved)
+
+
+def test_ssd1b_and_variants_the_pack_does_not_name():
+    """SSD-1B is SDXL with ComfyUI's SSD1B transformer depths; unCLIP is sd21; a family the pack's
+    table lacks (Chroma Radiance, Wan 2.2 TI2V) is unknown, without an error."""
+    unet = SimpleNamespace(transformer_depth_input=(0, 0, 2, 2, 4, 4), in_channels=4)
+    sdxl = SimpleNamespace(arch="sdxl", unet=unet, prediction="eps", unclip=False)
+    assert bmi.base_model(sdxl) == {"base_model": "ssd1b", "is_inpaint": False}
+    assert bmi.base_model(replace_ns(sdxl, unet=SimpleNamespace(transformer_depth_input=None, in_channels=9))) == \
+        {"base_model": "sdxl", "is_inpaint": True, "type": "eps"}
+    sd2 = SimpleNamespace(arch="sd2", unet=SimpleNamespace(in_channels=4), prediction="v", unclip=True)
+    assert bmi.base_model(sd2) == {"base_model": "sd21", "is_inpaint": False}
+    for family in ("chroma_radiance", "wan22_ti2v", "hunyuan_image"):
+        assert bmi.base_model(SimpleNamespace(arch="x", family=family, config=None)) == {"base_model": "unknown"}
+    wan = SimpleNamespace(arch="wan", family="wan_i2v", config=None)
+    assert bmi.base_model(wan) == {"base_model": "wan21", "is_inpaint": False, "type": "i2v"}
+
+
+def replace_ns(ns, **changes):
+    return SimpleNamespace(**{**vars(ns), **changes})
+
+
+# -- upload -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lora_bytes(tmp_path_factory):
+    return testing.write_lora(tmp_path_factory.mktemp("lora") / "l.safetensors", "sd1").read_bytes()
+
+
+async def test_upload_stores_a_lora_the_lists_then_offer(start, home, lora_bytes):  # noqa: F811
+    client = await start()
+    url = "/api/etn/upload/loras/my style_v1.2-x.safetensors"
+    answer = await client.put(url, data=lora_bytes)
+    assert answer.status == 201 and await answer.json() == {"status": "success"}
+    stored = home / "models" / "loras" / "my style_v1.2-x.safetensors"
+    assert stored.read_bytes() == lora_bytes
+    assert [p.name for p in stored.parent.iterdir()] == [stored.name]  # no temporary file left
+    nodes = await (await client.get("/object_info/LoraLoader")).json()
+    assert stored.name in nodes["LoraLoader"]["input"]["required"]["lora_name"][0]
+    info = await (await client.get("/api/etn/model_info/loras")).json()
+    assert info[stored.name] == {"base_model": "unknown"}  # a LoRA: no diffusion model in it
+    again = await client.put(url, data=b"anything")
+    assert again.status == 200 and await again.json() == {"status": "cached"}
+    assert stored.read_bytes() == lora_bytes
+
+
+async def test_upload_refuses_names_folders_and_bodies(start, home, lora_bytes):  # noqa: F811
+    client = await start(max_model_upload_bytes=len(lora_bytes) + 10)
+    for name, text in (("x.ckpt", "File extension must be .safetensors"), (".x.safetensors", "Invalid filename"),
+                       ("a..b.safetensors", "Invalid filename"), ("a$b.safetensors", "Invalid filename"),
+                       ("%E2%9C%93.safetensors", "Invalid filename")):
+        answer = await client.put(f"/api/etn/upload/loras/{name}", data=lora_bytes)
+        assert answer.status == 400 and text in (await answer.json())["error"], name
+    folder = await client.put("/api/etn/upload/nowhere/x.safetensors", data=lora_bytes)
+    assert folder.status == 400 and "Invalid folder path" in (await folder.json())["error"]
+    garbage = await client.put("/api/etn/upload/loras/g.safetensors", data=b"not a model at all")
+    assert garbage.status == 400 and "safetensors" in (await garbage.json())["error"]
+    big = await client.put("/api/etn/upload/loras/big.safetensors", data=lora_bytes + b"x" * 11)
+    assert big.status == 413
+
+    async def chunks():  # no Content-Length: refused when the stream passes the limit
+        for start_at in range(0, len(lora_bytes) + 100, 4096):
+            yield (lora_bytes + b"y" * 100)[start_at:start_at + 4096]
+    streamed = await client.put("/api/etn/upload/loras/streamed.safetensors", data=chunks())
+    assert streamed.status == 413
+    loras = home / "models" / "loras"
+    assert not loras.exists() or list(loras.iterdir()) == []  # nothing half-written, no temporary file
+
+
+# -- workflow exchange ------------------------------------------------------------------------------
+
+async def _next_message(ws, kind: str) -> dict:
+    while True:
+        message = await asyncio.wait_for(ws.receive_json(), 10)
+        if message["type"] == kind:
+            return message
+
+
+async def test_published_workflows_reach_the_subscribed_clients_only(start):  # noqa: F811
+    client = await start()
+    krita = await client.ws_connect("/ws?clientId=krita")
+    other = await client.ws_connect("/ws?clientId=other")
+    for ws in (krita, other):
+        assert (await ws.receive_json())["type"] == "status"
+    assert await (await client.post("/api/etn/workflow/subscribe", json={"client_id": "krita"})).json() == \
+        {"status": "success"}
+    again = await client.post("/api/etn/workflow/subscribe", json={"client_id": "krita"})
+    assert again.status == 400 and await again.json() == {"error": "'Already subscribed'"}
+
+    first = {"1": {"class_type": "KritaCanvas", "inputs": {}}}
+    body = {"name": "ComfyUI", "client_id": "editor-1", "workflow": first}
+    assert (await client.post("/api/etn/workflow/publish", json=body)).status == 200
+    message = await _next_message(krita, "etn_workflow_published")
+    assert message["data"] == {"publisher": {"name": "ComfyUI", "id": "editor-1"}, "workflow": first}
+    # the other socket got nothing: its next message is the answer to its own ping
+    await other.send_json({"type": "ping"})
+    assert (await other.receive_json())["type"] == "pong"
+
+    second = {"2": {"class_type": "KritaOutput", "inputs": {}}}
+    await client.post("/api/etn/workflow/publish", json={**body, "workflow": second})
+    assert (await _next_message(krita, "etn_workflow_published"))["data"]["workflow"] == second
+    # a late subscriber gets each publisher's last workflow at once
+    assert (await client.post("/api/etn/workflow/subscribe", json={"client_id": "other"})).status == 200
+    assert (await _next_message(other, "etn_workflow_published"))["data"]["workflow"] == second
+
+    assert (await client.post("/api/etn/workflow/unsubscribe", json={"client_id": "krita"})).status == 200
+    gone = await client.post("/api/etn/workflow/unsubscribe", json={"client_id": "krita"})
+    assert gone.status == 400 and await gone.json() == {"error": "'No subscriber found with id krita'"}
+    await client.post("/api/etn/workflow/publish", json={**body, "workflow": first})
+    await krita.send_json({"type": "ping"})
+    assert (await krita.receive_json())["type"] == "pong"
+    for ws in (krita, other):
+        await ws.close()
+
+
+async def test_workflow_routes_refuse_bad_bodies(start):  # noqa: F811
+    client = await start()
+    missing = await client.post("/api/etn/workflow/publish", json={"name": "x", "client_id": "y"})
+    assert missing.status == 400 and await missing.json() == {"error": "'workflow'"}
+    for route, body, text in (("publish", [1], "JSON object"),
+                              ("publish", {"name": "x", "client_id": "y", "workflow": "text"}, "workflow must be"),
+                              ("subscribe", {"client_id": 5}, "client_id must be a string")):
+        answer = await client.post(f"/api/etn/workflow/{route}", json=body)
+        assert answer.status == 400 and text in (await answer.json())["error"], body
+    not_json = await client.post("/api/etn/workflow/subscribe", data=b"{nope")
+    assert not_json.status == 400 and "JSON object" in (await not_json.json())["error"]
+
+
+async def test_translate_answers_as_the_pack_without_its_translator(start):  # noqa: F811
+    client = await start()
+    english = await client.get("/api/etn/translate/en/a red fox")
+    assert english.status == 200 and await english.json() == "a red fox"
+    mixed = await client.get("/api/etn/translate/en/a cat lang:en  on a mat ")
+    assert await mixed.json() == "a cat on a mat"
+    german = await client.get("/api/etn/translate/de/eine Katze")
+    assert german.status == 500 and "lang:de" in (await german.json())["error"]
