@@ -30,7 +30,9 @@ nodes as they run outside Krita (the plugin replaces them with its own inputs be
 workflow): ETN_KritaCanvas, ETN_KritaSelection, ETN_KritaImageLayer, ETN_KritaMaskLayer,
 ETN_Parameter, ETN_KritaSendText;
 ETN_Translate as the pack runs without its optional translator (argostranslate): English passes,
-other languages are refused (the newest Krita plugin checks that the class exists).
+other languages are refused (the newest Krita plugin checks that the class exists); english_text is
+its body, which GET /api/etn/translate answers with too. The pack's other routes (model info, model
+upload, workflow exchange) are graphflow/server/etn_routes.py's.
 The pack's other classes are named in graphflow/comfy_format.py (ETN_LEFT_OUT with why, ETN_LATER
 not built yet). Nothing here draws random numbers.
 """
