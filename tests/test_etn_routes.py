@@ -179,6 +179,16 @@ def test_ssd1b_and_variants_the_pack_does_not_name():
         assert bmi.base_model(SimpleNamespace(arch="x", family=family, config=None)) == {"base_model": "unknown"}
     wan = SimpleNamespace(arch="wan", family="wan_i2v", config=None)
     assert bmi.base_model(wan) == {"base_model": "wan21", "is_inpaint": False, "type": "i2v"}
+    # ComfyUI's WAN21_FunControl2V needs img_emb (model_type i2v), else WAN21_T2V takes the file;
+    # WAN21_Camera is in_dim 32, WAN22_Camera (36) is not in the pack's table
+    fun = SimpleNamespace(arch="wan", family="wan_fun_control", config=SimpleNamespace(i2v=True, in_channels=48))
+    assert bmi.base_model(fun) == {"base_model": "wan21-fun", "is_inpaint": False, "type": "control2v"}
+    fun.config.i2v = False
+    assert bmi.base_model(fun) == {"base_model": "wan21", "is_inpaint": False, "type": "t2v"}
+    camera = SimpleNamespace(arch="wan", family="wan_camera", config=SimpleNamespace(i2v=False, in_channels=32))
+    assert bmi.base_model(camera) == {"base_model": "wan21-camera", "is_inpaint": False}
+    camera.config.in_channels = 36
+    assert bmi.base_model(camera) == {"base_model": "unknown"}
 
 
 def replace_ns(ns, **changes):

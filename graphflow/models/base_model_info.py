@@ -48,12 +48,15 @@ FAMILY_NAMES = {
     "chroma": "chroma", "ltxv": "ltxv", "mochi": "mochi", "lumina2": "lumina2", "qwen_image": "qwen-image",
     "hidream": "hi-dream", "hunyuan_video": "hunyuan-video", "aura_flow": "aura-flow",
     # ComfyUI's WAN21_T2V takes any Wan 2.1 layout without img_emb, Wan 2.2's 36-channel I2V expert too
+    # (its supported_models_wan at the code index's copy: WAN21_T2V, WAN21_I2V in_dim 36, WAN21_FunControl2V
+    # i2v in_dim 48, WAN21_Camera in_dim 32, WAN21_Vace; WAN22_* are not in the pack's table)
     "wan_t2v": "wan21", "wan22_i2v": "wan21", "wan_i2v": "wan21", "wan_fun_control": "wan21-fun",
     "wan_vace": "wan21-vace", "wan_camera": "wan21-camera",
 }
 # the pack's type from the ComfyUI class's name (WAN21_T2V, WAN21_I2V, WAN21_FunControl2V)
 FAMILY_TYPES = {"wan_t2v": "t2v", "wan22_i2v": "t2v", "wan_i2v": "i2v", "wan_fun_control": "control2v"}
 SSD1B_DEPTHS = (0, 0, 2, 2, 4, 4)  # ComfyUI's SSD1B unet_config transformer_depth, per input block
+WAN21_CAMERA_CHANNELS = 32  # ComfyUI's WAN21_Camera in_dim (WAN22_Camera's: 36)
 Z_IMAGE_WIDTH = 3840  # the pack's test (cap_embedder.1.bias): Z-Image's width in Lumina 2's layout
 GGUF_NAMES = {"sd1": "sd15", "qwen_image": "qwen-image"}  # the pack's gguf_architectures
 
@@ -65,6 +68,10 @@ def base_model(info) -> dict:
         return {"base_model": "unknown", "error": "Z-Image (Lumina 2's layout, 3840 wide): graphflow does not run it"}
     if family == "sdxl" and info.unet.transformer_depth_input == SSD1B_DEPTHS:
         family = "ssd1b"
+    if family == "wan_fun_control" and not info.config.i2v:  # no img_emb: ComfyUI's WAN21_T2V takes it
+        family = "wan_t2v"
+    if family == "wan_camera" and info.config.in_channels != WAN21_CAMERA_CHANNELS:  # WAN22_Camera: not in the table
+        return {"base_model": "unknown"}
     name = "sd21" if family == "sd2" and info.unclip else "ssd1b" if family == "ssd1b" else FAMILY_NAMES.get(family)
     if name is None or getattr(info, "upscaler", False) or getattr(info, "zero123", False):
         return {"base_model": "unknown"}
