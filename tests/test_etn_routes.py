@@ -67,15 +67,16 @@ def model_dir(tmp_path_factory):
         state = testing.unet_state(testing.unet_config(arch))
         save_file(state, str(diffusion / f"{name}.safetensors"),
                   metadata=config_metadata(arch=testing.base_arch(arch)))
-    tiny = {"img_in.weight": torch.zeros(32, 64)}
-    testing.write_gguf(diffusion / "flux.gguf", tiny, "flux", qtype={})
-    testing.write_gguf(diffusion / "chroma.gguf", {**tiny, "distilled_guidance_layer.in_proj.weight":
-                                                   torch.zeros(32, 64)}, "flux", qtype={})
-    testing.write_gguf(diffusion / "zimage.gguf", {"cap_embedder.1.bias": torch.zeros(3840)}, "lumina2", qtype={})
-    testing.write_gguf(diffusion / "lumina.gguf", {"cap_embedder.1.bias": torch.zeros(2304)}, "lumina2", qtype={})
-    testing.write_gguf(diffusion / "sdcpp.gguf", tiny, None, qtype={})
-    testing.write_gguf(diffusion / "sd1.gguf", {"input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3)}, "sd1",
-                       qtype={})
+    for family in ("flux_dev", "flux_schnell"):  # ComfyUI-GGUF's layout: the bare diffusion model's keys
+        shapes = testing.flow_file_shapes(family, components=("model",), prefixed=False)
+        testing.write_gguf(diffusion / f"{family}.gguf", testing.random_state(shapes, 0, torch.float32), "flux", "Q8_0")
+    for arch, name in (("sdxl", "sdxl"), ("sd1_inpaint", "sd15_inpaint")):
+        metadata = {"graphflow.config": config_metadata(arch=testing.base_arch(arch))["graphflow.config"]}
+        testing.write_gguf(diffusion / f"{name}.gguf", testing.unet_state(testing.unet_config(arch), 0, torch.float32),
+                           testing.base_arch(arch), "Q8_0", metadata=metadata)
+    testing.write_gguf(diffusion / "t5.gguf", {"enc.blk.0.attn_q.weight": torch.zeros(4, 32)}, "t5", qtype={})
+    testing.write_gguf(diffusion / "audio.gguf", {"x.weight": torch.zeros(4, 32)}, "stable_audio", qtype={})
+    (diffusion / "cut.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x07" * 20)
     return base
 
 
@@ -115,12 +116,17 @@ async def test_diffusion_models_and_gguf_folders(start, models):  # noqa: F811
                     "sd15_inpaint_unet.safetensors": {"base_model": "sd15", "is_inpaint": True}}
     assert await (await client.get("/api/etn/model_info/unet")).json() == info  # ComfyUI's legacy name
     gguf = await (await client.get("/api/etn/model_info/unet_gguf")).json()
-    # inspect_gguf: chroma by distilled_guidance_layer, z-image by a 3840-wide cap_embedder.1.bias, no
-    # architecture: flux, sd1 -> sd15; quant "gguf" (general.file_type is a number)
-    pack = {"flux.gguf": "flux", "chroma.gguf": "chroma", "zimage.gguf": "z-image", "lumina.gguf": "lumina2",
-            "sd1.gguf": "sd15"}
-    assert gguf.pop("sdcpp.gguf") == {"base_model": "flux", "is_inpaint": False}
-    assert gguf == {name: {"base_model": base, "is_inpaint": False, "quant": "gguf"} for name, base in pack.items()}
+    # graphflow's reading of the tensors under the pack's names, quant "gguf" (general.file_type is a number)
+    assert {name: gguf.pop(name) for name in ("flux_dev.gguf", "flux_schnell.gguf", "sdxl.gguf", "sd15_inpaint.gguf")} \
+        == {"flux_dev.gguf": {"base_model": "flux", "is_inpaint": False, "quant": "gguf"},
+            "flux_schnell.gguf": {"base_model": "flux-schnell", "is_inpaint": False, "quant": "gguf"},
+            "sdxl.gguf": {"base_model": "sdxl", "is_inpaint": False, "type": "eps", "quant": "gguf"},
+            "sd15_inpaint.gguf": {"base_model": "sd15", "is_inpaint": True, "quant": "gguf"}}
+    # a text encoder, an architecture ComfyUI-GGUF refuses, a cut file: each its own error
+    assert sorted(gguf) == ["audio.gguf", "cut.gguf", "t5.gguf"]
+    assert all(entry["base_model"] == "unknown" for entry in gguf.values())
+    assert "text encoder" in gguf["t5.gguf"]["error"] and "stable_audio" in gguf["audio.gguf"]["error"]
+    assert gguf["cut.gguf"]["error"].startswith("Failed to detect base model")
 
 
 async def test_paging_and_errors_as_the_pack(start, models):  # noqa: F811

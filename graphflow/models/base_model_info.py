@@ -15,13 +15,12 @@ Wan 2.1 and Cosmos. is_inpaint: SD1.5 / SDXL with more than 4 UNet input channel
 beyond the pack, a bare UNet (diffusion_models/) is read too (the pack looks for the input
 block under model.diffusion_model. only, so calls such a file not inpainting).
 
-GGUF files are read as the pack reads them: general.architecture (absent: "flux", as the pack
-takes stable-diffusion.cpp's files), "chroma" for a flux file with distilled_guidance_layer
-tensors, "z-image" for a lumina2 one whose cap_embedder.1.bias is 3840 wide, "flux2" (type
-klein-4b / klein-9b by width) for double_stream_modulation_img; sd1 -> sd15, qwen_image ->
-qwen-image, any other architecture name as it is; never inpainting; quant "gguf" (the pack
-lower-cases general.file_type, a number in the files ComfyUI-GGUF and llama.cpp write, which
-fails into its "gguf").
+GGUF files (ComfyUI-GGUF's) are told the same way, from their tensors through graphflow's GGUF
+reader (header only), after the architecture checks ComfyUI-GGUF's loader makes (a text encoder or
+an architecture it does not know is unknown with an error); quant "gguf" (the pack lower-cases
+general.file_type, a number in the files ComfyUI-GGUF and llama.cpp write, which fails into its
+"gguf"). The pack names GGUF files by general.architecture alone (FLUX.2, Z-Image, HunyuanVideo
+...): here a family graphflow does not run is unknown, and an SD inpainting UNet is inpainting.
 
 Pickled files (.ckpt, .pt, ...) are not read (the pack's header read finds nothing in them
 either): unpickling them is no header read. A safetensors header over MAX_HEADER_BYTES (the
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from .architecture import is_video_checkpoint
 from .file_kind import cascade_stage, find_cosmos, find_cosmos1, identify
-from .gguf import GGUFContents, GGUFError
+from .gguf import GGUFError, check_gguf_file
 from .weight_files import GGUF_MAGIC, INDEX_SUFFIX, CheckpointError, WeightFile
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's MAX_HEADER_SIZE (ComfyUI's safetensors_header: 100 MiB)
@@ -58,7 +57,6 @@ FAMILY_TYPES = {"wan_t2v": "t2v", "wan22_i2v": "t2v", "wan_i2v": "i2v", "wan_fun
 SSD1B_DEPTHS = (0, 0, 2, 2, 4, 4)  # ComfyUI's SSD1B unet_config transformer_depth, per input block
 WAN21_CAMERA_CHANNELS = 32  # ComfyUI's WAN21_Camera in_dim (WAN22_Camera's: 36)
 Z_IMAGE_WIDTH = 3840  # the pack's test (cap_embedder.1.bias): Z-Image's width in Lumina 2's layout
-GGUF_NAMES = {"sd1": "sd15", "qwen_image": "qwen-image"}  # the pack's gguf_architectures
 
 
 def base_model(info) -> dict:
@@ -110,45 +108,42 @@ def _bare_unet(shapes: dict) -> dict:
     return shapes
 
 
-def _safetensors(path: Path) -> dict:
+def _detected(f: WeightFile) -> dict:
     from .architecture import detect_architecture
 
+    shapes = _bare_unet(f.shapes)
+    other = _other_families(shapes)
+    if other is not None:
+        return other
+    try:
+        return base_model(detect_architecture(shapes, f.metadata, get_tensor=f.get))
+    except CheckpointError:
+        kind = identify(shapes)
+        if kind is not None and kind.folder not in ("checkpoints", "diffusion_models"):
+            return {"base_model": "unknown"}  # an add-on: no diffusion model in it, as the pack finds
+        raise
+
+
+def _safetensors(path: Path) -> dict:
     if not path.name.endswith(INDEX_SUFFIX):
         with open(path, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
         if size > MAX_HEADER_BYTES:
             raise CheckpointError(f"its safetensors header is {size} bytes, over the {MAX_HEADER_BYTES} read")
     with WeightFile(path) as f:
-        shapes, metadata = _bare_unet(f.shapes), f.metadata
-        other = _other_families(shapes)
-        if other is not None:
-            return other
-        try:
-            return base_model(detect_architecture(shapes, metadata, get_tensor=f.get))
-        except CheckpointError:
-            kind = identify(shapes)
-            if kind is not None and kind.folder not in ("checkpoints", "diffusion_models"):
-                return {"base_model": "unknown"}  # an add-on: no diffusion model in it, as the pack finds
-            raise
+        return _detected(f)
 
 
 def _gguf(path: Path) -> dict:
-    contents = GGUFContents(path)
-    shapes, arch = contents.shapes, contents.architecture
-    contents.close()
-    if arch is None:
-        return {"base_model": "flux", "is_inpaint": False}
-    result = {}
-    if arch == "flux":
-        if any(name.startswith("distilled_guidance_layer") for name in shapes):
-            arch = "chroma"
-        elif "double_stream_modulation_img.lin.weight" in shapes:
-            arch = "flux2"
-            width = shapes["double_stream_modulation_img.lin.weight"][-1]  # gguf-py's first dim: the input width
-            result = {3072: {"type": "klein-4b"}, 4096: {"type": "klein-9b"}}.get(width, {})
-    elif arch == "lumina2" and shapes.get("cap_embedder.1.bias", (0,))[0] == Z_IMAGE_WIDTH:
-        arch = "z-image"
-    return {"base_model": GGUF_NAMES.get(arch, arch), "is_inpaint": False, **result, "quant": "gguf"}
+    """graphflow's reading of the tensors, as for safetensors; the architecture ComfyUI-GGUF's loader
+    would refuse (a text encoder, an unknown one) said first; quant "gguf", as the pack gives."""
+    try:
+        check_gguf_file(path, text_encoder=False)
+    except GGUFError as e:
+        raise CheckpointError(str(e)) from None
+    with WeightFile(path) as f:
+        answer = _detected(f)
+    return {**answer, "quant": "gguf"} if answer["base_model"] != "unknown" else answer
 
 
 def inspect_file(path) -> dict:
