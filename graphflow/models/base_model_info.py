@@ -6,8 +6,8 @@ checkpoints by it (resources.py's Arch.from_string reads base_model and type).
 Safetensors files (and sharded sets' indexes) are told by graphflow's own detectors
 (detect_architecture, the flow families, Stable Cascade, Cosmos, SVD): FAMILY_NAMES maps
 graphflow's family onto the pack's name for the ComfyUI class that file would load as. A
-family whose ComfyUI class the pack's table lacks (PixArt, HunyuanImage 2.1, Wan 2.2, Chroma
-Radiance, the x4 upscaler, ...) is "unknown" as there; a file graphflow cannot read as a diffusion
+family whose ComfyUI class the pack's table lacks (PixArt, HunyuanImage 2.1, Wan 2.2 TI2V and
+Animate, Chroma Radiance, the x4 upscaler, ...) is "unknown" as there; a file graphflow cannot read as a diffusion
 model is "unknown" with an "error" saying why (a LoRA, VAE or other add-on: "unknown" alone, as
 the pack finds no UNet config in it). type: SDXL's prediction as ComfyUI's ModelType names it
 ("eps", "v-prediction"), the pack's "t2v" / "i2v" / "t2i" / "control2v" from the class names of
@@ -36,7 +36,7 @@ from .file_kind import cascade_stage, find_cosmos, find_cosmos1, identify
 from .gguf import GGUFError, check_gguf_file
 from .weight_files import GGUF_MAGIC, INDEX_SUFFIX, CheckpointError, WeightFile
 
-MAX_HEADER_BYTES = 100_000_000  # the safetensors library's MAX_HEADER_SIZE (ComfyUI's safetensors_header: 100 MiB)
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's MAX_HEADER_SIZE (ComfyUI's reader: 100 MiB)
 CACHE_ENTRIES = 4096
 
 # graphflow's families (ArchInfo.arch, FlowInfo.family) -> the pack's names for the ComfyUI class
@@ -63,7 +63,9 @@ def base_model(info) -> dict:
     """The pack's answer for graphflow's detection result (an ArchInfo or a FlowInfo)."""
     family = getattr(info, "family", None) or info.arch
     if family == "lumina2" and info.config.dim == Z_IMAGE_WIDTH:
-        return {"base_model": "unknown", "error": "Z-Image (Lumina 2's layout, 3840 wide): graphflow does not run it"}
+        return {"base_model": "unknown",
+                "error": "Failed to detect base model: Z-Image (Lumina 2's layout, 3840 wide), which graphflow "
+                         "does not run"}
     if family == "sdxl" and info.unet.transformer_depth_input == SSD1B_DEPTHS:
         family = "ssd1b"
     if family == "wan_fun_control" and not info.config.i2v:  # no img_emb: ComfyUI's WAN21_T2V takes it
@@ -87,7 +89,8 @@ def _other_families(shapes) -> dict | None:
     stage = cascade_stage(shapes)
     if stage in ("b", "c"):
         return {"base_model": f"cascade-{stage}", "is_inpaint": False}
-    for find, name, kinds in ((find_cosmos, "cosmos-predict2", ("t2i", "i2v")), (find_cosmos1, "cosmos", ("t2v", "i2v"))):
+    for find, name, kinds in ((find_cosmos, "cosmos-predict2", ("t2i", "i2v")),
+                              (find_cosmos1, "cosmos", ("t2v", "i2v"))):
         prefix = find(shapes)
         if prefix is not None:
             # 1x2x2 patches of the latent and the padding mask, as cosmos_config_from_state_dict reads them:

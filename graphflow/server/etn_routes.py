@@ -75,7 +75,8 @@ from graphflow.server.uploads import RequestError
 # ComfyUI's folder names -> (graphflow's model kind, the extensions listed; None: the kind's own)
 MODEL_INFO_FOLDERS = {**{name: (COMFY_KINDS.get(name, name), None) for name in MODEL_FOLDERS},
                       # ComfyUI-GGUF's folders: the .gguf files of the diffusion models' and text encoders'
-                      "unet_gguf": ("diffusion_models", GGUF_EXTENSIONS), "clip_gguf": ("text_encoders", GGUF_EXTENSIONS)}
+                      "unet_gguf": ("diffusion_models", GGUF_EXTENSIONS),
+                      "clip_gguf": ("text_encoders", GGUF_EXTENSIONS)}
 DEFAULT_LIMIT = 1000  # the pack's, when the request names none
 UPLOAD_NAME = re.compile(r"^[a-zA-Z0-9_\-. ]+$")  # the pack's has_invalid_filename
 UPLOAD_EXTENSIONS = (".sft", ".safetensors")
