@@ -173,7 +173,8 @@ async def test_headers_are_read_once_per_file_state(start, models, model_dir, mo
 
 def test_ssd1b_and_variants_the_pack_does_not_name():
     """SSD-1B is SDXL with ComfyUI's SSD1B transformer depths; unCLIP is sd21; a family the pack's
-    table lacks (Chroma Radiance, Wan 2.2 TI2V) is unknown, without an error."""
+    table lacks (Chroma Radiance, Wan 2.2 TI2V) is unknown, without an error; Wan and Lumina 2 as
+    ComfyUI's classes tell them apart."""
     unet = SimpleNamespace(transformer_depth_input=(0, 0, 2, 2, 4, 4), in_channels=4)
     sdxl = SimpleNamespace(arch="sdxl", unet=unet, prediction="eps", unclip=False)
     assert bmi.base_model(sdxl) == {"base_model": "ssd1b", "is_inpaint": False}
@@ -183,6 +184,10 @@ def test_ssd1b_and_variants_the_pack_does_not_name():
     assert bmi.base_model(sd2) == {"base_model": "sd21", "is_inpaint": False}
     for family in ("chroma_radiance", "wan22_ti2v", "hunyuan_image"):
         assert bmi.base_model(SimpleNamespace(arch="x", family=family, config=None)) == {"base_model": "unknown"}
+    lumina = SimpleNamespace(arch="lumina2", family="lumina2", config=SimpleNamespace(dim=2304))
+    assert bmi.base_model(lumina) == {"base_model": "lumina2", "is_inpaint": False}
+    lumina.config.dim = 3840  # the pack's Z-Image width: graphflow does not run it, so not offered
+    assert bmi.base_model(lumina)["base_model"] == "unknown" and "Z-Image" in bmi.base_model(lumina)["error"]
     wan = SimpleNamespace(arch="wan", family="wan_i2v", config=None)
     assert bmi.base_model(wan) == {"base_model": "wan21", "is_inpaint": False, "type": "i2v"}
     # ComfyUI's WAN21_FunControl2V needs img_emb (model_type i2v), else WAN21_T2V takes the file;
