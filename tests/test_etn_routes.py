@@ -12,8 +12,11 @@ import torch
 from safetensors.torch import save_file
 
 import graphflow.models.base_model_info as bmi
+import graphflow.server.etn_routes as routes
 from graphflow import testing
 from graphflow.models.weight_files import config_metadata
+from graphflow.server.server import SERVER
+from graphflow.server.etn_routes import EXCHANGE
 from tests.test_server import home, start  # noqa: F401
 
 # file -> the pack's answer (model_names: SD15 sd15, SD20 sd20, SDXL sdxl + ModelType, SDXLRefiner
@@ -91,7 +94,6 @@ def models(home, model_dir):  # noqa: F811
 @pytest.fixture(autouse=True)
 def fresh_cache(monkeypatch):
     monkeypatch.setattr(bmi, "info_cache", bmi.InfoCache())
-    import graphflow.server.etn_routes as routes
     monkeypatch.setattr(routes, "info_cache", bmi.info_cache)
 
 
@@ -270,8 +272,6 @@ async def test_published_workflows_reach_the_subscribed_clients_only(start):  # 
         assert (await ws.receive_json())["type"] == "status"
     assert await (await client.post("/api/etn/workflow/subscribe", json={"client_id": "krita"})).json() == \
         {"status": "success"}
-    again = await client.post("/api/etn/workflow/subscribe", json={"client_id": "krita"})
-    assert again.status == 400 and await again.json() == {"error": "'Already subscribed'"}
 
     first = {"1": {"class_type": "KritaCanvas", "inputs": {}}}
     body = {"name": "ComfyUI", "client_id": "editor-1", "workflow": first}
@@ -288,6 +288,9 @@ async def test_published_workflows_reach_the_subscribed_clients_only(start):  # 
     # a late subscriber gets each publisher's last workflow at once
     assert (await client.post("/api/etn/workflow/subscribe", json={"client_id": "other"})).status == 200
     assert (await _next_message(other, "etn_workflow_published"))["data"]["workflow"] == second
+    # subscribing again (the plugin does after each reconnect) is no error, and sends them again
+    assert (await client.post("/api/etn/workflow/subscribe", json={"client_id": "krita"})).status == 200
+    assert (await _next_message(krita, "etn_workflow_published"))["data"]["workflow"] == second
 
     assert (await client.post("/api/etn/workflow/unsubscribe", json={"client_id": "krita"})).status == 200
     gone = await client.post("/api/etn/workflow/unsubscribe", json={"client_id": "krita"})
@@ -305,11 +308,49 @@ async def test_workflow_routes_refuse_bad_bodies(start):  # noqa: F811
     assert missing.status == 400 and await missing.json() == {"error": "'workflow'"}
     for route, body, text in (("publish", [1], "JSON object"),
                               ("publish", {"name": "x", "client_id": "y", "workflow": "text"}, "workflow must be"),
-                              ("subscribe", {"client_id": 5}, "client_id must be a string")):
+                              ("subscribe", {"client_id": 5}, "client_id must be"),
+                              ("subscribe", {"client_id": ""}, "client_id must be"),
+                              ("subscribe", {"client_id": "x" * 129}, "client_id must be"),
+                              ("publish", {"name": "x", "client_id": "a/b", "workflow": {}}, "client_id must be"),
+                              ("subscribe", {"client_id": "nobody"}, "no open websocket")):
         answer = await client.post(f"/api/etn/workflow/{route}", json=body)
         assert answer.status == 400 and text in (await answer.json())["error"], body
     not_json = await client.post("/api/etn/workflow/subscribe", data=b"{nope")
-    assert not_json.status == 400 and "JSON object" in (await not_json.json())["error"]
+    assert not_json.status == 400 and "not valid JSON" in (await not_json.json())["error"]
+    for depth in (200, 5000):  # past graphflow's MAX_JSON_DEPTH, and past the decoder's recursion limit
+        deep = b'{"name": "x", "client_id": "y", "workflow": ' + b'{"a": ' * depth + b"{}" + b"}" * (depth + 1)
+        answer = await client.post("/api/etn/workflow/publish", data=deep)
+        assert answer.status == 400 and "deeper than" in (await answer.json())["error"], depth
+    big = {"name": "x", "client_id": "y", "workflow": {"1": "x" * routes.MAX_WORKFLOW_BYTES}}
+    assert (await client.post("/api/etn/workflow/publish", json=big)).status == 413
+
+
+async def test_subscribers_without_a_socket_are_dropped_and_publish_encodes_once(start, monkeypatch):  # noqa: F811
+    import graphflow.server.events as events
+
+    client = await start()
+    sockets = [await client.ws_connect(f"/ws?clientId=k{i}") for i in range(3)]
+    for i, ws in enumerate(sockets):
+        await ws.receive_json()
+        assert (await client.post("/api/etn/workflow/subscribe", json={"client_id": f"k{i}"})).status == 200
+    await sockets[0].close()
+    for _ in range(100):  # the server sees the close
+        if "k0" not in client.app[SERVER].hub.client_ids():
+            break
+        await asyncio.sleep(0.01)
+    encoded = []
+    message = events.message
+    monkeypatch.setattr(events, "message", lambda kind, data: encoded.append(kind) or message(kind, data))
+    body = {"name": "ComfyUI", "client_id": "editor", "workflow": {"1": {}}}
+    assert (await client.post("/api/etn/workflow/publish", json=body)).status == 200
+    for ws in sockets[1:]:
+        assert (await _next_message(ws, "etn_workflow_published"))["data"]["workflow"] == {"1": {}}
+    assert encoded.count("etn_workflow_published") == 1
+    assert client.app[EXCHANGE].subscribers == {"k1", "k2"}
+    gone = await client.post("/api/etn/workflow/unsubscribe", json={"client_id": "k0"})
+    assert gone.status == 400 and await gone.json() == {"error": "'No subscriber found with id k0'"}
+    for ws in sockets[1:]:
+        await ws.close()
 
 
 async def test_translate_answers_as_the_pack_without_its_translator(start):  # noqa: F811
@@ -320,3 +361,14 @@ async def test_translate_answers_as_the_pack_without_its_translator(start):  # n
     assert await mixed.json() == "a cat on a mat"
     german = await client.get("/api/etn/translate/de/eine Katze")
     assert german.status == 500 and "lang:de" in (await german.json())["error"]
+
+
+def test_published_workflows_are_kept_within_the_byte_cap(monkeypatch):
+    hub = SimpleNamespace(client_ids=set, send_to=lambda *a: None)
+    exchange = routes.WorkflowExchange(hub)
+    monkeypatch.setattr(routes, "MAX_PUBLISHED_BYTES", 100)
+    for i in range(3):
+        exchange.publish("ComfyUI", f"editor-{i}", {}, 40)
+    assert list(exchange.publishers) == ["editor-1", "editor-2"]  # the oldest dropped: 120 bytes > 100
+    exchange.publish("ComfyUI", "editor-1", {}, 10)  # a publisher's new workflow replaces its last
+    assert list(exchange.publishers) == ["editor-2", "editor-1"]

@@ -41,11 +41,18 @@ and resources.py (Arch.from_string):
   kept by its client_id, the last workflow it published replacing the one before; each subscriber
   (a Krita client) gets every publisher's workflow at subscribe, and each publish after, as the
   websocket message "etn_workflow_published" {"publisher": {"name", "id"}, "workflow"} sent to its
-  client id alone. The pack's answers: 200 {"status": "success"}; 400 {"error": "'name'"} for a
-  missing field, "'Already subscribed'", "'No subscriber found with id ...'" (a KeyError's text,
-  quotes and all). Beyond the pack: a body that is no JSON object, a name or id that is no string,
-  a workflow that is no object is a 400 (the pack's 500 or a stored oddity); at most
-  MAX_PUBLISHERS publishers are kept (the oldest dropped) and MAX_SUBSCRIBERS subscribers (400).
+  client id alone (encoded once per publish). The pack's answers: 200 {"status": "success"}; 400
+  {"error": "'name'"} for a missing field, "'No subscriber found with id ...'" (a KeyError's text,
+  quotes and all). Different from the pack on purpose: subscribing again is no error (the pack's
+  400 "'Already subscribed'") but sends the publishers' workflows again, since the plugin
+  subscribes after each websocket reconnect under the same id and only logs a failure; a
+  subscriber is a client id with a websocket open (400 otherwise), and one whose sockets have all
+  closed is dropped at the next call (the pack keeps every id for the server's life). Beyond the
+  pack: the body is read as graphflow's other JSON routes read theirs (400 for what is no JSON
+  object or nests deeper than MAX_JSON_DEPTH), at most MAX_WORKFLOW_BYTES (413); a name that is no
+  string, a workflow that is no object or a client_id that is no websocket id (1-128 letters,
+  digits or _ . : -) is a 400; at most MAX_PUBLISHERS publishers holding MAX_PUBLISHED_BYTES
+  together are kept (the oldest dropped) and MAX_SUBSCRIBERS subscribers (400).
 - GET /api/etn/translate/{lang}/{text}: as the pack answers without its translator: the text cut
   at its "lang:xx" directives, English pieces joined (lang "en": the text back, as a JSON string);
   another language is a 500 {"error": ...} naming it (the pack's Invalid language directive).
@@ -55,7 +62,6 @@ folders (workers on other machines see an upload only through shared storage); t
 exchange and translation live in this process and work as without Ray."""
 
 import asyncio
-import json
 import os
 import re
 import tempfile
@@ -68,7 +74,7 @@ from graphflow.folders import COMFY_KINDS, GGUF_EXTENSIONS, UnsafePathError, fol
 from graphflow.image_exchange import TooLarge, image_exchange
 from graphflow.models.base_model_info import info_cache
 from graphflow.server.comfyui_routes import MODEL_FOLDERS
-from graphflow.server.json_api import CLIENT_ID, json_response
+from graphflow.server.json_api import CLIENT_ID, json_body, json_response, valid_client_id
 from graphflow.server.server import server_of
 from graphflow.server.uploads import RequestError
 
@@ -83,6 +89,8 @@ UPLOAD_EXTENSIONS = (".sft", ".safetensors")
 UPLOAD_CHUNK = 2**20
 MAX_PUBLISHERS = 64
 MAX_SUBSCRIBERS = 1024
+MAX_WORKFLOW_BYTES = 8 * 2**20  # a publish request's body (ComfyUI's largest workflows are a few MB)
+MAX_PUBLISHED_BYTES = 64 * 2**20  # the publishers' kept workflows together
 
 # a picture file's type by its first bytes: the formats ETN_LoadImageCache reads
 SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
@@ -242,48 +250,63 @@ async def upload(request):
 
 
 class WorkflowExchange:
-    """krita.py's: workflows a ComfyUI editor publishes, sent to the Krita clients subscribed."""
+    """krita.py's: workflows a ComfyUI editor publishes, sent to the Krita clients subscribed.
+    A subscriber is a client id with an open websocket; one whose sockets have all closed is
+    dropped at the next call, so a junk id cannot hold a place."""
 
     def __init__(self, hub):
         self.hub = hub
-        self.publishers: OrderedDict[str, tuple[str, dict]] = OrderedDict()  # client id -> (name, workflow)
-        self.subscribers: list[str] = []
+        self.publishers: OrderedDict[str, tuple[str, dict, int]] = OrderedDict()  # id -> (name, workflow, bytes)
+        self.subscribers: set[str] = set()
 
-    def publish(self, name: str, client_id: str, workflow: dict) -> None:
-        for subscriber in self.subscribers:
-            self._notify(subscriber, client_id, name, workflow)
+    def _prune(self) -> set[str]:
+        connected = self.hub.client_ids()
+        self.subscribers &= connected
+        return connected
+
+    def publish(self, name: str, client_id: str, workflow: dict, size: int) -> None:
+        self._prune()
+        self.hub.send_to(self.subscribers, "etn_workflow_published", _published(client_id, name, workflow))
         self.publishers.pop(client_id, None)
-        self.publishers[client_id] = (name, workflow)
-        while len(self.publishers) > MAX_PUBLISHERS:
+        self.publishers[client_id] = (name, workflow, size)
+        while (len(self.publishers) > MAX_PUBLISHERS
+               or sum(kept for *_, kept in self.publishers.values()) > MAX_PUBLISHED_BYTES):
             self.publishers.popitem(last=False)
 
     def subscribe(self, client_id: str) -> None:
-        if client_id in self.subscribers:
-            raise KeyError("Already subscribed")
-        if len(self.subscribers) >= MAX_SUBSCRIBERS:
+        """Idempotent, unlike the pack's ('Already subscribed'): the plugin subscribes again after
+        each reconnect under the same id, and gets the publishers' workflows again."""
+        if client_id not in self._prune():
+            raise RequestError(400, f"client id {client_id!r} has no open websocket: connect to "
+                                    f"/ws?clientId={client_id} first, then subscribe")
+        if client_id not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
             raise RequestError(400, f"there are {MAX_SUBSCRIBERS} subscribers already, the most this server keeps")
-        self.subscribers.append(client_id)
-        for publisher, (name, workflow) in self.publishers.items():
-            self._notify(client_id, publisher, name, workflow)
+        self.subscribers.add(client_id)
+        for publisher, (name, workflow, _) in self.publishers.items():
+            self.hub.send_to((client_id,), "etn_workflow_published", _published(publisher, name, workflow))
 
     def unsubscribe(self, client_id: str) -> None:
+        self._prune()
         if client_id not in self.subscribers:
             raise KeyError("No subscriber found with id " + client_id)
-        self.subscribers.remove(client_id)
+        self.subscribers.discard(client_id)
 
-    def _notify(self, subscriber: str, publisher: str, name: str, workflow: dict) -> None:
-        data = {"publisher": {"name": name, "id": publisher}, "workflow": workflow}
-        self.hub.send_to(subscriber, "etn_workflow_published", data)
+
+def _published(publisher: str, name: str, workflow: dict) -> dict:
+    return {"publisher": {"name": name, "id": publisher}, "workflow": workflow}
 
 
 EXCHANGE = web.AppKey("etn_workflow_exchange", WorkflowExchange)  # set by create_app
 
 
 async def _exchange_call(request, method: str, *fields: str):
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestError(400, "the body must be a JSON object") from None
+    if request.content_length is not None and request.content_length > MAX_WORKFLOW_BYTES:
+        raise RequestError(413, f"the body is {request.content_length} bytes, over the {MAX_WORKFLOW_BYTES} a "
+                                "workflow request may have")
+    body = await json_body(request)
+    size = len(await request.read())  # the body json_body read, kept by aiohttp
+    if size > MAX_WORKFLOW_BYTES:
+        raise RequestError(413, f"the body is over the {MAX_WORKFLOW_BYTES} bytes a workflow request may have")
     if not isinstance(body, dict):
         raise RequestError(400, "the body must be a JSON object")
     try:
@@ -291,9 +314,14 @@ async def _exchange_call(request, method: str, *fields: str):
     except KeyError as e:
         return json_response({"error": str(e)}, 400)
     for field, value in zip(fields, values):
-        wanted = dict if field == "workflow" else str
-        if not isinstance(value, wanted):
-            raise RequestError(400, f"{field} must be {'a JSON object' if wanted is dict else 'a string'}")
+        if field == "workflow" and not isinstance(value, dict):
+            raise RequestError(400, "workflow must be a JSON object")
+        if field == "name" and not isinstance(value, str):
+            raise RequestError(400, "name must be a string")
+        if field == "client_id" and valid_client_id(value) is None:
+            raise RequestError(400, "client_id must be 1-128 letters, digits or _.:-")
+    if method == "publish":
+        values.append(size)
     try:
         getattr(request.app[EXCHANGE], method)(*values)
     except KeyError as e:

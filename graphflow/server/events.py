@@ -191,12 +191,19 @@ class Hub:
                 item = item or Outgoing(message(kind, data), rank, replaces)
                 client.push(item)
 
-    def send_to(self, client_id: str, kind: str, data: dict) -> None:
-        """A message for one client id alone (every socket it has open), as ComfyUI's send_json with
-        a sid: nobody gets it where none is connected. Never dropped."""
-        item = Outgoing(message(kind, data))
+    def client_ids(self) -> set[str]:
+        """The client ids with a websocket open."""
+        return {client.client_id for client in self.clients}
+
+    def send_to(self, client_ids, kind: str, data: dict) -> None:
+        """A message for these client ids alone (every socket each has open), as ComfyUI's send_json
+        with a sid: nobody gets it where none is connected. Encoded once, and only where some id
+        has a socket. Never dropped."""
+        wanted = set(client_ids)
+        item = None
         for client in list(self.clients):
-            if client.client_id == client_id:
+            if client.client_id in wanted:
+                item = item or Outgoing(message(kind, data))
                 client.push(item)
 
     def send_frame(self, frame: bytes, client_id: str | None = None) -> None:
