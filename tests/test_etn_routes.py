@@ -36,7 +36,10 @@ EXPECTED = {
     "lora.safetensors": {"base_model": "unknown"},  # no diffusion model in it: the pack's plain unknown
     "graphflow-demo.safetensors": {"base_model": "sd15", "is_inpaint": False},  # the bundled demo: SD1's layout
 }
-BROKEN = ("corrupt.safetensors", "huge_header.safetensors", "old.ckpt")
+BROKEN = ("corrupt.safetensors", "huge_header.safetensors", "old.ckpt", "odd_metadata.safetensors")
+# a header whose __metadata__ is no object of strings
+ODD_HEADER = b'{"__metadata__": [1], "x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+ODD_METADATA = len(ODD_HEADER).to_bytes(8, "little") + ODD_HEADER + bytes(4)
 
 
 @pytest.fixture
@@ -61,6 +64,7 @@ def model_dir(tmp_path_factory):
     (checkpoints / "corrupt.safetensors").write_bytes(b"\x40\x00\x00\x00\x00\x00\x00\x00{\"a\": [1, 2")
     (checkpoints / "huge_header.safetensors").write_bytes((200_000_000).to_bytes(8, "little") + b"{}")
     torch.save({"state_dict": {}}, checkpoints / "old.ckpt")
+    (checkpoints / "odd_metadata.safetensors").write_bytes(ODD_METADATA)
 
     diffusion = base / "diffusion_models"
     diffusion.mkdir()
@@ -108,6 +112,7 @@ async def test_model_info_names_each_checkpoint_as_the_pack(start, models):  # n
     for name in BROKEN:
         assert info[name]["base_model"] == "unknown" and info[name]["error"].startswith("Failed to detect"), name
     assert "100000000" in info["huge_header.safetensors"]["error"]
+    assert "__metadata__" in info["odd_metadata.safetensors"]["error"]
     assert await (await client.get("/api/etn/model_info/checkpoints")).json() == info
 
 
@@ -171,6 +176,14 @@ async def test_headers_are_read_once_per_file_state(start, models, model_dir, mo
         assert calls == ["corrupt.safetensors"] and again["corrupt.safetensors"] == {"base_model": "unknown"}
     finally:
         corrupt.write_bytes(saved)
+
+
+def test_a_reader_failure_is_that_file_entry(tmp_path, monkeypatch):
+    """inspect_file never raises: whatever a reader trips on is the file's error entry."""
+    path = testing.write_lora(tmp_path / "x.safetensors", "sd1")
+    monkeypatch.setattr(bmi, "_detected", lambda f: f.not_an_attribute)  # an AttributeError, as a reader bug gives
+    answer = bmi.inspect_file(path)
+    assert answer["base_model"] == "unknown" and answer["error"].startswith("Failed to detect base model")
 
 
 def test_ssd1b_and_variants_the_pack_does_not_name():
@@ -241,8 +254,9 @@ async def test_upload_refuses_names_folders_and_bodies(start, home, lora_bytes):
         assert answer.status == 400 and text in (await answer.json())["error"], name
     folder = await client.put("/api/etn/upload/nowhere/x.safetensors", data=lora_bytes)
     assert folder.status == 400 and "Invalid folder path" in (await folder.json())["error"]
-    garbage = await client.put("/api/etn/upload/loras/g.safetensors", data=b"not a model at all")
-    assert garbage.status == 400 and "safetensors" in (await garbage.json())["error"]
+    for body in (b"not a model at all", ODD_METADATA):
+        garbage = await client.put("/api/etn/upload/loras/g.safetensors", data=body)
+        assert garbage.status == 400 and "safetensors" in (await garbage.json())["error"], body
     big = await client.put("/api/etn/upload/loras/big.safetensors", data=lora_bytes + b"x" * 11)
     assert big.status == 413
 

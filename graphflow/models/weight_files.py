@@ -233,6 +233,9 @@ class WeightFile:
             if not isinstance(header, dict):
                 raise ValueError("the header is not a JSON object")
             metadata = header.pop("__metadata__", None) or {}
+            if not isinstance(metadata, dict):
+                raise ValueError(f"__metadata__ is a {type(metadata).__name__}, not an object of strings")
+            metadata = {k: str(v) for k, v in metadata.items()}
             data_size = file_size - 8 - size
             for key, entry in header.items():
                 begin, end = entry["data_offsets"]
@@ -245,7 +248,7 @@ class WeightFile:
             raise CheckpointError(
                 f"{self.path.name} is not a readable safetensors file ({type(e).__name__}: {e}); "
                 f"it may be truncated or corrupt ({file_size} bytes)") from None
-        self.metadata = {str(k): str(v) for k, v in metadata.items()}
+        self.metadata = metadata
         self._data_start = 8 + size
         self._entries = header
         self.shapes = {k: tuple(v["shape"]) for k, v in header.items()}

@@ -211,7 +211,7 @@ def _check_weights(path: Path) -> None:
             if fh.read(9)[8:9] != b"{":
                 raise CheckpointError("it does not start as a safetensors file does (a header length, then '{')")
         WeightFile(path).close()
-    except CheckpointError as e:
+    except Exception as e:  # whatever the bytes make the reader trip on is the upload's fault
         raise RequestError(400, f"the upload is no readable safetensors file: {e}") from None
 
 
