@@ -23,8 +23,10 @@ general.file_type, a number in the files ComfyUI-GGUF and llama.cpp write, which
 ...): here a family graphflow does not run is unknown, and an SD inpainting UNet is inpainting.
 
 Pickled files (.ckpt, .pt, ...) are not read (the pack's header read finds nothing in them
-either): unpickling them is no header read. A safetensors header over MAX_HEADER_BYTES (the
-safetensors library's own bound) is refused. Answers are remembered per (path, size, mtime).
+either): unpickling them is no header read. What is read is bounded where it is read: a
+safetensors header by WeightFile (SAFETENSORS_MAX_HEADER, the safetensors library's), an index by
+read_index (MAX_INDEX_BYTES), a GGUF header's counts by graphflow.models.gguf. Answers are
+remembered per (path, size, mtime).
 """
 
 import logging
@@ -35,10 +37,9 @@ from pathlib import Path
 from .architecture import is_video_checkpoint
 from .file_kind import cascade_stage, find_cosmos, find_cosmos1, identify
 from .gguf import GGUFError, check_gguf_file
-from .weight_files import GGUF_MAGIC, INDEX_SUFFIX, CheckpointError, WeightFile
+from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile, head_kind
 
 log = logging.getLogger(__name__)
-MAX_HEADER_BYTES = 100_000_000  # the safetensors library's MAX_HEADER_SIZE (ComfyUI's reader: 100 MiB)
 CACHE_ENTRIES = 4096
 
 # graphflow's families (ArchInfo.arch, FlowInfo.family) -> the pack's names for the ComfyUI class
@@ -130,12 +131,7 @@ def _detected(f: WeightFile) -> dict:
 
 
 def _safetensors(path: Path) -> dict:
-    if not path.name.endswith(INDEX_SUFFIX):
-        with open(path, "rb") as fh:
-            size = int.from_bytes(fh.read(8), "little")
-        if size > MAX_HEADER_BYTES:
-            raise CheckpointError(f"its safetensors header is {size} bytes, over the {MAX_HEADER_BYTES} read")
-    with WeightFile(path) as f:
+    with WeightFile(path) as f:  # its header bounded there (SAFETENSORS_MAX_HEADER), an index's size too
         return _detected(f)
 
 
@@ -155,11 +151,10 @@ def inspect_file(path) -> dict:
     """The pack's answer for one model file; never raises for what is in the file."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(9)
-        if head.startswith(GGUF_MAGIC):
+        kind = head_kind(path)
+        if kind == "gguf":
             return _gguf(path)
-        if head[8:9] == b"{" or path.name.endswith(INDEX_SUFFIX):
+        if kind == "safetensors" or path.name.endswith(INDEX_SUFFIX):
             return _safetensors(path)
         return {"base_model": "unknown", "error": "Failed to detect base model: not a safetensors or GGUF file "
                                                   "(pickled files are not opened to tell)"}

@@ -204,12 +204,11 @@ def _has_model(kind: str, name: str) -> bool:
 
 
 def _check_weights(path: Path) -> None:
-    from graphflow.models.weight_files import CheckpointError, WeightFile
+    from graphflow.models.weight_files import CheckpointError, WeightFile, head_kind
 
     try:
-        with open(path, "rb") as fh:
-            if fh.read(9)[8:9] != b"{":
-                raise CheckpointError("it does not start as a safetensors file does (a header length, then '{')")
+        if head_kind(path) != "safetensors":  # never unpickled, whatever the bytes
+            raise CheckpointError("it does not start as a safetensors file does (a header length, then '{')")
         WeightFile(path).close()
     except Exception as e:  # whatever the bytes make the reader trip on is the upload's fault
         raise RequestError(400, f"the upload is no readable safetensors file: {e}") from None
