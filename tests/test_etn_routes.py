@@ -180,6 +180,32 @@ async def test_headers_are_read_once_per_file_state(start, models, model_dir, mo
         corrupt.write_bytes(saved)
 
 
+def test_the_cache_sees_same_size_same_mtime_replacements_and_replaced_shards(tmp_path, monkeypatch):
+    calls = []
+    inspect = bmi.inspect_file
+    monkeypatch.setattr(bmi, "inspect_file", lambda path: calls.append(path.name) or inspect(path))
+    cache = bmi.InfoCache()
+
+    def replace_keeping_times(path, data: bytes):  # as `cp -p` or a sync tool does
+        times = path.stat()
+        temp = path.with_name("temp")
+        temp.write_bytes(data)
+        os.replace(temp, path)
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+    lora = testing.write_lora(tmp_path / "a.safetensors", "sd1")
+    assert cache.get(lora) == {"base_model": "unknown"} and cache.get(lora) == {"base_model": "unknown"}
+    assert calls == ["a.safetensors"]
+    replace_keeping_times(lora, b"x" * lora.stat().st_size)
+    assert "error" in cache.get(lora) and calls == ["a.safetensors"] * 2
+
+    index = testing.shard_file(testing.write_checkpoint(tmp_path / "sd15.safetensors", "sd1"))
+    assert cache.get(index) == {"base_model": "sd15", "is_inpaint": False}
+    shard = tmp_path / "sd15-00001-of-00003.safetensors"
+    replace_keeping_times(shard, b"y" * shard.stat().st_size)
+    assert "error" in cache.get(index) and calls[-2:] == [index.name] * 2
+
+
 def test_a_reader_failure_is_that_file_entry(tmp_path, monkeypatch):
     """inspect_file never raises: whatever a reader trips on is the file's error entry."""
     path = testing.write_lora(tmp_path / "x.safetensors", "sd1")

@@ -26,7 +26,7 @@ Pickled files (.ckpt, .pt, ...) are not read (the pack's header read finds nothi
 either): unpickling them is no header read. What is read is bounded where it is read: a
 safetensors header by WeightFile (SAFETENSORS_MAX_HEADER, the safetensors library's), an index by
 read_index (MAX_INDEX_BYTES), a GGUF header's counts by graphflow.models.gguf. Answers are
-remembered per (path, size, mtime).
+remembered per path and weight_files.file_state (size, mtime, inode, ctime; an index's shards' too).
 """
 
 import logging
@@ -37,7 +37,7 @@ from pathlib import Path
 from .architecture import is_video_checkpoint
 from .file_kind import cascade_stage, find_cosmos, find_cosmos1, identify
 from .gguf import GGUFError, check_gguf_file
-from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile, head_kind
+from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile, file_state, head_kind
 
 log = logging.getLogger(__name__)
 CACHE_ENTRIES = 4096
@@ -165,7 +165,7 @@ def inspect_file(path) -> dict:
 
 
 class InfoCache:
-    """inspect_file's answers by (path, size, mtime): a connecting plugin asks for every file of
+    """inspect_file's answers by path and weight_files.file_state: a connecting plugin asks for every file of
     three folders, each connect."""
 
     def __init__(self, entries: int = CACHE_ENTRIES):
@@ -175,11 +175,7 @@ class InfoCache:
 
     def get(self, path) -> dict:
         path = Path(path)
-        try:
-            stat = path.stat()
-        except OSError as e:
-            return {"base_model": "unknown", "error": f"Failed to detect base model: {e}"}
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        key = (str(path), file_state(path))  # a sharded set's shards' states in it too
         with self.lock:
             if key in self.answers:
                 self.answers.move_to_end(key)

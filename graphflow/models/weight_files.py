@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -425,8 +426,9 @@ class WeightFile:
 
 
 def file_state(path) -> str:
-    """A weights file's identity for caches: size and modification time (hashing GBs is too slow);
-    for a sharded set's index, its shards' too."""
+    """A weights file's identity for caches: size, modification time, inode and status-change time
+    (hashing GBs is too slow; a file replaced by one of the same size and mtime, as a copy keeping
+    times makes, differs in inode or ctime); for a sharded set's index, its shards' too."""
     path = Path(path)
     files = [path]
     if path.name.endswith(INDEX_SUFFIX):
@@ -434,7 +436,15 @@ def file_state(path) -> str:
             files += [path.parent / shard for shard in sorted(set(read_index(path).values()))]
         except CheckpointError:
             pass  # the loader says what is wrong with it
-    return ":".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" if p.is_file() else "missing" for p in files)
+    return ":".join(_stat_state(p) for p in files)
+
+
+def _stat_state(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}" if stat.S_ISREG(st.st_mode) else "missing"
 
 
 def read_index(path) -> dict[str, str]:

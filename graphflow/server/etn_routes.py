@@ -20,7 +20,7 @@ and resources.py (Arch.from_string):
 
 - GET /api/etn/model_info/{folder} (and /api/etn/model_info: checkpoints): each file of the folder,
   as the loaders list them, with the pack's {"base_model", "is_inpaint", "type"?, "quant"?}
-  (graphflow.models.base_model_info: the file's header only, remembered per path, size and mtime);
+  (graphflow.models.base_model_info: the file's header only, remembered per path and file state);
   `offset` / `limit` (default 1000) page the sorted list, and with `limit` given "_meta" {"offset",
   "count", "total"} is added, as the pack. Folders: ComfyUI's names graphflow keeps
   (comfyui_routes.MODEL_FOLDERS, the legacy "clip" / "unet" among them) and ComfyUI-GGUF's
