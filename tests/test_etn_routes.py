@@ -160,6 +160,26 @@ async def test_paging_and_errors_as_the_pack(start, models):  # noqa: F811
         assert bad.status == 400 and query.split("=")[0] in (await bad.json())["error"]
 
 
+async def test_the_folder_walk_runs_off_the_event_loop(start, models, monkeypatch):  # noqa: F811
+    from graphflow.folders import folders
+
+    walks = []
+    list_models = folders.list_models
+
+    def walk(*args):
+        try:
+            asyncio.get_running_loop()
+            walks.append("on the event loop")
+        except RuntimeError:
+            walks.append("in a thread")
+        return list_models(*args)
+
+    monkeypatch.setattr(folders, "list_models", walk)
+    client = await start()
+    assert (await client.get("/api/etn/model_info/checkpoints?limit=2")).status == 200
+    assert walks == ["in a thread"]
+
+
 async def test_headers_are_read_once_per_file_state(start, models, model_dir, monkeypatch):  # noqa: F811
     calls = []
     inspect = bmi.inspect_file

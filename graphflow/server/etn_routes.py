@@ -162,27 +162,28 @@ def _whole_number(query, name: str, default: int) -> int:
     return int(text)
 
 
-def _inspect(kind: str, names: list[str]) -> dict:
+def _page(kind: str, extensions, offset: int, limit: int) -> tuple[dict, int]:
+    """Each file of the page with its answer, and how many files the folder has: the folder walk
+    and the header reads both run off the event loop."""
+    files = folders.list_models(kind, extensions)
     info = {}
-    for name in names:
+    for name in files[offset:offset + limit]:
         try:
             path = folders.find_model(kind, name)
         except (FileNotFoundError, UnsafePathError) as e:  # gone since it was listed
             info[name] = {"base_model": "unknown", "error": f"Failed to detect base model: {e}"}
             continue
         info[name] = info_cache.get(path)
-    return info
+    return info, len(files)
 
 
 async def model_info(request):
     kind, extensions = _folder(request.match_info.get("folder", "checkpoints"))
     query = request.rel_url.query
     limit, offset = _whole_number(query, "limit", DEFAULT_LIMIT), _whole_number(query, "offset", 0)
-    files = folders.list_models(kind, extensions)
-    page = files[offset:offset + limit]
-    info = await asyncio.to_thread(_inspect, kind, page)
+    info, total = await asyncio.to_thread(_page, kind, extensions, offset, limit)
     if "limit" in query:
-        info["_meta"] = {"offset": offset, "count": len(page), "total": len(files)}
+        info["_meta"] = {"offset": offset, "count": len(info), "total": total}
     return json_response(info)
 
 
