@@ -14,9 +14,11 @@ from safetensors.torch import save_file
 import graphflow.models.base_model_info as bmi
 import graphflow.server.etn_routes as routes
 from graphflow import testing
+from graphflow.folders import folders
 from graphflow.models.weight_files import config_metadata
 from graphflow.server.server import SERVER
-from graphflow.server.etn_routes import EXCHANGE
+from graphflow.server import uploads
+from graphflow.server.etn_routes import EXCHANGE, MODEL_UPLOADS
 from tests.test_server import home, start  # noqa: F401
 
 # file -> the pack's answer (model_names: SD15 sd15, SD20 sd20, SDXL sdxl + ModelType, SDXLRefiner
@@ -161,8 +163,6 @@ async def test_paging_and_errors_as_the_pack(start, models):  # noqa: F811
 
 
 async def test_the_folder_walk_runs_off_the_event_loop(start, models, monkeypatch):  # noqa: F811
-    from graphflow.folders import folders
-
     walks = []
     list_models = folders.list_models
 
@@ -315,6 +315,57 @@ async def test_upload_refuses_names_folders_and_bodies(start, home, lora_bytes):
     assert streamed.status == 413
     loras = home / "models" / "loras"
     assert not loras.exists() or list(loras.iterdir()) == []  # nothing half-written, no temporary file
+
+
+async def test_upload_mode_space_concurrency_and_what_is_in_the_way(start, home, lora_bytes, monkeypatch):  # noqa: F811
+    client = await start()
+    assert (await client.put("/api/etn/upload/loras/a.safetensors", data=lora_bytes)).status == 201
+    loras = home / "models" / "loras"
+    # a new file's mode under the umask (mkstemp's own is 0600), as /upload/image's store_upload gives
+    mode = 0o666 & ~uploads._UMASK
+    assert mode != 0o600 and (loras / "a.safetensors").stat().st_mode & 0o777 == mode
+    stored = uploads.store_upload(b"\x89PNG...", "p.png", "", "PNG", overwrite=False)
+    assert (folders.inputs / stored["name"]).stat().st_mode & 0o777 == mode
+
+    (loras / "d.safetensors").mkdir()  # a directory under the name: not "cached"
+    in_the_way = await client.put("/api/etn/upload/loras/d.safetensors", data=lora_bytes)
+    assert in_the_way.status == 409 and "not a file" in (await in_the_way.json())["error"]
+
+    monkeypatch.setattr(routes.shutil, "disk_usage", lambda path: SimpleNamespace(free=len(lora_bytes) - 1))
+    full = await client.put("/api/etn/upload/loras/b.safetensors", data=lora_bytes)
+    assert full.status == 507 and "free" in (await full.json())["error"]
+    monkeypatch.undo()
+
+    running = client.app[MODEL_UPLOADS]
+    for _ in range(routes.MAX_MODEL_UPLOADS):
+        await running.acquire()
+    busy = await client.put("/api/etn/upload/loras/b.safetensors", data=lora_bytes)
+    assert busy.status == 503
+    running.release()
+    assert (await client.put("/api/etn/upload/loras/b.safetensors", data=lora_bytes)).status == 201
+    assert sorted(p.name for p in loras.iterdir()) == ["a.safetensors", "b.safetensors", "d.safetensors"]
+
+
+def test_publish_never_replaces_a_name_taken_meanwhile(tmp_path):
+    with uploads.staged_file(tmp_path) as (f, temp):
+        f.write(b"new")
+        f.close()
+        (tmp_path / "x.safetensors").write_bytes(b"first")  # another upload finished first
+        assert uploads.publish_file(temp, tmp_path / "x.safetensors", overwrite=False) is False
+    assert (tmp_path / "x.safetensors").read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.safetensors"]  # the staged file removed
+
+
+async def test_stale_staged_files_are_swept_at_start(start, home):  # noqa: F811
+    loras = home / "models" / "loras"
+    loras.mkdir(parents=True)
+    stale, fresh = loras / ".upload-stale", loras / ".upload-fresh"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    old = stale.stat().st_mtime - uploads.STALE_AFTER - 10
+    os.utime(stale, (old, old))
+    await start()
+    assert not stale.exists() and fresh.exists()
 
 
 # -- workflow exchange ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from graphflow.cache import OutputCache
-from graphflow.folders import UnsafePathError, folders
+from graphflow.folders import MODEL_KINDS, UnsafePathError, folders
 from graphflow.registry import Registry, default_registry
 from graphflow.resource_limits import SERVER_LIMITS, RunLimits
 
@@ -26,8 +26,9 @@ from graphflow.server import (comfyui_routes, editor_routes, etn_routes, file_ro
                               system_routes, user_workflows)
 from graphflow.server.json_api import error_response
 from graphflow.server.server import SERVER, WEB_DIR, Server, ServerConfig, is_loopback
-from graphflow.server.uploads import RequestError, UploadLimits
+from graphflow.server.uploads import RequestError, UploadLimits, sweep_staged
 
+log = logging.getLogger(__name__)
 
 def _host_name(host_header: str) -> str:
     if host_header.startswith("["):
@@ -68,6 +69,16 @@ def _granted(origin: str | None, allowed: tuple[str, ...]) -> bool:
     return origin is not None and origin != "null" and ("*" in allowed or origin in allowed)
 
 
+async def _sweep_staged_files(app) -> None:
+    """The staged uploads a killed server left where uploads are written: the model folders' first
+    directories (the ETN model upload) and the input, output and temp folders (/upload/image)."""
+    directories = [folders.model_dirs(kind)[0] for kind in MODEL_KINDS] + [folders.inputs, folders.outputs,
+                                                                            folders.temp]
+    removed = await asyncio.to_thread(sweep_staged, directories)
+    if removed:
+        log.info("removed %d unfinished upload(s) a stopped server left", removed)
+
+
 async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Every answer to a granted origin, errors too, tells the browser it may read it (a page of another
     origin reads nothing without these, however the server answered)."""
@@ -101,7 +112,8 @@ def _guard(server: Server):
 def create_app(registry: Registry | None = None, db_path: str | Path | None = None, *,
                host: str = "127.0.0.1", workers: int = 1, cache: OutputCache | None = None,
                cache_max_bytes: int | None = None, max_upload_bytes: int = 50 * 2**20,
-               max_image_side: int = 8192, max_model_upload_bytes: int = 4 * 2**30, paused: bool = False, web_dir: Path | None = WEB_DIR,
+               max_image_side: int = 8192, max_model_upload_bytes: int = 4 * 2**30, paused: bool = False,
+               web_dir: Path | None = WEB_DIR,
                allowed_origins: tuple[str, ...] = (), outbox_limit: int = 256, send_timeout: float = 10.0,
                shutdown_timeout: float = 10.0, run_limits: RunLimits | None = None,
                dispatcher=None) -> web.Application:
@@ -118,12 +130,15 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
         db_path=Path(db_path) if db_path is not None else folders.outputs / "history.db",
         host=host, workers=workers, limits=UploadLimits(max_upload_bytes, max_image_side),
         model_upload_max_bytes=max_model_upload_bytes,
-        outbox_limit=outbox_limit, send_timeout=send_timeout, allowed_origins=tuple(allowed_origins), shutdown_timeout=shutdown_timeout,
+        outbox_limit=outbox_limit, send_timeout=send_timeout, allowed_origins=tuple(allowed_origins),
+        shutdown_timeout=shutdown_timeout,
         web_dir=web_dir, run_limits=run_limits if run_limits is not None else SERVER_LIMITS)
     server = Server(registry, config, cache, paused=paused, dispatcher=dispatcher)
     app = web.Application(middlewares=[_guard(server)], client_max_size=max_upload_bytes + 2**20)
     app[SERVER] = server
     app[etn_routes.EXCHANGE] = etn_routes.WorkflowExchange(server.hub)
+    app[etn_routes.MODEL_UPLOADS] = asyncio.Semaphore(etn_routes.MAX_MODEL_UPLOADS)
+    app.on_startup.append(_sweep_staged_files)
     app.on_response_prepare.append(_cors_headers)
     app.on_startup.append(server.start)
     app.on_shutdown.append(server.stop)

@@ -32,10 +32,15 @@ and resources.py (Arch.from_string):
   letters, digits, _ - . and spaces, at most 255 characters, no leading dot; a name the folder has
   (any of its directories) is 200 {"status": "cached"} before the body is read; the file goes into
   the folder's first directory. Beyond the pack: the body is bounded by the server's model upload
-  limit (ServerConfig.model_upload_max_bytes, `graphflow serve --max-model-upload-mb`, 413), written
-  to a hidden temporary file in that directory and renamed once whole and read as a safetensors
-  file (400 otherwise), so a broken upload leaves nothing a loader lists; 201 {"status":
-  "success"}. The loaders' lists, /object_info's choices and model_info see it at the next request.
+  limit (ServerConfig.model_upload_max_bytes, `graphflow serve --max-model-upload-mb`, 413) and by
+  the directory's free space (a declared length over it, or a disk filled while writing: 507); at
+  most MAX_MODEL_UPLOADS run at once (503 for another); it is written to a staged file
+  (uploads.staged_file, as /upload/image's: hidden, the umask's mode; one a killed server left is
+  swept at the next start) and given its name once whole and read as a safetensors file (400
+  otherwise), so a broken upload leaves nothing a loader lists; the name is taken only where it is
+  free (os.link: an upload of the same name finishing first makes this one 200 "cached"), and a
+  directory or other non-file under it is a 409; 201 {"status": "success"}. The loaders' lists,
+  /object_info's choices and model_info see it at the next request.
 - POST /api/etn/workflow/publish {"name", "client_id", "workflow"}, /subscribe {"client_id"},
   /unsubscribe {"client_id"}: krita.py's WorkflowExchange. A publisher (a ComfyUI editor tab) is
   kept by its client_id, the last workflow it published replacing the one before; each subscriber
@@ -62,9 +67,9 @@ folders (workers on other machines see an upload only through shared storage); t
 exchange and translation live in this process and work as without Ray."""
 
 import asyncio
-import os
+import errno
 import re
-import tempfile
+import shutil
 from collections import OrderedDict
 from pathlib import Path
 
@@ -76,7 +81,7 @@ from graphflow.models.base_model_info import info_cache
 from graphflow.server.comfyui_routes import MODEL_FOLDERS
 from graphflow.server.json_api import CLIENT_ID, json_body, json_response, valid_client_id
 from graphflow.server.server import server_of
-from graphflow.server.uploads import RequestError
+from graphflow.server.uploads import RequestError, publish_file, staged_file
 
 # ComfyUI's folder names -> (graphflow's model kind, the extensions listed; None: the kind's own)
 MODEL_INFO_FOLDERS = {**{name: (COMFY_KINDS.get(name, name), None) for name in MODEL_FOLDERS},
@@ -89,6 +94,7 @@ UPLOAD_EXTENSIONS = (".sft", ".safetensors")
 UPLOAD_CHUNK = 2**20
 MAX_PUBLISHERS = 64
 MAX_SUBSCRIBERS = 1024
+MAX_MODEL_UPLOADS = 2  # at once: each holds a connection and writes GBs
 MAX_WORKFLOW_BYTES = 8 * 2**20  # a publish request's body (ComfyUI's largest workflows are a few MB)
 MAX_PUBLISHED_BYTES = 64 * 2**20  # the publishers' kept workflows together
 
@@ -221,31 +227,49 @@ async def upload(request):
     if _has_model(kind, name):
         return json_response({"status": "cached"}, 200)
     limit = server_of(request).config.model_upload_max_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestError(413, f"the file is {request.content_length} bytes, over the {limit} a model upload may have")
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestError(413, f"the file is {declared} bytes, over the {limit} a model upload may have")
     directory = folders.model_dirs(kind)[0]
     try:
         target = safe_join(directory, name)
     except UnsafePathError as e:
         raise RequestError(400, str(e)) from None
-    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".upload-", dir=directory)
-    try:
+    if target.exists() and not target.is_file():
+        raise RequestError(409, f"{name!r} in {directory} is there already and is not a file")
+    running = request.app[MODEL_UPLOADS]
+    if running.locked():
+        raise RequestError(503, f"{MAX_MODEL_UPLOADS} model uploads are running: try again when one has finished")
+    async with running:
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        free = (await asyncio.to_thread(shutil.disk_usage, directory)).free
+        if declared is not None and declared > free:
+            raise RequestError(507, f"the file is {declared} bytes and {directory} has {free} free")
+        try:
+            return await _receive(request, directory, target, limit)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise RequestError(507, f"{directory} ran out of space while the file was written") from None
+            raise
+
+
+async def _receive(request, directory: Path, target: Path, limit: int):
+    """The body written to a staged file, read as safetensors, then given its name."""
+    with staged_file(directory) as (f, temp):
         size = 0
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise RequestError(413, f"the file is over the {limit} bytes a model upload may have")
-                await asyncio.to_thread(f.write, chunk)
+        async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"the file is over the {limit} bytes a model upload may have")
+            await asyncio.to_thread(f.write, chunk)
+        await asyncio.to_thread(f.close)
         if size == 0:
             raise RequestError(400, "the body is empty: expected a .safetensors file")
-        await asyncio.to_thread(_check_weights, Path(temp))
-        if target.exists():  # another upload of the same name finished first
-            return json_response({"status": "cached"}, 200)
-        os.replace(temp, target)
-    finally:
-        Path(temp).unlink(missing_ok=True)
+        await asyncio.to_thread(_check_weights, temp)
+        if not await asyncio.to_thread(publish_file, temp, target, False):
+            if target.is_file():  # another upload of the same name finished first
+                return json_response({"status": "cached"}, 200)
+            raise RequestError(409, f"{target.name!r} in {directory} is there already and is not a file")
     return json_response({"status": "success"}, 201)
 
 
@@ -297,6 +321,7 @@ def _published(publisher: str, name: str, workflow: dict) -> dict:
 
 
 EXCHANGE = web.AppKey("etn_workflow_exchange", WorkflowExchange)  # set by create_app
+MODEL_UPLOADS = web.AppKey("etn_model_uploads", asyncio.Semaphore)  # set by create_app: MAX_MODEL_UPLOADS
 
 
 async def _exchange_call(request, method: str, *fields: str):
@@ -362,7 +387,8 @@ ROUTES = (
                                                         "and type, from its header (`offset`, `limit`: a page, with "
                                                         "_meta)"),
     ("PUT", "/api/etn/upload/{folder}/{filename}", upload, "store a .safetensors model file (the plugin's LoRAs) in "
-                                                           "the folder, up to the model upload limit (413); 200 "
+                                                           "the folder, up to the model upload limit (413) and free "
+                                                           "space (507), two at once (503); 200 "
                                                            "cached where the folder has the name"),
     ("POST", "/api/etn/workflow/publish", publish_workflow, "publish a workflow ({name, client_id, workflow}) to the "
                                                             "subscribed clients' websockets (etn_workflow_published)"),
