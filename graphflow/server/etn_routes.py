@@ -310,10 +310,11 @@ class WorkflowExchange:
             self.hub.send_to((client_id,), "etn_workflow_published", _published(publisher, name, workflow))
 
     def unsubscribe(self, client_id: str) -> None:
-        self._prune()
+        # checked before pruning: the plugin unsubscribes as it closes its socket
         if client_id not in self.subscribers:
             raise KeyError("No subscriber found with id " + client_id)
         self.subscribers.discard(client_id)
+        self._prune()
 
 
 def _published(publisher: str, name: str, workflow: dict) -> dict:
