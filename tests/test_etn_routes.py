@@ -28,7 +28,12 @@ EXPECTED = {
     "sd15_inpaint.safetensors": {"base_model": "sd15", "is_inpaint": True},
     "sd2.safetensors": {"base_model": "sd20", "is_inpaint": False},
     "sdxl.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "eps"},
+    # ComfyUI's SDXL.model_type markers, as the pack reads them: v_pred, CosXL's edm_vpred, Playground's edm
     "sdxl_v.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "v-prediction"},
+    "cosxl.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "v-prediction-edm"},
+    "playground.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "edm"},
+    # beyond the pack (its eps): v-prediction stated in graphflow.config, which graphflow samples as v
+    "sdxl_v_config.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "v-prediction"},
     "sdxl_refiner.safetensors": {"base_model": "sdxl-refiner", "is_inpaint": False},
     "sd3.safetensors": {"base_model": "sd3", "is_inpaint": False},
     "flux_dev.safetensors": {"base_model": "flux", "is_inpaint": False},
@@ -36,6 +41,7 @@ EXPECTED = {
     "flux_fill.safetensors": {"base_model": "flux", "is_inpaint": True},
     "chroma.safetensors": {"base_model": "chroma", "is_inpaint": False},
     "lora.safetensors": {"base_model": "unknown"},  # no diffusion model in it: the pack's plain unknown
+    "esrgan.safetensors": {"base_model": "unknown"},
     "graphflow-demo.safetensors": {"base_model": "sd15", "is_inpaint": False},  # the bundled demo: SD1's layout
 }
 BROKEN = ("corrupt.safetensors", "huge_header.safetensors", "old.ckpt", "odd_metadata.safetensors")
@@ -57,7 +63,12 @@ def model_dir(tmp_path_factory):
     for arch, name in (("sd1", "sd15"), ("sd1_inpaint", "sd15_inpaint"), ("sd2", "sd2"), ("sdxl", "sdxl"),
                        ("sdxl_refiner", "sdxl_refiner")):
         testing.write_checkpoint(checkpoints / f"{name}.safetensors", arch)
-    testing.write_checkpoint(checkpoints / "sdxl_v.safetensors", "sdxl", metadata=config_metadata(prediction="v"))
+    for name, markers in (("sdxl_v", {"v_pred": torch.zeros(1)}), ("cosxl", {"edm_vpred.sigma_max": torch.ones(1)}),
+                          ("playground", {"edm_mean": torch.zeros(1, 4, 1, 1), "edm_std": torch.ones(1, 4, 1, 1)})):
+        testing.write_checkpoint(checkpoints / f"{name}.safetensors", "sdxl", extra=markers)
+    testing.write_checkpoint(checkpoints / "sdxl_v_config.safetensors", "sdxl",
+                             metadata=config_metadata(prediction="v"))
+    testing.write_esrgan(checkpoints / "esrgan.safetensors")
     for family, name in (("sd3_medium", "sd3"), ("flux_dev", "flux_dev"), ("flux_schnell", "flux_schnell"),
                          ("flux_fill", "flux_fill")):
         testing.write_flow_checkpoint(checkpoints / f"{name}.safetensors", family)
@@ -78,13 +89,26 @@ def model_dir(tmp_path_factory):
         state = testing.unet_state(testing.unet_config(arch))
         save_file(state, str(diffusion / f"{name}.safetensors"),
                   metadata=config_metadata(arch=testing.base_arch(arch)))
+    testing.write_wan(diffusion / "wan_t2v.safetensors")
+    testing.write_wan(diffusion / "wan_i2v.safetensors", i2v=True)
+    testing.write_lumina2(diffusion / "lumina2.safetensors")
     for family in ("flux_dev", "flux_schnell"):  # ComfyUI-GGUF's layout: the bare diffusion model's keys
         shapes = testing.flow_file_shapes(family, components=("model",), prefixed=False)
         testing.write_gguf(diffusion / f"{family}.gguf", testing.random_state(shapes, 0, torch.float32), "flux", "Q8_0")
-    for arch, name in (("sdxl", "sdxl"), ("sd1_inpaint", "sd15_inpaint")):
-        metadata = {"graphflow.config": config_metadata(arch=testing.base_arch(arch))["graphflow.config"]}
+    # stable-diffusion.cpp's: no general.architecture (the pack: flux), told by its tensors here
+    testing.write_gguf(diffusion / "sdcpp.gguf", testing.random_state(shapes, 0, torch.float32), None, "Q8_0")
+    for arch, name in (("sdxl", "sdxl"), ("sd1_inpaint", "sd15_inpaint")):  # no graphflow.config: named by the arch
         testing.write_gguf(diffusion / f"{name}.gguf", testing.unet_state(testing.unet_config(arch), 0, torch.float32),
-                           testing.base_arch(arch), "Q8_0", metadata=metadata)
+                           testing.base_arch(arch), "Q8_0")
+    # the tensors the pack's inspect_gguf looks at, alone (stored dims: ggml's first is torch's last)
+    for name, arch, state, metadata in (
+            ("chroma", "flux", {"distilled_guidance_layer.in_proj.weight": torch.zeros(4, 32)}, {}),
+            ("klein", "flux", {"double_stream_modulation_img.lin.weight": torch.zeros(2, 3072)},
+             {"general.file_type": "Q8_0"}),
+            ("flux2", "flux", {"double_stream_modulation_img.lin.weight": torch.zeros(2, 5120)}, {}),
+            ("zimage", "lumina2", {"cap_embedder.1.bias": torch.zeros(3840)}, {}),
+            ("wan", "wan", {"x.weight": torch.zeros(4, 32)}, {"general.file_type": 7})):
+        testing.write_gguf(diffusion / f"{name}.gguf", state, arch, qtype={}, metadata=metadata)
     testing.write_gguf(diffusion / "t5.gguf", {"enc.blk.0.attn_q.weight": torch.zeros(4, 32)}, "t5", qtype={})
     testing.write_gguf(diffusion / "audio.gguf", {"x.weight": torch.zeros(4, 32)}, "stable_audio", qtype={})
     (diffusion / "cut.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x07" * 20)
@@ -124,15 +148,26 @@ async def test_diffusion_models_and_gguf_folders(start, models):  # noqa: F811
     client = await start()
     info = await (await client.get("/api/etn/model_info/diffusion_models")).json()
     assert info == {"xl_unet.safetensors": {"base_model": "sdxl", "is_inpaint": False, "type": "eps"},
-                    "sd15_inpaint_unet.safetensors": {"base_model": "sd15", "is_inpaint": True}}
+                    "sd15_inpaint_unet.safetensors": {"base_model": "sd15", "is_inpaint": True},
+                    # ComfyUI's WAN21_T2V / WAN21_I2V and Lumina2 classes, in the pack's model_names
+                    "wan_t2v.safetensors": {"base_model": "wan21", "is_inpaint": False, "type": "t2v"},
+                    "wan_i2v.safetensors": {"base_model": "wan21", "is_inpaint": False, "type": "i2v"},
+                    "lumina2.safetensors": {"base_model": "lumina2", "is_inpaint": False}}
     assert await (await client.get("/api/etn/model_info/unet")).json() == info  # ComfyUI's legacy name
     gguf = await (await client.get("/api/etn/model_info/unet_gguf")).json()
-    # graphflow's reading of the tensors under the pack's names, quant "gguf" (general.file_type is a number)
-    assert {name: gguf.pop(name) for name in ("flux_dev.gguf", "flux_schnell.gguf", "sdxl.gguf", "sd15_inpaint.gguf")} \
-        == {"flux_dev.gguf": {"base_model": "flux", "is_inpaint": False, "quant": "gguf"},
-            "flux_schnell.gguf": {"base_model": "flux-schnell", "is_inpaint": False, "quant": "gguf"},
-            "sdxl.gguf": {"base_model": "sdxl", "is_inpaint": False, "type": "eps", "quant": "gguf"},
-            "sd15_inpaint.gguf": {"base_model": "sd15", "is_inpaint": True, "quant": "gguf"}}
+    # the pack's inspect_gguf: general.architecture through gguf_architectures (sd1 -> sd15), is_inpaint
+    # False, the tensors it looks for, quant general.file_type lower-cased (a number fails into "gguf")
+    plain = {"is_inpaint": False}
+    assert {name: gguf.pop(name) for name in ("flux_dev.gguf", "flux_schnell.gguf", "sdxl.gguf", "sd15_inpaint.gguf",
+                                              "chroma.gguf", "klein.gguf", "flux2.gguf", "zimage.gguf", "wan.gguf",
+                                              "sdcpp.gguf")} \
+        == {"flux_dev.gguf": {"base_model": "flux", **plain}, "flux_schnell.gguf": {"base_model": "flux", **plain},
+            "sdxl.gguf": {"base_model": "sdxl", **plain}, "sd15_inpaint.gguf": {"base_model": "sd15", **plain},
+            "chroma.gguf": {"base_model": "chroma", **plain},
+            "klein.gguf": {"base_model": "flux2", **plain, "type": "klein-4b", "quant": "q8_0"},
+            "flux2.gguf": {"base_model": "flux2", **plain}, "zimage.gguf": {"base_model": "z-image", **plain},
+            "wan.gguf": {"base_model": "wan", **plain, "quant": "gguf"},
+            "sdcpp.gguf": {"base_model": "flux-schnell", **plain}}
     # a text encoder, an architecture ComfyUI-GGUF refuses, a cut file: each its own error
     assert sorted(gguf) == ["audio.gguf", "cut.gguf", "t5.gguf"]
     assert all(entry["base_model"] == "unknown" for entry in gguf.values())

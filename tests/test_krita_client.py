@@ -27,10 +27,10 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from graphflow import testing
-from graphflow.models.weight_files import config_metadata
 from graphflow.server.comfyui_object_info import object_info
 from test_server import home, start  # noqa: F401
 
@@ -354,15 +354,18 @@ def plugin_arch(base_model: str, model_type: str, filename: str) -> str | None:
     return "zimage" if base_model in ("z-image", "zimage") else None
 
 
-def plugin_checkpoints(info: dict) -> dict[str, str]:
-    """comfy_client.py's parse_model_info: each file's arch, leaving out unknown ones, inpainting
-    ones other than FLUX's, and refiners."""
+def plugin_checkpoints(info: dict, gguf_options=()) -> dict[str, str]:
+    """comfy_client.py's _refresh_models: parse_model_info's arch for each file, leaving out unknown
+    ones, inpainting ones other than FLUX's, and refiners; then each UnetLoaderGGUF option not
+    found so taken for FLUX."""
     found = {}
     for name, entry in info.items():
         arch = plugin_arch(entry["base_model"], entry.get("type", "eps"), name)
         if arch is None or (entry.get("is_inpaint", False) and arch != "flux") or entry.get("is_refiner", False):
             continue
         found[name] = arch
+    for name in gguf_options:
+        found.setdefault(name, "flux")
     return found
 
 
@@ -372,7 +375,7 @@ def krita_checkpoints(tmp_path_factory):
     folder.mkdir()
     for arch in ("sd1", "sd1_inpaint", "sdxl", "sdxl_refiner"):
         testing.write_checkpoint(folder / f"{arch}.safetensors", arch)
-    testing.write_checkpoint(folder / "illustrious_v.safetensors", "sdxl", metadata=config_metadata(prediction="v"))
+    testing.write_checkpoint(folder / "illustrious_v.safetensors", "sdxl", extra={"v_pred": torch.zeros(1)})
     testing.write_flow_checkpoint(folder / "flux_fill.safetensors", "flux_fill")
     testing.write_flow_checkpoint(folder / "flux_kontext_dev.safetensors", "flux_dev")
     testing.write_lora(folder / "a_lora.safetensors", "sd1")
@@ -385,7 +388,16 @@ async def test_model_discovery_as_the_plugin_pages_and_reads_it(start, home, kri
     inpainting model, the refiner and the LoRA left out, FLUX Fill kept."""
     (home / "models").mkdir()
     (home / "models" / "checkpoints").symlink_to(krita_checkpoints)
+    diffusion = home / "models" / "diffusion_models"
+    diffusion.mkdir()
+    # GGUF files named by general.architecture (the pack's inspect_gguf): Z-Image under its own arch,
+    # a Wan file (no Arch of the plugin's) left to the plugin's FLUX fallback, as with the pack
+    testing.write_gguf(diffusion / "z_image_turbo.gguf", {"cap_embedder.1.bias": torch.zeros(3840)}, "lumina2", {})
+    testing.write_gguf(diffusion / "wan.gguf", {"x.weight": torch.zeros(4, 32)}, "wan", {})
     client = await start()
+    nodes = await (await client.get("/object_info/UnetLoaderGGUF")).json()
+    gguf_options = nodes["UnetLoaderGGUF"]["input"]["required"]["unet_name"][0]
+    assert sorted(gguf_options) == ["wan.gguf", "z_image_turbo.gguf"]
     found = {}
     for folder in ("checkpoints", "diffusion_models", "unet_gguf"):
         offset, total = 0, 100
@@ -396,10 +408,10 @@ async def test_model_discovery_as_the_plugin_pages_and_reads_it(start, home, kri
             total = page.pop("_meta")["total"]
             found.update(page)
             offset += 8
-    assert plugin_checkpoints(found) == {"sd1.safetensors": "sd15", "sdxl.safetensors": "sdxl",
-                                         "illustrious_v.safetensors": "illu_v", "flux_fill.safetensors": "flux",
-                                         "flux_kontext_dev.safetensors": "flux_k",
-                                         "graphflow-demo.safetensors": "sd15"}
+    assert plugin_checkpoints(found, gguf_options) == {
+        "sd1.safetensors": "sd15", "sdxl.safetensors": "sdxl", "illustrious_v.safetensors": "illu_v",
+        "flux_fill.safetensors": "flux", "flux_kontext_dev.safetensors": "flux_k", "graphflow-demo.safetensors": "sd15",
+        "z_image_turbo.gguf": "zimage", "wan.gguf": "flux"}
 
 
 async def test_shared_workflows_as_the_plugin_subscribes(start):  # noqa: F811

@@ -7,20 +7,24 @@ Safetensors files (and sharded sets' indexes) are told by graphflow's own detect
 (detect_architecture, the flow families, Stable Cascade, Cosmos, SVD): FAMILY_NAMES maps
 graphflow's family onto the pack's name for the ComfyUI class that file would load as. A
 family whose ComfyUI class the pack's table lacks (PixArt, HunyuanImage 2.1, Wan 2.2 TI2V and
-Animate, Chroma Radiance, the x4 upscaler, ...) is "unknown" as there; a file graphflow cannot read as a diffusion
-model is "unknown" with an "error" saying why (a LoRA, VAE or other add-on: "unknown" alone, as
-the pack finds no UNet config in it). type: SDXL's prediction as ComfyUI's ModelType names it
-("eps", "v-prediction"), the pack's "t2v" / "i2v" / "t2i" / "control2v" from the class names of
-Wan 2.1 and Cosmos. is_inpaint: SD1.5 / SDXL with more than 4 UNet input channels, FLUX.1 Fill;
-beyond the pack, a bare UNet (diffusion_models/) is read too (the pack looks for the input
-block under model.diffusion_model. only, so calls such a file not inpainting).
+Animate, Chroma Radiance, the x4 upscaler, ...) is "unknown" as there, and so is a file with no
+diffusion model graphflow knows in it (a LoRA, a VAE, an ESRGAN upscaler, any other tensors: the
+pack finds no UNet config in them); a file graphflow takes for a diffusion model but cannot read
+as one is "unknown" with an "error" saying why, and so is the Z-Image layout (Lumina 2's, 3840
+wide), which graphflow does not run. type: SDXL's ComfyUI ModelType as the pack names it
+(sdxl_type: "eps", "v-prediction", "v-prediction-edm" for CosXL, "edm" for Playground v2.5,
+which graphflow names but refuses to sample), the pack's "t2v" / "i2v" / "t2i" / "control2v" from
+the class names of Wan 2.1 and Cosmos. Differences from the pack, on purpose: an SDXL file
+without ComfyUI's marker keys whose graphflow.config or modelspec.prediction_type says v is
+"v-prediction" (graphflow samples it so; the pack says eps); is_inpaint (SD1.5 / SDXL with more
+than 4 UNet input channels, FLUX.1 Fill) is read on a bare UNet (diffusion_models/) too, where the
+pack looks under model.diffusion_model. only.
 
-GGUF files (ComfyUI-GGUF's) are told the same way, from their tensors through graphflow's GGUF
-reader (header only), after the architecture checks ComfyUI-GGUF's loader makes (a text encoder or
-an architecture it does not know is unknown with an error); quant "gguf" (the pack lower-cases
-general.file_type, a number in the files ComfyUI-GGUF and llama.cpp write, which fails into its
-"gguf"). The pack names GGUF files by general.architecture alone (FLUX.2, Z-Image, HunyuanVideo
-...): here a family graphflow does not run is unknown, and an SD inpainting UNet is inpainting.
+GGUF files (ComfyUI-GGUF's) are named as the pack's inspect_gguf names them, by
+general.architecture from their header (graphflow's GGUF reader), even a family graphflow does not
+run (z-image, flux2 with its klein type, wan, ...): the plugin takes every GGUF file model_info
+leaves out for FLUX (its _refresh_models), so an "unknown" would be offered as FLUX. is_inpaint is
+False, as the pack's. See _gguf for where graphflow differs.
 
 Pickled files (.ckpt, .pt, ...) are not read (the pack's header read finds nothing in them
 either): unpickling them is no header read. What is read is bounded where it is read: a
@@ -36,7 +40,7 @@ from pathlib import Path
 
 from .architecture import is_video_checkpoint
 from .file_kind import cascade_stage, find_cosmos, find_cosmos1, identify
-from .gguf import GGUFError, check_gguf_file
+from .gguf import GGUFError, check_gguf_file, read_header
 from .weight_files import INDEX_SUFFIX, CheckpointError, WeightFile, file_state, head_kind
 
 log = logging.getLogger(__name__)
@@ -60,10 +64,26 @@ FAMILY_TYPES = {"wan_t2v": "t2v", "wan22_i2v": "t2v", "wan_i2v": "i2v", "wan_fun
 SSD1B_DEPTHS = (0, 0, 2, 2, 4, 4)  # ComfyUI's SSD1B unet_config transformer_depth, per input block
 WAN21_CAMERA_CHANNELS = 32  # ComfyUI's WAN21_Camera in_dim (WAN22_Camera's: 36)
 Z_IMAGE_WIDTH = 3840  # the pack's test (cap_embedder.1.bias): Z-Image's width in Lumina 2's layout
+GGUF_NAMES = {"sd1": "sd15", "qwen_image": "qwen-image"}  # the pack's gguf_architectures
+FLUX2_KLEIN = {3072: "klein-4b", 4096: "klein-9b"}  # the pack's FLUX.2 type by hidden width
 
 
-def base_model(info) -> dict:
-    """The pack's answer for graphflow's detection result (an ArchInfo or a FlowInfo)."""
+def sdxl_type(shapes, info) -> str:
+    """ComfyUI's SDXL.model_type as the pack names it (ModelType's name, lower case, - for _), from the
+    file's marker keys in ComfyUI's order; where it has none, beyond the pack, graphflow's prediction
+    (graphflow.config, modelspec.prediction_type): a file graphflow samples as v says so (the pack: eps)."""
+    if "edm_mean" in shapes and "edm_std" in shapes:  # Playground v2.5
+        return "edm"
+    if "edm_vpred.sigma_max" in shapes:  # CosXL
+        return "v-prediction-edm"
+    if "v_pred" in shapes or info.prediction == "v":
+        return "v-prediction"
+    return "eps"
+
+
+def base_model(info, shapes=()) -> dict:
+    """The pack's answer for graphflow's detection result (an ArchInfo or a FlowInfo) of a file
+    with these keys."""
     family = getattr(info, "family", None) or info.arch
     if family == "lumina2" and info.config.dim == Z_IMAGE_WIDTH:
         return {"base_model": "unknown",
@@ -81,7 +101,7 @@ def base_model(info) -> dict:
     result = {"base_model": name,
               "is_inpaint": (name in ("sd15", "sdxl") and info.unet.in_channels > 4) or family == "flux_fill"}
     if name == "sdxl":
-        result["type"] = "v-prediction" if info.prediction == "v" else "eps"
+        result["type"] = sdxl_type(shapes, info)
     elif family in FAMILY_TYPES:
         result["type"] = FAMILY_TYPES[family]
     return result
@@ -121,12 +141,14 @@ def _detected(f: WeightFile) -> dict:
     other = _other_families(shapes)
     if other is not None:
         return other
+    # Playground v2.5's EDM markers: graphflow refuses to sample it, the pack names it SDXL "edm"
+    unmarked = {k: v for k, v in shapes.items() if k not in ("edm_mean", "edm_std")}
     try:
-        return base_model(detect_architecture(shapes, f.metadata, get_tensor=f.get))
+        return base_model(detect_architecture(unmarked, f.metadata, get_tensor=f.get), shapes)
     except CheckpointError:
         kind = identify(shapes)
-        if kind is not None and kind.folder not in ("checkpoints", "diffusion_models"):
-            return {"base_model": "unknown"}  # an add-on: no diffusion model in it, as the pack finds
+        if kind is None or kind.folder not in ("checkpoints", "diffusion_models"):
+            return {"base_model": "unknown"}  # no diffusion model in it (an add-on, an upscaler, ...), as the pack
         raise
 
 
@@ -136,15 +158,43 @@ def _safetensors(path: Path) -> dict:
 
 
 def _gguf(path: Path) -> dict:
-    """graphflow's reading of the tensors, as for safetensors; the architecture ComfyUI-GGUF's loader
-    would refuse (a text encoder, an unknown one) said first; quant "gguf", as the pack gives."""
+    """The pack's inspect_gguf: general.architecture under its names (sd1 -> sd15, qwen_image ->
+    qwen-image, the rest as they are), told apart by a tensor where it looks (Chroma's
+    distilled_guidance_layer, Z-Image's 3840-wide cap_embedder, FLUX.2's double_stream_modulation_img
+    with klein's type by width); is_inpaint False; quant general.file_type lower-cased where it is
+    text, "gguf" where it is a number. Beyond the pack: a text encoder or an architecture
+    ComfyUI-GGUF's loader refuses is unknown with its error, and a file naming no architecture (the
+    pack: flux) or the converter's placeholder is told by its tensors, as a safetensors file."""
     try:
-        check_gguf_file(path, text_encoder=False)
+        arch = check_gguf_file(path, text_encoder=False)
+        header = read_header(path)
     except GGUFError as e:
         raise CheckpointError(str(e)) from None
-    with WeightFile(path) as f:
-        answer = _detected(f)
-    return {**answer, "quant": "gguf"} if answer["base_model"] != "unknown" else answer
+    if arch is None:
+        with WeightFile(path) as f:
+            answer = _detected(f)
+        if answer["base_model"] == "unknown":
+            return answer
+        return {**answer, "is_inpaint": False, **_gguf_quant(header)}
+    widths = {name: dims[0] for name, dims, *_ in header.tensors if dims}  # ggml's first dim, as gguf-py's shape[0]
+    kind = None
+    if arch == "flux" and any(name.startswith("distilled_guidance_layer") for name in widths):
+        arch = "chroma"
+    elif arch == "flux" and "double_stream_modulation_img.lin.weight" in widths:
+        arch, kind = "flux2", FLUX2_KLEIN.get(widths["double_stream_modulation_img.lin.weight"])
+    elif arch == "lumina2" and widths.get("cap_embedder.1.bias") == Z_IMAGE_WIDTH:
+        arch = "z-image"
+    result = {"base_model": GGUF_NAMES.get(arch, arch), "is_inpaint": False}
+    if kind is not None:
+        result["type"] = kind
+    return {**result, **_gguf_quant(header)}
+
+
+def _gguf_quant(header) -> dict:
+    file_type = header.fields.get("general.file_type")
+    if file_type is None:
+        return {}
+    return {"quant": file_type.decode("utf-8", "replace").lower() if isinstance(file_type, bytes) else "gguf"}
 
 
 def inspect_file(path) -> dict:

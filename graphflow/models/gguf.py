@@ -466,17 +466,25 @@ def _unpermute(t: torch.Tensor, heads: int) -> torch.Tensor:
     return t.reshape(heads, rows // heads // 2, 2, *t.shape[1:]).transpose(1, 2).reshape(t.shape)
 
 
-def header_architecture(path) -> str | None:
-    """general.architecture of the GGUF file `path` (None where absent), from its header alone."""
+def read_header(path) -> _Header:
+    """The GGUF file's header: its scalar fields (strings as bytes) and tensor infos (name, dims as
+    stored, ggml type, offset); its arrays are not readable after (the map is closed)."""
     import mmap
 
     try:
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            arch = _Header(mm).fields.get("general.architecture")
+            header = _Header(mm)
     except (OSError, ValueError, struct.error) as e:
         if isinstance(e, GGUFError):
             raise
         raise GGUFError(f"not a readable GGUF file ({type(e).__name__}: {e})") from None
+    header.map = None
+    return header
+
+
+def header_architecture(path) -> str | None:
+    """general.architecture of the GGUF file `path` (None where absent), from its header alone."""
+    arch = read_header(path).fields.get("general.architecture")
     if arch is not None and not isinstance(arch, bytes):
         raise GGUFError(f"its metadata general.architecture is {arch!r}, not a string")
     return None if arch is None else _text(arch, "general.architecture")
