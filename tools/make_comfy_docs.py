@@ -253,10 +253,13 @@ def render() -> str:
               "The pack's other routes (graphflow/server/etn_routes.py says what each answers, and where it goes "
               "beyond the pack): model_info names each file's base model as the pack's table does (sd15, sdxl, "
               "flux, ...), from graphflow's reading of the file's header (graphflow/models/base_model_info.py; "
-              "remembered per file size and time; a file it can't read gets its own `error`); an upload is a "
-              "`.safetensors` file up to `--max-model-upload-mb` (default 4096), stored whole or not at all; "
-              "published workflows go to the subscribed client ids over the websocket "
-              "(`etn_workflow_published`); translation answers as the pack without its translator. On Ray "
+              "GGUF files by their architecture, as the pack; remembered per file state; a file it can't read "
+              "gets its own `error`, never failing the page); an upload is a `.safetensors` file up to "
+              "`--max-model-upload-mb` (default 4096) and the folder's free space, two at once, stored whole or "
+              "not at all and never over a file of the same name; published workflows go to the subscribed "
+              "client ids over the websocket (`etn_workflow_published`): a subscriber is a client id with a "
+              "websocket open, and subscribing again sends the workflows again; translation answers as the pack "
+              "without its translator. On Ray "
               "workers these work as without them, the uploads going to the server's model folders.", "",
               "| method | path | what it does |", "|---|---|---|"]
     lines += [f"| {method} | `{path}` | {what} |" for method, path, _, what in ETN_ROUTES]
