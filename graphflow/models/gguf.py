@@ -95,7 +95,7 @@ DEFAULT_ALIGNMENT = 32  # GGUF's, where general.alignment is absent
 MAX_COUNT = 2**20  # tensors, and metadata fields
 MAX_ARRAY_ITEMS = 2**24
 MAX_NAME_BYTES = 2**16  # a key or tensor name (ggml's GGML_MAX_NAME is 64)
-GGML_MAX_DIMS = 4
+MAX_DIMS = 8  # ggml's GGML_MAX_DIMS is 4, but gguf-py writes a 5-D weight (Wan's patch embedding) as it is
 
 
 class _Array:
@@ -131,8 +131,8 @@ class _Header:
         for _ in range(tensor_count):
             name = self._text()
             n_dims = self._value(4)
-            if n_dims > GGML_MAX_DIMS:
-                raise GGUFError(f"tensor {name!r} has {n_dims} dims, over ggml's {GGML_MAX_DIMS}")
+            if n_dims > MAX_DIMS:
+                raise GGUFError(f"tensor {name!r} has {n_dims} dims, over the {MAX_DIMS} read")
             dims = tuple(self._value(10) for _ in range(n_dims))
             self.tensors.append((name, dims, self._value(4), self._value(10)))
         alignment = self.fields.get("general.alignment", DEFAULT_ALIGNMENT)
