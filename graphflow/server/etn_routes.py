@@ -394,7 +394,7 @@ ROUTES = (
     ("POST", "/api/etn/workflow/publish", publish_workflow, "publish a workflow ({name, client_id, workflow}) to the "
                                                             "subscribed clients' websockets (etn_workflow_published)"),
     ("POST", "/api/etn/workflow/subscribe", subscribe_workflow, "a client id ({client_id}) gets the published "
-                                                                "workflows over its open websocket (again: sent again)"),
+                                                                "workflows over its open websocket (again: re-sent)"),
     ("POST", "/api/etn/workflow/unsubscribe", unsubscribe_workflow, "stop sending published workflows to a client id"),
     ("GET", "/api/etn/translate/{lang}/{text}", translate, "the text in English as the pack answers without its "
                                                            "translator: lang en passes, another language is a 500 "
