@@ -1,6 +1,6 @@
 """Loading what ComfyUI loads: .ckpt files through the restricted unpickler, refusals reported at
 validation, LoRA keys that match nothing skipped with a warning, and checkpoints with their own
-sampling detected (zero terminal SNR) or refused (Playground v2.5)."""
+sampling detected (zero terminal SNR, Playground v2.5's EDM)."""
 
 import pytest
 import torch
@@ -155,15 +155,13 @@ def test_zero_terminal_snr_vpred_checkpoint_gets_its_schedule(tmp_path):
     assert float(plain.sigma_max) == pytest.approx(14.6146, rel=1e-4)
 
 
-def test_playground_style_checkpoint_is_refused_not_sampled_wrong(builtin_registry, folders):
+def test_playground_checkpoint_validates_and_loads_as_edm(builtin_registry, folders):
+    # once refused; now ComfyUI's reading of its markers (tests/test_playground.py samples it)
     path = folders.models / "checkpoints" / "playground.safetensors"
-    write_checkpoint(path, "sdxl")
-    tensors = load_file(str(path))
-    tensors["edm_mean"] = torch.zeros(1, 4, 1, 1)
-    tensors["edm_std"] = torch.ones(1, 4, 1, 1)
-    save_file(tensors, str(path))
+    write_checkpoint(path, "sdxl", extra={"edm_mean": torch.zeros(1, 4, 1, 1), "edm_std": torch.ones(1, 4, 1, 1)})
     try:
-        problems = validate(parse_workflow(comfy_txt2img("playground.safetensors"), builtin_registry), builtin_registry)
-        assert len(problems) == 1 and "Playground v2.5" in problems[0].message and problems[0].input == "checkpoint"
+        assert validate(parse_workflow(comfy_txt2img("playground.safetensors"), builtin_registry), builtin_registry) == []
+        model = load_checkpoint(path, device="cpu").model
+        assert (model.prediction, model.edm, model.latent_format.name) == ("edm", (0.002, 80.0), "sdxl_playground_2_5")
     finally:
         path.unlink()

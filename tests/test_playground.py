@@ -1,0 +1,157 @@
+"""Playground v2.5 single-file checkpoints: an SDXL file with ComfyUI's edm_mean / edm_std marker keys
+is detected, loaded and sampled as ComfyUI's SDXL.model_type says (EDM, sigma_data 0.5, sigmas
+0.002 .. 80, the SDXL_Playground_2_5 latent format), checked against diffusers' EDMEulerScheduler
+(preconditioning and Euler steps on the same tiny UNet) and StableDiffusionXLPipeline's latent
+formula with Playground's latents_mean / latents_std."""
+
+import pytest
+import torch
+from test_nodes_image_mask import call
+
+from graphflow.executor import Executor
+from graphflow.models.architecture import detect_architecture
+from graphflow.models.checkpoint import load_checkpoint
+from graphflow.models.checkpoint_report import inspect_report
+from graphflow.models.latent_formats import PLAYGROUND_2_5
+from graphflow.models.weight_files import WeightFile
+from graphflow.sampling import DiscreteSchedule, ModelDenoiser, compute_sigmas, sample
+from graphflow.testing import write_checkpoint
+from graphflow.workflow import parse_workflow
+
+# playgroundai/playground-v2.5-1024px-aesthetic's vae/config.json latents_mean / latents_std, which
+# diffusers' single-file converter takes from the file's edm_mean / edm_std
+MEAN = torch.tensor([-1.6574, 1.886, -1.383, 2.5155]).view(1, 4, 1, 1)
+STD = torch.tensor([8.4927, 5.9022, 6.5498, 5.2299]).view(1, 4, 1, 1)
+VAE_SCALING = 0.5  # its vae/config.json scaling_factor
+MARKERS = {"edm_mean": MEAN, "edm_std": STD}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    (root / "checkpoints").mkdir()
+    write_checkpoint(root / "checkpoints" / "playground.safetensors", "sdxl", extra=MARKERS)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ckpt(models):
+    return load_checkpoint(models / "checkpoints" / "playground.safetensors", device="cpu", dtype=torch.float32)
+
+
+def diffusers_euler(unet, noise, context, y, steps):
+    """Playground's sampling as diffusers steps it: EDMEulerScheduler (Playground's sigma range and
+    sigma_data, Karras schedule), the network called on precondition_inputs / precondition_noise,
+    then the pipeline's decode-side formula back to the raw VAE latent."""
+    from diffusers import EDMEulerScheduler
+
+    scheduler = EDMEulerScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="karras",
+                                  prediction_type="epsilon", final_sigmas_type="zero")
+    scheduler.set_timesteps(steps)
+    x = noise * scheduler.init_noise_sigma
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            out = unet(scheduler.scale_model_input(x, t), t.reshape(1), context, y)
+            x = scheduler.step(out, t, x).prev_sample
+    return x * STD / VAE_SCALING + MEAN
+
+
+def test_detection_marks_sdxl_as_playground(models):
+    with WeightFile(models / "checkpoints" / "playground.safetensors") as f:
+        info = detect_architecture(f.shapes, f.metadata)
+        one_marker = detect_architecture({k: v for k, v in f.shapes.items() if k != "edm_std"}, f.metadata)
+    assert (info.arch, info.prediction, info.sigma_range) == ("sdxl", "edm", (0.002, 80.0))
+    assert info.latent_format is PLAYGROUND_2_5 and "Playground v2.5" in info.name
+    # ComfyUI asks for both markers; one alone is plain SDXL
+    assert (one_marker.prediction, one_marker.sigma_range, one_marker.latent_format.name) == ("eps", None, "sdxl")
+    report = inspect_report(models / "checkpoints" / "playground.safetensors")
+    assert "prediction: edm" in report and "sigmas 0.002 .. 80.0, sigma_data 0.5" in report
+    assert "scaling factor 0.5, each channel standardised" in report
+
+
+def test_loaded_model_samples_continuous_edm(ckpt, builtin_registry):
+    model = ckpt.model
+    assert (model.prediction, model.edm, model.model_type) == ("edm", (0.002, 80.0), "edm")
+    assert model.latent_format is PLAYGROUND_2_5 and ckpt.vae.latent_format is PLAYGROUND_2_5
+    schedule = DiscreteSchedule.for_model(model)
+    assert schedule.sigma_data == 0.5
+    # ComfyUI's schedulers on ModelSamplingContinuousEDM: karras between its sigma_min and sigma_max;
+    # normal linear in its timestep 0.25 ln sigma
+    karras = compute_sigmas(schedule, "karras", 4)
+    ramp = torch.linspace(0, 1, 4, dtype=torch.float64)
+    expected = (80.0 ** (1 / 7) + ramp * (0.002 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
+    torch.testing.assert_close(karras[:-1].double(), expected, rtol=1e-5, atol=0)
+    normal = compute_sigmas(schedule, "normal", 3)
+    expected = torch.exp(torch.linspace(0.25 * torch.log(torch.tensor(80.0)), 0.25 * torch.log(torch.tensor(0.002)),
+                                        3) / 0.25)
+    torch.testing.assert_close(normal[:-1], expected, rtol=1e-5, atol=0)
+    # a sampling node on top still decides: v_prediction keeps Playground's latent space (ComfyUI
+    # patches the latent format only for edm_playground_v2.5), discrete eps leaves continuous time
+    v = call(builtin_registry, "ModelSamplingContinuousEDM", model=model, sampling="v_prediction", sigma_max=120.0,
+             sigma_min=0.01)
+    assert (v.prediction, v.edm, v.latent_format) == ("v", (0.01, 120.0), PLAYGROUND_2_5)
+    assert DiscreteSchedule.for_model(v).sigma_data == 1.0
+    eps = call(builtin_registry, "ModelSamplingDiscrete", model=model, sampling="eps", zsnr=False)
+    assert (eps.prediction, eps.edm) == ("eps", None) and model.edm == (0.002, 80.0)
+
+
+def test_denoiser_is_diffusers_edm_preconditioning(ckpt):
+    from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
+
+    unet, config = ckpt.model.unet, ckpt.model.unet.config
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 8, 8, generator=g) * 10
+    context = torch.randn(2, 7, config.context_dim, generator=g)
+    y = torch.randn(2, config.adm_in_channels, generator=g)
+    sigma = torch.tensor([80.0, 0.05])
+    with torch.no_grad():
+        ours = ModelDenoiser(ckpt.model)(x, sigma, context=context, y=y)
+        for scheduler in (EDMEulerScheduler(sigma_data=0.5), EDMDPMSolverMultistepScheduler(sigma_data=0.5)):
+            s = sigma.reshape(-1, 1, 1, 1)
+            out = unet(scheduler.precondition_inputs(x, s), scheduler.precondition_noise(sigma), context, y)
+            torch.testing.assert_close(ours, scheduler.precondition_outputs(x, out, s), rtol=1e-4, atol=1e-4)
+
+
+def test_latent_format_is_the_playground_pipeline_formula(ckpt):
+    fmt = ckpt.model.latent_format  # what the sampler maps the LATENT in and out with
+    z = torch.randn(2, 4, 5, 6) * 6 + 1
+    model_space = torch.randn(2, 4, 5, 6)
+    # StableDiffusionXLPipeline (decode) and its img2img prepare_latents (encode) with latents_mean/std
+    torch.testing.assert_close(fmt.process_out(model_space), model_space * STD / VAE_SCALING + MEAN)
+    torch.testing.assert_close(fmt.process_in(z), (z - MEAN) * VAE_SCALING / STD)
+    torch.testing.assert_close(fmt.process_out(fmt.process_in(z)), z)
+
+
+def test_txt2img_workflow_is_diffusers_edm_euler(builtin_registry, tmp_folders, models):
+    tmp_folders.models = models
+    steps, seed = 4, 11
+    graph = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "playground.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": "euler",
+                                                   "scheduler": "karras", "denoise": 1.0, "model": ["4", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0],
+                                                   "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
+    }
+    result = Executor(builtin_registry).run(parse_workflow(graph, builtin_registry))
+    assert result.status == "success", (result.problems, result.error)
+    latent, image = result.values["3"][0]["samples"], result.values["8"][0]
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
+
+    # the network's conditioning as graphflow builds it (context, SDXL's y), caught on a rerun
+    model, calls = result.values["4"][0], []
+    hook = model.unet.register_forward_pre_hook(lambda module, args: calls.append(args[2:4]))
+    try:
+        again = sample(model, seed, steps, 1.0, "euler", "karras", result.values["6"][0], result.values["7"][0],
+                       {"samples": torch.zeros(1, 4, 8, 8)})["samples"]
+    finally:
+        hook.remove()
+    torch.testing.assert_close(again, latent, rtol=0, atol=0)
+    context, y = calls[0]
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(seed))  # ComfyUI's seeded CPU noise
+    reference = diffusers_euler(model.unet, noise, context, y, steps)
+    torch.testing.assert_close(latent, reference, rtol=1e-4, atol=2e-3)
