@@ -155,3 +155,19 @@ def test_txt2img_workflow_is_diffusers_edm_euler(builtin_registry, tmp_folders, 
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(seed))  # ComfyUI's seeded CPU noise
     reference = diffusers_euler(model.unet, noise, context, y, steps)
     torch.testing.assert_close(latent, reference, rtol=1e-4, atol=2e-3)
+
+
+def test_save_keeps_the_markers_and_a_bare_unet_reads_them(ckpt, tmp_path):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.models.checkpoint_save import save_checkpoint
+
+    saved = load_checkpoint(save_checkpoint(tmp_path / "saved.safetensors", ckpt.model, ckpt.clip, ckpt.vae),
+                            device="cpu", dtype=torch.float32)
+    assert (saved.model.prediction, saved.model.edm) == ("edm", (0.002, 80.0))
+    assert saved.model.latent_format.channel_mean == PLAYGROUND_2_5.channel_mean
+    from graphflow.models.weight_files import config_metadata
+
+    bare = write_checkpoint(tmp_path / "unet.safetensors", "sdxl", components=("unet",), extra=MARKERS,
+                            metadata=config_metadata(arch="sdxl"))  # a scaled-down UNet alone says its family
+    model = load_diffusion_model(bare, device="cpu", dtype=torch.float32)
+    assert (model.prediction, model.edm, model.latent_format) == ("edm", (0.002, 80.0), PLAYGROUND_2_5)
