@@ -100,7 +100,6 @@ ALLOWED = {
     ("graphflow/models/configs.py", "LAYER_NORM_HIDDEN"): "the SD families' text encoders",
     ("graphflow/models/architecture.py", "locate_towers"): "the order SD text-encoder layouts are tried in",
     ("graphflow/models/diffusers_layout.py", "read_folder"): "diffusers folders: text_encoder/ slots per family",
-    ("graphflow/sampling/preview.py", "TAESD_FOR_FAMILY"): "keyed by latent format",
     # CLIPLoader / DualCLIPLoader types: ComfyUI's CLIPType names, some of which are architecture names
     ("graphflow/models/flow_text.py", "T5_ALONE"): "CLIP types",
     ("graphflow/models/flow_text.py", "T5_ALONE_NAMES"): "CLIP types",

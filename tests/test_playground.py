@@ -171,3 +171,31 @@ def test_save_keeps_the_markers_and_a_bare_unet_reads_them(ckpt, tmp_path):
                             metadata=config_metadata(arch="sdxl"))  # a scaled-down UNet alone says its family
     model = load_diffusion_model(bare, device="cpu", dtype=torch.float32)
     assert (model.prediction, model.edm, model.latent_format) == ("edm", (0.002, 80.0), PLAYGROUND_2_5)
+
+
+def test_taesd_preview_decodes_playground_latents_in_sdxls_space(tmp_folders):
+    from safetensors.torch import save_file
+
+    from graphflow.models.latent_formats import SDXL
+    from graphflow.models.taesd import Decoder, TAESDConfig, load_half
+    from graphflow.sampling import preview
+
+    torch.manual_seed(0)
+    decoder = Decoder(TAESDConfig(latent_channels=4))
+    for p in decoder.parameters():
+        p.data = torch.randn_like(p) * (1.0 / p[0].numel()) ** 0.5
+    approx = tmp_folders.models / "vae_approx"
+    approx.mkdir(parents=True, exist_ok=True)
+    save_file(decoder.state_dict(), str(approx / "taesdxl_decoder.safetensors"))
+    x = torch.randn(1, 4, 6, 6)
+    sdxl_space = SDXL.process_in(x * STD / VAE_SCALING + MEAN)  # the raw VAE latent, scaled as SDXL samples it
+    was = preview.preview_method()
+    preview.set_preview_method("taesd")
+    try:
+        got = preview.make_preview(x, PLAYGROUND_2_5)
+    finally:
+        preview.set_preview_method(was)
+    with torch.no_grad():
+        expected = load_half(approx / "taesdxl_decoder.safetensors", "decoder")(sdxl_space)
+    assert got.shape == (1, 48, 48, 3)
+    torch.testing.assert_close(got, expected.float().clamp(0, 1).permute(0, 2, 3, 1), rtol=1e-3, atol=1e-3)

@@ -23,8 +23,10 @@ from graphflow.choices import PREVIEW_METHODS
 
 log = logging.getLogger(__name__)
 
-# the latent format's family -> the TAESD release for it (ComfyUI's file names)
-TAESD_FOR_FAMILY = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}
+# the latent format's family -> the TAESD release for it (ComfyUI's file names); Playground v2.5
+# shares SDXL's VAE, so TAESDXL decodes its latents once they are put in SDXL's model space
+TAESD_FOR_FAMILY = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl", "sdxl_playground_2_5": "taesdxl",
+                    "sd3": "taesd3", "flux": "taef1"}
 
 _method = "latent2rgb"
 _decoders: dict = {}  # (path, size, mtime, device) -> decoder module
@@ -52,6 +54,11 @@ def make_preview(x: torch.Tensor, latent_format) -> torch.Tensor | None:
         x = x[:, :, 0]
     if _method == "taesd":
         decoder = taesd_decoder(latent_format, x.device)
+        if decoder is not None and getattr(latent_format, "name", "") == "sdxl_playground_2_5":
+            from graphflow.models.latent_formats import SDXL
+
+            # ComfyUI hands TAESDXL Playground's own normalisation, which it was not trained on
+            x = SDXL.process_in(latent_format.process_out(x[:1].float()))
         if decoder is not None:
             with torch.no_grad():
                 weight = next(decoder.parameters())
