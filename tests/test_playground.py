@@ -199,3 +199,30 @@ def test_taesd_preview_decodes_playground_latents_in_sdxls_space(tmp_folders):
         expected = load_half(approx / "taesdxl_decoder.safetensors", "decoder")(sdxl_space)
     assert got.shape == (1, 48, 48, 3)
     torch.testing.assert_close(got, expected.float().clamp(0, 1).permute(0, 2, 3, 1), rtol=1e-3, atol=1e-3)
+
+
+def test_diffusers_folder_with_an_edm_scheduler_is_playground(tmp_path):
+    import diffusers
+    from test_diffusers_folder import write_folder
+
+    from graphflow.models.checkpoint import CheckpointError
+    from graphflow.models.diffusers_folder import load_diffusers
+
+    root = tmp_path / "playground"
+    write_folder(root, "sdxl")
+    vae = diffusers.AutoencoderKL.from_pretrained(root / "vae")
+    vae.register_to_config(scaling_factor=VAE_SCALING, latents_mean=MEAN.flatten().tolist(),
+                           latents_std=STD.flatten().tolist())
+    vae.save_pretrained(root / "vae")
+    scheduler = diffusers.EDMDPMSolverMultistepScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5)
+    scheduler.save_pretrained(root / "scheduler")
+    ckpt = load_diffusers(root, device="cpu", dtype=torch.float32)
+    model = ckpt.model
+    assert (model.prediction, model.edm) == ("edm", (0.002, 80.0))
+    assert DiscreteSchedule.for_model(model).sigma_data == 0.5
+    z = torch.randn(1, 4, 3, 3)
+    torch.testing.assert_close(model.latent_format.process_out(z), z * STD / VAE_SCALING + MEAN)
+    # an EDM scheduler without Playground's latent statistics is refused, not sampled on SD's betas
+    diffusers.EDMEulerScheduler(prediction_type="v_prediction").save_pretrained(root / "scheduler")
+    with pytest.raises(CheckpointError, match="Playground v2.5's layout only"):
+        load_diffusers(root, device="cpu", dtype=torch.float32)

@@ -8,7 +8,11 @@ scheduler/scheduler_config.json. UNet and VAE keys are renamed to the LDM layout
 checkpoint would be. What weights cannot show comes from the components' config.json: attention
 heads and GroupNorm groups, the VAE's scaling factor, the text encoders' activation; and from
 scheduler_config.json the prediction type (epsilon / v_prediction) and rescale_betas_zero_snr
-(sampled on the zero-terminal-SNR schedule). The family: text_encoder + text_encoder_2 -> SDXL
+(sampled on the zero-terminal-SNR schedule); an EDM scheduler (EDMEulerScheduler,
+EDMDPMSolverMultistepScheduler) with vae/config.json's latents_mean / latents_std is Playground
+v2.5's folder: sampled as its single file is (EDM F-prediction, diffusers' "epsilon" there, on the
+scheduler's sigma_min .. sigma_max, each latent channel standardised by the VAE config's numbers);
+any other EDM folder is refused, not sampled on SD's schedule. The family: text_encoder + text_encoder_2 -> SDXL
 base, text_encoder_2 alone -> SDXL refiner, else the text encoder's activation (quick_gelu -> SD1,
 gelu -> SD2). An SD2 UNet with 7 input channels and a class-label table (class_embedding) is the
 x4 upscaler (StableDiffusionUpscalePipeline's folder: graphflow.models.x4_upscaler), sampled and
@@ -34,7 +38,8 @@ validation checks a folder through it before a run); this module builds the mode
 from dataclasses import replace
 from pathlib import Path
 
-from .architecture import UNET_PREFIX, VAE_PREFIX, ArchInfo, detect_architecture, vae_config_from_shapes
+from .architecture import (PLAYGROUND_MARKERS, UNET_PREFIX, VAE_PREFIX, ArchInfo, detect_architecture,
+                           vae_config_from_shapes)
 from .architectures import ARCHITECTURES
 from .checkpoint import (Checkpoint, _resolve, _set_sources, _standalone_tower, build_flow_model, build_unet, build_vae,
                          flow_placement, tower_of)
@@ -80,6 +85,24 @@ def _prediction(folder: Folder, prediction) -> tuple[str | None, bool, list[str]
     if prediction is None and value is not None:
         prediction = {"epsilon": "eps", "v_prediction": "v"}[value]
     return prediction, zsnr, notes
+
+
+def _playground(folder: Folder) -> tuple[float, float] | None:
+    """An EDM scheduler's (sigma_min, sigma_max) where the folder is Playground v2.5's layout, None
+    for a folder without an EDM scheduler; any other EDM folder raises CheckpointError."""
+    s, v = folder.scheduler, folder.vae_config
+    kind = s.get("_class_name", "")
+    if not kind.startswith("EDM"):
+        return None
+    wanted = (folder.arch == "sdxl" and s.get("prediction_type", "epsilon") == "epsilon"
+              and s.get("sigma_data", 0.5) == 0.5 and len(v.get("latents_mean") or ()) == 4
+              and len(v.get("latents_std") or ()) == 4)
+    if not wanted:
+        raise CheckpointError(f"scheduler/scheduler_config.json: {kind} is read for Playground v2.5's layout only "
+                              f"(SDXL, prediction_type epsilon, sigma_data 0.5, latents_mean and latents_std of 4 "
+                              f"channels in vae/config.json); this folder is {folder.arch}, prediction_type "
+                              f"{s.get('prediction_type', 'epsilon')!r}, sigma_data {s.get('sigma_data', 0.5)}")
+    return float(s.get("sigma_min", 0.002)), float(s.get("sigma_max", 80.0))
 
 
 def _schedule_notes(folder: Folder, upscaler: bool) -> list[str]:
@@ -133,13 +156,25 @@ def _detect(folder: Folder, shapes: dict, prediction) -> ArchInfo:
     latent = {"scale_factor": v["scaling_factor"]} if "scaling_factor" in v else {}
     if latent and v.get("shift_factor") is not None:
         latent["shift_factor"] = v["shift_factor"]
-    prediction, zsnr, notes = _prediction(folder, prediction)
+    sigmas = _playground(folder)
+    if sigmas is not None:  # the single file's markers; the caller's prediction, if any, still decides
+        shapes = {**shapes, **{marker: (1, 4, 1, 1) for marker in PLAYGROUND_MARKERS}}
+        notes = [f"scheduler {folder.scheduler['_class_name']}: EDM, sigmas {sigmas[0]} .. {sigmas[1]}"]
+        zsnr = False
+    else:
+        prediction, zsnr, notes = _prediction(folder, prediction)
     metadata = config_metadata(arch=folder.arch, unet=unet or None, vae=vae or None, latent_format=latent or None)
     info = detect_architecture(shapes, metadata, prediction)
+    if sigmas is not None:
+        info = replace(info, latent_format=replace(info.latent_format, channel_mean=tuple(v["latents_mean"]),
+                                                   channel_std=tuple(v["latents_std"])))
+        if info.sigma_range is not None:
+            info = replace(info, sigma_range=sigmas, prediction_source="scheduler/scheduler_config.json")
     if prediction is not None and info.prediction_source == "given by the caller":
         source = "scheduler/scheduler_config.json" if folder.scheduler else "given by the caller"
         info = replace(info, prediction_source=source)
-    notes += _schedule_notes(folder, info.upscaler)
+    if sigmas is None:  # an EDM scheduler has no beta schedule
+        notes += _schedule_notes(folder, info.upscaler)
     kept = [n for n in info.notes if not n.startswith(("no text encoder", "no VAE"))]
     towers = tuple(_tower_spec(name, file) for name, file in folder.text.items())
     return replace(info, towers=towers, notes=folder.notes + notes + kept, zero_terminal_snr=zsnr,
@@ -177,6 +212,8 @@ def _read(folder: Folder, device, dtype, prediction, parts) -> Checkpoint:
             unet = build_unet(_unet_source(u), info.unet, *_resolve(device, dtype, "unet"))
         model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
         model.zsnr = info.zero_terminal_snr
+        if info.sigma_range is not None:  # Playground v2.5's EDM scheduler
+            model = model.with_continuous_sampling(info.prediction, *info.sigma_range)
     if folder.vae is not None and "vae" in parts:
         with WeightFile(folder.vae) as v:
             vae = build_vae(vae_view(v), info.vae, info.latent_format, *_resolve(device, dtype, "vae"), what="vae/")
