@@ -160,7 +160,8 @@ def test_playground_checkpoint_validates_and_loads_as_edm(builtin_registry, fold
     path = folders.models / "checkpoints" / "playground.safetensors"
     write_checkpoint(path, "sdxl", extra={"edm_mean": torch.zeros(1, 4, 1, 1), "edm_std": torch.ones(1, 4, 1, 1)})
     try:
-        assert validate(parse_workflow(comfy_txt2img("playground.safetensors"), builtin_registry), builtin_registry) == []
+        graph = parse_workflow(comfy_txt2img("playground.safetensors"), builtin_registry)
+        assert validate(graph, builtin_registry) == []
         model = load_checkpoint(path, device="cpu").model
         assert (model.prediction, model.edm, model.latent_format.name) == ("edm", (0.002, 80.0), "sdxl_playground_2_5")
     finally:

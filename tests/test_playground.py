@@ -48,12 +48,12 @@ def diffusers_euler(unet, noise, context, y, steps):
     scheduler = EDMEulerScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="karras",
                                   prediction_type="epsilon", final_sigmas_type="zero")
     scheduler.set_timesteps(steps)
-    x = noise * scheduler.init_noise_sigma
+    x = noise.to(context.device) * scheduler.init_noise_sigma
     with torch.no_grad():
         for t in scheduler.timesteps:
-            out = unet(scheduler.scale_model_input(x, t), t.reshape(1), context, y)
+            out = unet(scheduler.scale_model_input(x, t), t.reshape(1).to(x.device), context, y)
             x = scheduler.step(out, t, x).prev_sample
-    return x * STD / VAE_SCALING + MEAN
+    return x.cpu() * STD / VAE_SCALING + MEAN
 
 
 def test_detection_marks_sdxl_as_playground(models):

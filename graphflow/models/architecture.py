@@ -97,7 +97,7 @@ class ArchInfo:
     unclip: bool = False  # SD2.1-unCLIP: y is a noise-augmented CLIP image embedding (graphflow.models.unclip)
     upscaler: bool = False  # Stability's x4 upscaler: 4 + 3 low-res image channels, noise-level label (models.x4_upscaler)
     zero123: bool = False  # Stable Zero123: image + camera context through cc_projection, image latent concat (models.zero123)
-    sigma_range: tuple[float, float] | None = None  # continuous-time EDM sampling's (sigma_min, sigma_max): Playground v2.5
+    sigma_range: tuple[float, float] | None = None  # continuous EDM sampling's (sigma_min, sigma_max): Playground
 
     @property
     def inpaint(self) -> bool:
