@@ -12,8 +12,13 @@ Playground v2.5 (an SDXL file with ComfyUI's `edm_mean` and `edm_std` marker key
 markers as ComfyUI's SDXL.model_type tells it (comfyanonymous/ComfyUI comfy/supported_models.py,
 commit 005e370254d42fcc07904b607b2354dc091f814f): prediction "edm" (Karras et al.'s F-prediction,
 sigma_data 0.5) on continuous sigmas 0.002 .. 80 (sigma_range), latent format PLAYGROUND_2_5.
-The markers' values are not read (ComfyUI's constants are the format's; diffusers' converter
-copies the values into its VAE config as latents_mean / latents_std, the same numbers).
+The markers' values are not read (ComfyUI's constants are the format's; diffusers' converter,
+loaders/single_file_utils.py of diffusers 0.42.1, copies the values into its VAE config as
+latents_mean / latents_std with scaling_factor 0.5). sigma_data 0.5 goes with "edm" in
+graphflow.sampling.model_sampling.ContinuousSchedule, as ComfyUI's ModelSamplingContinuousEDM node
+sets it for "edm" and "edm_playground_v2.5" (1.0 otherwise; its io-schema version in
+comfy_extras/nodes_model_advanced.py, read in the code index, and the older
+048426796c7330fc901cf1638f9895a1ffe300c5 for edm_playground_v2.5).
 """
 
 from collections import Counter
