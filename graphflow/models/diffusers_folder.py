@@ -12,11 +12,11 @@ scheduler_config.json the prediction type (epsilon / v_prediction) and rescale_b
 EDMDPMSolverMultistepScheduler) with vae/config.json's latents_mean / latents_std is Playground
 v2.5's folder: sampled as its single file is (EDM F-prediction, diffusers' "epsilon" there, on the
 scheduler's sigma_min .. sigma_max, each latent channel standardised by the VAE config's numbers);
-any other EDM folder is refused, not sampled on SD's schedule. The family: text_encoder + text_encoder_2 -> SDXL
-base, text_encoder_2 alone -> SDXL refiner, else the text encoder's activation (quick_gelu -> SD1,
-gelu -> SD2). An SD2 UNet with 7 input channels and a class-label table (class_embedding) is the
-x4 upscaler (StableDiffusionUpscalePipeline's folder: graphflow.models.x4_upscaler), sampled and
-its low-res image noised on its own schedule; scheduler/ and low_res_scheduler/ schedules and
+any other EDM folder is refused, not sampled on SD's schedule. The family: text_encoder +
+text_encoder_2 -> SDXL base, text_encoder_2 alone -> SDXL refiner, else the text encoder's
+activation (quick_gelu -> SD1, gelu -> SD2). An SD2 UNet with 7 input channels and a class-label
+table (class_embedding) is the x4 upscaler (StableDiffusionUpscalePipeline's folder:
+graphflow.models.x4_upscaler), sampled and its low-res image noised on its own schedule; scheduler/ and low_res_scheduler/ schedules and
 model_index.json's max_noise_level that differ from it are noted.
 
 SD3 / SD3.5 and FLUX.1 folders hold transformer/ instead of unet/: its config.json's _class_name
