@@ -226,3 +226,18 @@ def test_diffusers_folder_with_an_edm_scheduler_is_playground(tmp_path):
     diffusers.EDMEulerScheduler(prediction_type="v_prediction").save_pretrained(root / "scheduler")
     with pytest.raises(CheckpointError, match="Playground v2.5's layout only"):
         load_diffusers(root, device="cpu", dtype=torch.float32)
+
+
+def test_save_after_the_playground_sampling_node_keeps_plain_sdxl(builtin_registry, tmp_path):
+    from graphflow.models.checkpoint_save import save_checkpoint
+
+    plain = load_checkpoint(write_checkpoint(tmp_path / "sdxl.safetensors", "sdxl"), device="cpu",
+                            dtype=torch.float32)
+    model = call(builtin_registry, "ModelSamplingContinuousEDM", model=plain.model, sampling="edm_playground_v2.5",
+                 sigma_max=80.0, sigma_min=0.002)
+    assert model.latent_format is PLAYGROUND_2_5
+    # ComfyUI stores no sampling node's choice: the file reloads as the SDXL it was read as
+    saved = load_checkpoint(save_checkpoint(tmp_path / "saved.safetensors", model, plain.clip, plain.vae),
+                            device="cpu", dtype=torch.float32)
+    fmt = saved.model.latent_format
+    assert (saved.model.prediction, saved.model.edm, fmt.scale_factor, fmt.channel_mean) == ("eps", None, 0.13025, None)

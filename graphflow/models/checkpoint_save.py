@@ -94,7 +94,7 @@ def model_state(model: DiffusionModel, dtype: torch.dtype | None = None) -> dict
         state["v_pred"] = torch.tensor([])
         if model.zsnr:
             state["ztsnr"] = torch.tensor([])
-    fmt = model.latent_format
+    fmt = model.read_latent_format
     if model.model_type == "edm" and model.arch == "sdxl" and fmt.channel_mean is not None:
         # read as Playground v2.5: its markers, or it loads back as plain SDXL (ComfyUI's save drops them)
         state["edm_mean"] = torch.tensor(fmt.channel_mean).view(1, -1, 1, 1)
@@ -134,7 +134,8 @@ def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]
     """ComfyUI's modelspec keys (the architecture for SDXL, its refiner, SVD and SD3; the
     prediction for every model read as eps or v, by its model type, as ComfyUI: a sampling node's
     choice is not written), and graphflow.config for the UNet families (flow models are known by
-    their key names and shapes alone)."""
+    their key names and shapes alone) with the latent format the model was read with, not one a
+    sampling node set (ModelSamplingContinuousEDM's edm_playground_v2.5 on a plain SDXL)."""
     metadata = {}
     trained = model.model_type if model.model_type in ("eps", "v") else None
     arch = ARCHITECTURES[model.arch]
@@ -145,7 +146,7 @@ def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]
             prediction=trained,  # lcm / x0 / EDM sampling is a sampling choice, not stored (as in ComfyUI)
             unet={"num_heads": unet.num_heads, "num_head_channels": unet.num_head_channels,
                   "norm_groups": unet.norm_groups},
-            latent_format=_latent_format_config(model.latent_format), **sections)
+            latent_format=_latent_format_config(model.read_latent_format), **sections)
     # ComfyUI's modelspec.architecture, written (with sai_model_spec, implementation and title) for
     # some families only; SD1.x / SD2.x files get none (ComfyUI's list leaves them out)
     if arch.modelspec is not None:

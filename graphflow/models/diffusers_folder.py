@@ -335,7 +335,7 @@ def _read_flow(folder: FlowFolder, device, dtype, prediction, parts) -> Checkpoi
     if "diffusion_model" in parts:
         with WeightFile(folder.transformer) as f:
             model = build_flow_model(transformer_view(f, folder.arch), info, *flow_placement(device, dtype))
-        model.latent_format = latent
+        model.latent_format = model.read_latent_format = latent
         for name, value in _flow_sampling(folder)[0].items():
             setattr(model, name, value)
     if folder.vae is not None and "vae" in parts:
