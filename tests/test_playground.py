@@ -64,6 +64,7 @@ def test_detection_marks_sdxl_as_playground(models):
     assert info.latent_format is PLAYGROUND_2_5 and "Playground v2.5" in info.name
     # ComfyUI asks for both markers; one alone is plain SDXL
     assert (one_marker.prediction, one_marker.sigma_range, one_marker.latent_format.name) == ("eps", None, "sdxl")
+    assert "only one of edm_mean/edm_std: read as plain SDXL (ComfyUI needs both)" in one_marker.notes
     report = inspect_report(models / "checkpoints" / "playground.safetensors")
     assert "prediction: edm" in report and "sigmas 0.002 .. 80.0, sigma_data 0.5" in report
     assert "scaling factor 0.5, each channel standardised" in report
@@ -241,3 +242,17 @@ def test_save_after_the_playground_sampling_node_keeps_plain_sdxl(builtin_regist
                             device="cpu", dtype=torch.float32)
     fmt = saved.model.latent_format
     assert (saved.model.prediction, saved.model.edm, fmt.scale_factor, fmt.channel_mean) == ("eps", None, 0.13025, None)
+
+
+def test_playground_markers_win_over_edm_vpred_keys(tmp_path):
+    # ComfyUI's SDXL.model_type checks both Playground markers before edm_vpred.sigma_max; graphflow's
+    # own save of Playground sampled with ModelSamplingContinuousEDM v_prediction writes both
+    from graphflow.models.base_model_info import inspect_file
+
+    path = write_checkpoint(tmp_path / "both.safetensors", "sdxl",
+                            extra={**MARKERS, "edm_vpred.sigma_max": torch.tensor(120.0),
+                                   "edm_vpred.sigma_min": torch.tensor(0.01)})
+    model = load_checkpoint(path, device="cpu", dtype=torch.float32).model
+    assert (model.prediction, model.edm, model.model_type, model.edm_v_file) == ("edm", (0.002, 80.0), "edm", False)
+    assert model.latent_format is PLAYGROUND_2_5
+    assert inspect_file(path)["type"] == "edm"

@@ -10,8 +10,11 @@ output_blocks.11.1.transformer_blocks.0.norm1.bias > 0.09 means the 768-v model)
 
 Playground v2.5 (an SDXL file with ComfyUI's `edm_mean` and `edm_std` marker keys) is told by its
 markers as ComfyUI's SDXL.model_type tells it (comfyanonymous/ComfyUI comfy/supported_models.py,
-commit 005e370254d42fcc07904b607b2354dc091f814f): prediction "edm" (Karras et al.'s F-prediction,
-sigma_data 0.5) on continuous sigmas 0.002 .. 80 (sigma_range), latent format PLAYGROUND_2_5.
+commit c4d1a8d3567a1363db63e8212b99a1a6bffb5719, whose order is both Playground markers, then
+edm_vpred.sigma_max, then v_pred: a file with Playground's markers and edm_vpred keys is Playground;
+005e370254d42fcc07904b607b2354dc091f814f has no edm_vpred branch): prediction "edm" (Karras et
+al.'s F-prediction, sigma_data 0.5) on continuous sigmas 0.002 .. 80 (sigma_range), latent format
+PLAYGROUND_2_5. One marker alone is plain SDXL (noted), as ComfyUI asks for both.
 The markers' values are not read (ComfyUI's constants are the format's; diffusers' converter,
 loaders/single_file_utils.py of diffusers 0.42.1, copies the values into its VAE config as
 latents_mean / latents_std with scaling_factor 0.5). sigma_data 0.5 goes with "edm" in
@@ -293,6 +296,8 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     # SD2 text encoder, a noise-level label table and 4 + 3 input channels: Stability's x4 upscaler
     upscaler = arch == "sd2" and bool(unet.num_classes) and unet.in_channels == SD_X4.channels + 3
     playground = arch == "sdxl" and all(k in shapes for k in PLAYGROUND_MARKERS)
+    if arch == "sdxl" and not playground and any(k in shapes for k in PLAYGROUND_MARKERS):
+        notes.append("only one of edm_mean/edm_std: read as plain SDXL (ComfyUI needs both)")
     latent_format = PLAYGROUND_2_5 if playground else SDXL if arch.startswith("sdxl") else SD_X4 if upscaler else SD1
     lf = config.get("latent_format") or {}
     if lf:
