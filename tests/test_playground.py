@@ -202,31 +202,112 @@ def test_taesd_preview_decodes_playground_latents_in_sdxls_space(tmp_folders):
     torch.testing.assert_close(got, expected.float().clamp(0, 1).permute(0, 2, 3, 1), rtol=1e-3, atol=1e-3)
 
 
-def test_diffusers_folder_with_an_edm_scheduler_is_playground(tmp_path):
-    import diffusers
+@pytest.fixture(scope="module")
+def sdxl_folder(tmp_path_factory):
+    from test_diffusers_folder import write_folder
+
+    root = tmp_path_factory.mktemp("folders") / "sdxl"
+    write_folder(root, "sdxl")
+    return root
+
+
+def folder_with(base, dest, vae=None, scheduler=None):
+    """A copy of the folder `base` with keys of vae/config.json and scheduler_config.json set
+    (None removes one); `scheduler` given replaces the scheduler's config."""
+    import json
+    import shutil
+
+    shutil.copytree(base, dest)
+    for path, changes, keep in ((dest / "vae" / "config.json", vae, True),
+                                (dest / "scheduler" / "scheduler_config.json", scheduler, False)):
+        if changes is not None:
+            config = {**json.loads(path.read_text()), **changes} if keep else changes
+            path.write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    return dest
+
+
+PLAYGROUND_VAE = {"scaling_factor": VAE_SCALING, "latents_mean": MEAN.flatten().tolist(),
+                  "latents_std": STD.flatten().tolist()}
+PLAYGROUND_SCHEDULER = {"_class_name": "EDMDPMSolverMultistepScheduler", "sigma_min": 0.002, "sigma_max": 80.0,
+                        "sigma_data": 0.5, "prediction_type": "epsilon"}
+
+
+def test_diffusers_folder_with_an_edm_scheduler_is_playground(sdxl_folder, tmp_path):
+    from graphflow.models.diffusers_folder import load_diffusers
+
+    root = folder_with(sdxl_folder, tmp_path / "playground", PLAYGROUND_VAE, PLAYGROUND_SCHEDULER)
+    model = load_diffusers(root, device="cpu", dtype=torch.float32).model
+    assert (model.prediction, model.edm) == ("edm", (0.002, 80.0))
+    assert DiscreteSchedule.for_model(model).sigma_data == 0.5
+    z = torch.randn(1, 4, 3, 3)
+    torch.testing.assert_close(model.latent_format.process_out(z), z * STD / VAE_SCALING + MEAN)
+
+
+def test_diffusers_folder_latent_statistics_apply_with_any_scheduler(sdxl_folder, tmp_path):
+    # StableDiffusionXLPipeline decodes latents * latents_std / scaling_factor + latents_mean whenever
+    # the VAE config has both, whatever the scheduler; nested lists are the numbers flattened
+    from graphflow.models.diffusers_folder import load_diffusers
+
+    vae = {**PLAYGROUND_VAE, "latents_mean": MEAN.tolist()}  # [[[m0]], [[m1]], ...] as a saved tensor
+    model = load_diffusers(folder_with(sdxl_folder, tmp_path / "euler", vae), device="cpu", dtype=torch.float32).model
+    assert (model.prediction, model.edm) == ("eps", None)
+    z = torch.randn(1, 4, 3, 3)
+    torch.testing.assert_close(model.latent_format.process_out(z), z * STD / VAE_SCALING + MEAN)
+    torch.testing.assert_close(model.latent_format.process_in(z), (z - MEAN) * VAE_SCALING / STD)
+
+
+def test_cosxl_style_diffusers_folder_is_continuous_v(sdxl_folder, tmp_path):
+    from diffusers import EDMEulerScheduler
+
+    from graphflow.models.diffusers_folder import load_diffusers
+
+    scheduler = {"_class_name": "EDMEulerScheduler", "sigma_min": 0.002, "sigma_max": 120.0, "sigma_data": 1.0,
+                 "prediction_type": "v_prediction"}
+    model = load_diffusers(folder_with(sdxl_folder, tmp_path / "cosxl", scheduler=scheduler), device="cpu",
+                           dtype=torch.float32).model
+    assert (model.prediction, model.edm, model.model_type, model.edm_v_file) == ("v", (0.002, 120.0), "v_edm", True)
+    assert model.latent_format.scale_factor == 0.13025 and model.latent_format.channel_mean is None
+    reference = EDMEulerScheduler(sigma_min=0.002, sigma_max=120.0, sigma_data=1.0, prediction_type="v_prediction")
+    config = model.unet.config
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 8, 8, generator=g) * 10
+    context = torch.randn(2, 7, config.context_dim, generator=g)
+    y = torch.randn(2, config.adm_in_channels, generator=g)
+    sigma = torch.tensor([120.0, 0.05])
+    s = sigma.reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        ours = ModelDenoiser(model)(x, sigma, context=context, y=y)
+        out = model.unet(reference.precondition_inputs(x, s), reference.precondition_noise(sigma), context, y)
+    torch.testing.assert_close(ours, reference.precondition_outputs(x, out, s), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("vae, scheduler, family, message", [
+    ({"latents_mean": None}, PLAYGROUND_SCHEDULER, "sdxl", "vae/config.json latents_mean: None, expected 4 numbers"),
+    ({}, {**PLAYGROUND_SCHEDULER, "prediction_type": "sample"}, "sdxl",
+     "scheduler prediction_type 'sample', expected epsilon or v_prediction"),
+    ({}, {**PLAYGROUND_SCHEDULER, "sigma_data": 1.0}, "sdxl",
+     "scheduler sigma_data 1.0, expected 0.5 with prediction_type epsilon"),
+    ({}, PLAYGROUND_SCHEDULER, "sd1", "the folder is sd1, expected sdxl"),
+    ({"latents_mean": ["-1.6", "1.9", "-1.4", "2.5"]}, None, "sdxl",
+     "vae/config.json latents_mean: ['-1.6', '1.9', '-1.4', '2.5'], expected 4 numbers"),
+    ({"latents_mean": [1.0, 2.0, 3.0]}, None, "sdxl", "vae/config.json latents_mean: [1.0, 2.0, 3.0], expected 4"),
+    ({"latents_std": [8.5, 0.0, 6.5, 5.2]}, None, "sdxl", "vae/config.json latents_std: [8.5, 0.0, 6.5, 5.2], "
+                                                          "expected 4 numbers above 0"),
+])
+def test_diffusers_folder_refusals_name_what_failed(sdxl_folder, tmp_path, vae, scheduler, family, message):
     from test_diffusers_folder import write_folder
 
     from graphflow.models.checkpoint import CheckpointError
     from graphflow.models.diffusers_folder import load_diffusers
 
-    root = tmp_path / "playground"
-    write_folder(root, "sdxl")
-    vae = diffusers.AutoencoderKL.from_pretrained(root / "vae")
-    vae.register_to_config(scaling_factor=VAE_SCALING, latents_mean=MEAN.flatten().tolist(),
-                           latents_std=STD.flatten().tolist())
-    vae.save_pretrained(root / "vae")
-    scheduler = diffusers.EDMDPMSolverMultistepScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5)
-    scheduler.save_pretrained(root / "scheduler")
-    ckpt = load_diffusers(root, device="cpu", dtype=torch.float32)
-    model = ckpt.model
-    assert (model.prediction, model.edm) == ("edm", (0.002, 80.0))
-    assert DiscreteSchedule.for_model(model).sigma_data == 0.5
-    z = torch.randn(1, 4, 3, 3)
-    torch.testing.assert_close(model.latent_format.process_out(z), z * STD / VAE_SCALING + MEAN)
-    # an EDM scheduler without Playground's latent statistics is refused, not sampled on SD's betas
-    diffusers.EDMEulerScheduler(prediction_type="v_prediction").save_pretrained(root / "scheduler")
-    with pytest.raises(CheckpointError, match="Playground v2.5's layout only"):
+    base = sdxl_folder
+    if family != "sdxl":
+        base = tmp_path / "base"
+        write_folder(base, family)
+    root = folder_with(base, tmp_path / "folder", {**PLAYGROUND_VAE, **vae}, scheduler)
+    with pytest.raises(CheckpointError) as error:
         load_diffusers(root, device="cpu", dtype=torch.float32)
+    assert message in str(error.value)
 
 
 def test_save_after_the_playground_sampling_node_keeps_plain_sdxl(builtin_registry, tmp_path):

@@ -59,7 +59,7 @@ def inspect_report(path) -> str:
                  "components:"]
         if info.sigma_range is not None:
             lines.insert(3, f"sampling: continuous EDM, sigmas {info.sigma_range[0]} .. {info.sigma_range[1]}, "
-                            "sigma_data 0.5")
+                            f"sigma_data {0.5 if info.prediction == 'edm' else 1.0}")
         used = set()
         unet_keys = [k for k in f.shapes if k.startswith(UNET_PREFIX)]
         used.update(unet_keys)
