@@ -1,6 +1,6 @@
 """Loading what ComfyUI loads: .ckpt files through the restricted unpickler, refusals reported at
 validation, LoRA keys that match nothing skipped with a warning, and checkpoints with their own
-sampling detected (zero terminal SNR, Playground v2.5's EDM)."""
+sampling detected (zero terminal SNR; Playground v2.5's EDM in tests/test_playground.py)."""
 
 import pytest
 import torch
@@ -153,16 +153,3 @@ def test_zero_terminal_snr_vpred_checkpoint_gets_its_schedule(tmp_path):
     assert float(schedule.sigma_max) == pytest.approx(4518.9, rel=1e-3), "pure noise at the last timestep"
     plain = DiscreteSchedule.for_model(load_checkpoint(write_checkpoint(tmp_path / "p.safetensors", "sdxl"), device="cpu").model)
     assert float(plain.sigma_max) == pytest.approx(14.6146, rel=1e-4)
-
-
-def test_playground_checkpoint_validates_and_loads_as_edm(builtin_registry, folders):
-    # once refused; now ComfyUI's reading of its markers (tests/test_playground.py samples it)
-    path = folders.models / "checkpoints" / "playground.safetensors"
-    write_checkpoint(path, "sdxl", extra={"edm_mean": torch.zeros(1, 4, 1, 1), "edm_std": torch.ones(1, 4, 1, 1)})
-    try:
-        graph = parse_workflow(comfy_txt2img("playground.safetensors"), builtin_registry)
-        assert validate(graph, builtin_registry) == []
-        model = load_checkpoint(path, device="cpu").model
-        assert (model.prediction, model.edm, model.latent_format.name) == ("edm", (0.002, 80.0), "sdxl_playground_2_5")
-    finally:
-        path.unlink()

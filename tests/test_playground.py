@@ -1,8 +1,9 @@
 """Playground v2.5 single-file checkpoints: an SDXL file with ComfyUI's edm_mean / edm_std marker keys
 is detected, loaded and sampled as ComfyUI's SDXL.model_type says (EDM, sigma_data 0.5, sigmas
 0.002 .. 80, the SDXL_Playground_2_5 latent format), checked against diffusers' EDMEulerScheduler
-(preconditioning and Euler steps on the same tiny UNet) and StableDiffusionXLPipeline's latent
-formula with Playground's latents_mean / latents_std."""
+and EDMDPMSolverMultistepScheduler (preconditioning, Euler and DPM-Solver++(2M) steps on the same
+tiny UNet) and StableDiffusionXLPipeline's latent formula with Playground's latents_mean /
+latents_std; diffusers folders with EDM schedulers (Playground's, CosXL's) and their refusals."""
 
 import pytest
 import torch
@@ -39,14 +40,10 @@ def ckpt(models):
     return load_checkpoint(models / "checkpoints" / "playground.safetensors", device="cpu", dtype=torch.float32)
 
 
-def diffusers_euler(unet, noise, context, y, steps):
-    """Playground's sampling as diffusers steps it: EDMEulerScheduler (Playground's sigma range and
+def diffusers_sample(scheduler, unet, noise, context, y, steps):
+    """Playground's sampling as diffusers steps it with `scheduler` (Playground's sigma range and
     sigma_data, Karras schedule), the network called on precondition_inputs / precondition_noise,
     then the pipeline's decode-side formula back to the raw VAE latent."""
-    from diffusers import EDMEulerScheduler
-
-    scheduler = EDMEulerScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="karras",
-                                  prediction_type="epsilon", final_sigmas_type="zero")
     scheduler.set_timesteps(steps)
     x = noise.to(context.device) * scheduler.init_noise_sigma
     with torch.no_grad():
@@ -124,6 +121,8 @@ def test_latent_format_is_the_playground_pipeline_formula(ckpt):
 
 
 def test_txt2img_workflow_is_diffusers_edm_euler(builtin_registry, tmp_folders, models):
+    from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
+
     tmp_folders.models = models
     steps, seed = 4, 11
     graph = {
@@ -154,8 +153,16 @@ def test_txt2img_workflow_is_diffusers_edm_euler(builtin_registry, tmp_folders, 
     torch.testing.assert_close(again, latent, rtol=0, atol=0)
     context, y = calls[0]
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(seed))  # ComfyUI's seeded CPU noise
-    reference = diffusers_euler(model.unet, noise, context, y, steps)
-    torch.testing.assert_close(latent, reference, rtol=1e-4, atol=2e-3)
+    euler = EDMEulerScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="karras",
+                              prediction_type="epsilon", final_sigmas_type="zero")
+    torch.testing.assert_close(latent, diffusers_sample(euler, model.unet, noise, context, y, steps),
+                               rtol=1e-4, atol=2e-3)
+    # the scheduler Playground ships: DPM-Solver++(2M), midpoint, first order at the start and to sigma 0
+    dpm = EDMDPMSolverMultistepScheduler(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="karras",
+                                         prediction_type="epsilon", final_sigmas_type="zero")
+    ours = sample(model, seed, steps, 1.0, "dpmpp_2m", "karras", result.values["6"][0], result.values["7"][0],
+                  {"samples": torch.zeros(1, 4, 8, 8)})["samples"]
+    torch.testing.assert_close(ours, diffusers_sample(dpm, model.unet, noise, context, y, steps), rtol=1e-4, atol=2e-3)
 
 
 def test_save_keeps_the_markers_and_a_bare_unet_reads_them(ckpt, tmp_path):
@@ -177,7 +184,6 @@ def test_save_keeps_the_markers_and_a_bare_unet_reads_them(ckpt, tmp_path):
 def test_taesd_preview_decodes_playground_latents_in_sdxls_space(tmp_folders):
     from safetensors.torch import save_file
 
-    from graphflow.models.latent_formats import SDXL
     from graphflow.models.taesd import Decoder, TAESDConfig, load_half
     from graphflow.sampling import preview
 
@@ -189,7 +195,7 @@ def test_taesd_preview_decodes_playground_latents_in_sdxls_space(tmp_folders):
     approx.mkdir(parents=True, exist_ok=True)
     save_file(decoder.state_dict(), str(approx / "taesdxl_decoder.safetensors"))
     x = torch.randn(1, 4, 6, 6)
-    sdxl_space = SDXL.process_in(x * STD / VAE_SCALING + MEAN)  # the raw VAE latent, scaled as SDXL samples it
+    sdxl_space = (x * STD / VAE_SCALING + MEAN) * 0.13025  # the raw VAE latent, scaled as SDXL samples it
     was = preview.preview_method()
     preview.set_preview_method("taesd")
     try:
