@@ -1,0 +1,251 @@
+"""comfyui_controlnet_aux's (Fannovel16) Depth Anything preprocessors, on weight files the user
+brings (graphflow downloads nothing): DepthAnythingV2Preprocessor and DepthAnythingPreprocessor (V1),
+under the pack's class names, inputs (in its order) and defaults. The network is
+graphflow.models.depth_anything.
+
+Read from the pack's source in the reference index:
+- node_wrappers/depth_anything_v2.py at 2e4e7f68df6378a3e13685d0144dfc24497ac221 and
+  src/custom_controlnet_aux/depth_anything_v2/__init__.py at 648a5d705a663eb2b9584aef956294ce632e8b18
+  (DepthAnythingV2Detector: the model_configs, infer_image with input_size 518, min-max to 0..255,
+  the map then resized with pad to `resolution`), dpt.py at 2e4e7f68 (image2tensor);
+- node_wrappers/depth_anything.py at 648a5d705a663eb2b9584aef956294ce632e8b18, and the detector of
+  the .pth era of src/custom_controlnet_aux/depth_anything/__init__.py (DPT_CONFIGS per file; the
+  stored copy carries no commit; src/controlnet_aux/depth_anything/__init__.py at
+  148d737197e04b26d889dbf54c28139667f512ff is its older vitl-only form). The pack's newest V1
+  (depth_anything/transformers.py at 586c8f5ea5c9d92593c927c0e2713b4b1c68854d) runs transformers'
+  pipeline on hub models whatever the file, so it cannot run on a file the user brings: ours follows
+  the .pth detector, which reads these files;
+- DepthAnything/Depth-Anything-V2 depth_anything_v2/util/transform.py at
+  8def4435635cb88023e49577f04aa2f729d26a53 (Resize's lower_bound / ensure_multiple_of rule);
+- __init__.py's AIO_Preprocessor at 3b3532feb29e1ad551c3e44153482388414ecb96 (runs these with their
+  defaults).
+
+Weights: the `annotators` models folder (models/annotators/, or an extra_model_paths.yaml entry
+`annotators:`; pointing it at the pack's own download folder, custom_nodes/comfyui_controlnet_aux/ckpts,
+works). ckpt_name is found by file name at the top of the folder or in any subfolder (the pack's
+layout: depth-anything/Depth-Anything-V2-Large/depth_anything_v2_vitl.pth), else a safetensors
+conversion of the same name (depth_anything_v2_vitl.safetensors). The size is read from the weights,
+not the name. One file is kept loaded (float32, as the pack runs it) until another is asked for; the
+memory manager puts it on the compute device to run.
+
+Both run the network on the picture as given (not at `resolution`): resized (bicubic, in float64 as
+OpenCV resizes the pack's 0..1 array) so its short side is 518 and both sides are multiples of 14
+(each side rounded to the nearest multiple, half to even, and raised to 518 if under), ImageNet
+normalised. Their maps differ in the way back:
+- V2: the depth resized (bilinear, aligned corners) to the picture's size, stretched from its least
+  to its greatest value to 0..255 and truncated to 8 bits, then resized with pad to `resolution`
+  (INTER_AREA shrinking, bicubic growing) as the model-free preprocessors resize their input;
+- V1: the depth resized (bilinear, corners not aligned) straight to the size `resolution` gives,
+  stretched to 0..255 and truncated.
+A picture of one depth everywhere gives black (the pack's 0/0 is NaN, which its uint8 cast makes 0
+on x86). Larger values are nearer (white near, black far). A network input with a side over 16384
+pixels (a very long, thin picture) is refused, and so is one whose working memory the machine lacks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from graphflow.api import IMAGE, Choice, ComfyAlias, Node, NodeInputError, check_run_memory, folders
+from nodes.image import MAX_SIZE
+from nodes.pack_nodes_controlnet_aux import (Resolution, check_scaled, crop, detect_resolution, detected_estimate,
+                                             each_image, hwc3, resize_with_pad, scaled_size)
+
+COMFY_PACK = "comfyui_controlnet_aux"  # the custom node pack this module's ComfyUI classes come from
+
+DEPTH = "ControlNet Preprocessors/Normal and Depth Estimators"
+FOLDER = "annotators"
+NET_SIDE = 518  # the detectors' input_size: the network's short side
+# the pack's choices and where it downloads each from
+V2_FILES = {"depth_anything_v2_vitg.pth": "huggingface.co/depth-anything/Depth-Anything-V2-Giant",
+            "depth_anything_v2_vitl.pth": "huggingface.co/depth-anything/Depth-Anything-V2-Large",
+            "depth_anything_v2_vitb.pth": "huggingface.co/depth-anything/Depth-Anything-V2-Base",
+            "depth_anything_v2_vits.pth": "huggingface.co/depth-anything/Depth-Anything-V2-Small"}
+V1_SOURCE = "the Hugging Face space huggingface.co/spaces/LiheYoung/Depth-Anything, folder checkpoints/"
+V1_FILES = {name: V1_SOURCE for name in ("depth_anything_vitl14.pth", "depth_anything_vitb14.pth",
+                                         "depth_anything_vits14.pth")}
+
+
+# -- the weights -----------------------------------------------------------------------------------
+
+
+def find_weights(name: str, sources: dict) -> Path:
+    """The file for ckpt_name `name` in the annotators folders (see the module's help)."""
+    listed = folders.list_models(FOLDER)
+    stem = name.rsplit(".", 1)[0]
+    for wanted in (name, f"{stem}.safetensors", f"{stem}.sft"):
+        found = sorted((n for n in listed if n.rsplit("/", 1)[-1] == wanted), key=lambda n: (n.count("/"), n))
+        if found:
+            return folders.find_model(FOLDER, found[0])
+    searched = ", ".join(str(d) for d in folders.model_dirs(FOLDER)[:-1])  # the last: graphflow's bundled models
+    raise NodeInputError("ckpt_name", f"{name} is not in the annotators models folder ({searched}) or a subfolder of "
+                                      f"it: get it from {sources.get(name, 'the pack')} and put it there (graphflow "
+                                      f"does not download; a .safetensors conversion of the same name is read too)")
+
+
+_loaded: dict = {}  # (path, file state, version) -> the model: the last one asked for
+
+
+def depth_model(name: str, sources: dict, version: int):
+    from graphflow.models.depth_anything import load_depth_anything
+    from graphflow.models.weight_files import CheckpointError, file_state
+
+    path = find_weights(name, sources)
+    key = (str(path), file_state(path), version)
+    if key not in _loaded:
+        _loaded.clear()  # drop the previous file before reading the next
+        try:
+            _loaded[key] = load_depth_anything(path, version)
+        except CheckpointError as e:
+            raise NodeInputError("ckpt_name", f"{name}: {e}") from None
+    return _loaded[key]
+
+
+def weights_state(name, sources: dict) -> str:
+    """The chosen file's identity for the node cache (its name when missing: the run says so)."""
+    from graphflow.models.weight_files import file_state
+
+    try:
+        path = find_weights(name, sources)
+    except (NodeInputError, ValueError):
+        return str(name)
+    return f"{path}:{file_state(path)}"
+
+
+# -- the pack's pre- and post-processing ------------------------------------------------------------
+
+
+def network_size(height: int, width: int) -> tuple[int, int]:
+    """Resize(518, 518, keep_aspect_ratio, ensure_multiple_of=14, lower_bound): (height, width)."""
+    import numpy as np
+    scale = max(NET_SIDE / height, NET_SIDE / width)
+
+    def multiple(x: float) -> int:
+        y = int(np.round(x / 14) * 14)
+        return y if y >= NET_SIDE else int(np.ceil(x / 14) * 14)
+
+    return multiple(scale * height), multiple(scale * width)
+
+
+def network_input(rgb):
+    """The uint8 RGB picture as the network takes it: [1, 3, h, w] float32 (image2tensor / transform)."""
+    import cv2
+    import numpy as np
+    import torch
+    height, width = network_size(*rgb.shape[:2])
+    if max(height, width) > MAX_SIZE:
+        raise NodeInputError("image", f"a {rgb.shape[1]}x{rgb.shape[0]} picture would reach Depth Anything as "
+                                      f"{width}x{height} (its short side at {NET_SIDE}): expected a picture at most "
+                                      f"{MAX_SIZE // NET_SIDE} times as long as it is wide, so that each side stays "
+                                      f"within {MAX_SIZE} pixels")
+    image = cv2.resize(rgb / 255.0, (width, height), interpolation=cv2.INTER_CUBIC)
+    image = (image - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32))[None]
+
+
+def stretched(depth):
+    """(depth - least) / (greatest - least) * 255, truncated to uint8, in float32 as the pack does;
+    a flat depth gives 0."""
+    import numpy as np
+    low, high = depth.min(), depth.max()
+    if high == low:
+        return np.zeros(depth.shape, np.uint8)
+    return ((depth - low) / (high - low) * 255.0).astype(np.uint8)
+
+
+def run_network(model, pixels):
+    """Relative depth [1, h, w] (float32, on the model's device) of the network input."""
+    import torch
+
+    from graphflow import memory
+
+    config = model.config
+    height, width = pixels.shape[-2:]
+    # the head's largest maps: features/2 channels then 32 at the input's size, twice for interpolation
+    check_run_memory("image", f"Depth Anything at {width}x{height}", data=height * width * 4 * (config.features + 64))
+    with memory.use(model, "annotator", f"depth_anything:{id(model)}"), torch.no_grad():
+        return model(pixels.to(memory.manager().device_for(model))).float()
+
+
+def v2_map(model, rgb, resolution: int):
+    import cv2
+    import numpy as np
+    import torch.nn.functional as F
+    rgb = hwc3(rgb)
+    depth = run_network(model, network_input(rgb))
+    depth = F.interpolate(depth[:, None], rgb.shape[:2], mode="bilinear", align_corners=True)[0, 0].cpu().numpy()
+    grey = stretched(depth)
+    padded, size = resize_with_pad(np.stack([grey] * 3, axis=2), resolution, cv2.INTER_CUBIC)
+    return crop(padded, size)
+
+
+def v1_map(model, rgb, resolution: int):
+    import numpy as np
+    import torch.nn.functional as F
+    rgb = hwc3(rgb)
+    height, width = scaled_size(rgb.shape[0], rgb.shape[1], resolution)
+    check_scaled(height, width, resolution, rgb.shape[0], rgb.shape[1])
+    depth = run_network(model, network_input(rgb))
+    depth = F.interpolate(depth[None], (height, width), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+    grey = stretched(depth)
+    return np.stack([grey] * 3, axis=2)
+
+
+# -- the nodes -------------------------------------------------------------------------------------
+
+
+class DepthAnythingV2Preprocessor(Node):
+    """Relative depth (white near, black far) by Depth Anything V2, as comfyui_controlnet_aux's
+    Depth Anything V2 - Relative: the picture at 518 pixels on its short side through the network,
+    the depth back at the picture's size stretched to 0..255, then resized to `resolution` on its
+    short side. ckpt_name is the pack's file name: put the file (from depth-anything's
+    Depth-Anything-V2-Small / Base / Large on Hugging Face) in models/annotators/ or any
+    subfolder; a .safetensors conversion of the same name is read too. graphflow downloads nothing."""
+    display_name = "Depth Anything V2 - Relative"
+    category = DEPTH
+    image: IMAGE
+    ckpt_name: str = Choice(tuple(V2_FILES), "depth_anything_v2_vitl.pth")
+    resolution: int = Resolution()
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("DepthAnythingV2Preprocessor",), optional=("ckpt_name", "resolution"))
+    estimate = classmethod(lambda cls, widgets, inputs: detected_estimate(widgets, inputs))
+
+    @classmethod
+    def fingerprint(cls, ckpt_name=None, **widgets):
+        return weights_state(ckpt_name, V2_FILES)
+
+    def run(self):
+        model = depth_model(self.ckpt_name, V2_FILES, version=2)
+        res = detect_resolution(self.resolution)
+        return each_image(self.image, "image", lambda x: v2_map(model, x, res))
+
+
+class DepthAnythingPreprocessor(Node):
+    """Relative depth (white near, black far) by Depth Anything (V1), as comfyui_controlnet_aux's
+    Depth Anything with its original .pth files: the picture at 518 pixels on its short side
+    through the network, the depth resized straight to `resolution` on its short side and stretched
+    to 0..255. ckpt_name is the pack's file name: put the file (from the Hugging Face space
+    LiheYoung/Depth-Anything, checkpoints/) in models/annotators/ or any subfolder; a .safetensors
+    conversion of the same name is read too. graphflow downloads nothing."""
+    display_name = "Depth Anything"
+    category = DEPTH
+    image: IMAGE
+    ckpt_name: str = Choice(tuple(V1_FILES), "depth_anything_vitl14.pth")
+    resolution: int = Resolution()
+    outputs = {"IMAGE": IMAGE}
+    comfy = ComfyAlias(("DepthAnythingPreprocessor",), optional=("ckpt_name", "resolution"))
+    estimate = classmethod(lambda cls, widgets, inputs: detected_estimate(widgets, inputs))
+
+    @classmethod
+    def fingerprint(cls, ckpt_name=None, **widgets):
+        return weights_state(ckpt_name, V1_FILES)
+
+    def run(self):
+        model = depth_model(self.ckpt_name, V1_FILES, version=1)
+        res = detect_resolution(self.resolution)
+        return each_image(self.image, "image", lambda x: v1_map(model, x, res))
+
+
+# what AIO_Preprocessor runs from this module (nodes/pack_nodes_controlnet_aux.py)
+DEPTH_NODES = {"DepthAnythingPreprocessor": DepthAnythingPreprocessor,
+               "DepthAnythingV2Preprocessor": DepthAnythingV2Preprocessor}

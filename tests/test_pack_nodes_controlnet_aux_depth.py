@@ -1,0 +1,198 @@
+"""comfyui_controlnet_aux's Depth Anything preprocessors (nodes/pack_nodes_controlnet_aux_depth.py) on
+tiny random-weight files in the original layout: the nodes' maps against the pack's detectors
+rebuilt here step by step from its source (DepthAnythingV2Detector.__call__ / infer_image /
+image2tensor, Resize's lower-bound rule, the .pth-era DepthAnythingDetector.__call__), with the
+network itself checked against transformers in tests/test_depth_anything.py; the file lookup, a
+missing and a bad file, AIO, and an API-format prompt through the executor."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphflow.context import NodeInputError
+from graphflow.models.depth_anything import load_depth_anything
+from graphflow.testing import write_depth_anything
+from tests.test_pack_nodes import run_graph
+from tests.test_pack_nodes_controlnet_aux import call, picture, resize_image_with_pad, to_image, to_uint8, \
+    write_picture
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    return {"v2": write_depth_anything(folder / "depth_anything_v2_vitl.pth", seed=1),
+            "v1": write_depth_anything(folder / "depth_anything_vits14.safetensors", seed=2)}
+
+
+@pytest.fixture
+def annotators(tmp_folders, weights):
+    """The V2 file in the pack's own layout (a subfolder), V1 as a safetensors conversion at the top."""
+    nested = tmp_folders.models / "annotators" / "depth-anything" / "Depth-Anything-V2-Large"
+    nested.mkdir(parents=True)
+    (nested / "depth_anything_v2_vitl.pth").write_bytes(weights["v2"].read_bytes())
+    (tmp_folders.models / "annotators" / "depth_anything_vits14.safetensors").write_bytes(weights["v1"].read_bytes())
+    return tmp_folders
+
+
+# -- the pack's detectors, rebuilt ------------------------------------------------------------------
+
+
+def lower_bound_size(width, height):
+    """Resize(518, 518, keep_aspect_ratio=True, ensure_multiple_of=14, resize_method='lower_bound').get_size."""
+    scale_height, scale_width = 518 / height, 518 / width
+    if scale_width > scale_height:
+        scale_height = scale_width
+    else:
+        scale_width = scale_height
+
+    def constrain(x, min_val):
+        y = (np.round(x / 14) * 14).astype(int)
+        if y < min_val:
+            y = (np.ceil(x / 14) * 14).astype(int)
+        return y
+
+    return constrain(scale_width * width, 518), constrain(scale_height * height, 518)
+
+
+def transform(image):
+    """Resize (INTER_CUBIC) -> NormalizeImage(ImageNet) -> PrepareForNet, on a float 0..1 HxWx3 array."""
+    width, height = lower_bound_size(image.shape[1], image.shape[0])
+    image = cv2.resize(image, (int(width), int(height)), interpolation=cv2.INTER_CUBIC)
+    image = (image - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    return np.ascontiguousarray(np.transpose(image, (2, 0, 1))).astype(np.float32)
+
+
+def pack_v2(model, input_image, detect_resolution):
+    raw_image = cv2.cvtColor(input_image, cv2.COLOR_RGB2BGR)  # __call__ hands infer_image BGR
+    h, w = raw_image.shape[:2]
+    image = torch.from_numpy(transform(cv2.cvtColor(raw_image, cv2.COLOR_BGR2RGB) / 255.0)).unsqueeze(0)
+    with torch.no_grad():
+        depth = model(image) * 1  # max_depth=1 from the node wrapper
+        depth = F.interpolate(depth[:, None], (h, w), mode="bilinear", align_corners=True)[0, 0].numpy()
+    depth = (depth - depth.min()) / (depth.max() - depth.min()) * 255.0
+    depth = depth.astype(np.uint8)
+    detected_map = np.repeat(depth[:, :, None], 3, axis=2)
+    detected_map, remove_pad = resize_image_with_pad(detected_map, detect_resolution, cv2.INTER_CUBIC)
+    return remove_pad(detected_map)
+
+
+def pack_v1(model, input_image, detect_resolution):
+    t, remove_pad = resize_image_with_pad(np.zeros_like(input_image), detect_resolution, cv2.INTER_CUBIC)
+    h, w = remove_pad(t).shape[:2]
+    image = torch.from_numpy(transform(input_image / 255.0)).unsqueeze(0)
+    with torch.no_grad():
+        depth = model(image)  # DPT_DINOv2.forward: back to its input size (aligned corners) and a ReLU
+        depth = F.relu(F.interpolate(depth[None], size=image.shape[-2:], mode="bilinear", align_corners=True))[0]
+        depth = F.interpolate(depth[None], (h, w), mode="bilinear", align_corners=False)[0, 0]
+        depth = (depth - depth.min()) / (depth.max() - depth.min()) * 255.0
+    return np.repeat(depth.numpy()[:, :, None], 3, axis=2).astype(np.uint8)
+
+
+def test_network_size_is_the_lower_bound_multiple_of_14():
+    from nodes.pack_nodes_controlnet_aux_depth import network_size
+    # transformers' conversion script's COCO picture (640x480) reaches the network as 686x518
+    assert network_size(480, 640) == (518, 686)
+    assert network_size(1000, 1000) == (518, 518) and network_size(100, 3000) == (518, 15540)
+    for height, width in [(37, 91), (300, 199), (518, 777), (1080, 1920)]:
+        expected_w, expected_h = lower_bound_size(width, height)
+        assert network_size(height, width) == (expected_h, expected_w)
+
+
+def test_v2_map_is_the_packs(annotators, weights, builtin_registry):
+    image = picture(60, 84, seed=3)
+    out = call(builtin_registry, "DepthAnythingV2Preprocessor", image=image, resolution=128)
+    expected = pack_v2(load_depth_anything(weights["v2"], version=2), to_uint8(image), 128)
+    assert out.shape == (1, 128, 179, 3)  # the short side at `resolution`: round(84 * 128 / 60)
+    assert torch.equal(out, to_image(expected))
+    assert out.min() == 0 and out.max() > 0.9  # stretched to 0..255 before the resize
+
+
+def test_v1_map_is_the_packs_pth_detector(annotators, weights, builtin_registry):
+    image = picture(90, 64, seed=4)
+    out = call(builtin_registry, "DepthAnythingPreprocessor", image=image, ckpt_name="depth_anything_vits14.pth",
+               resolution=192)
+    model = load_depth_anything(weights["v1"], version=1)
+    assert model.config.layers == (8, 9, 10, 11)  # the last four blocks, not V2's 2, 5, 8, 11
+    expected = pack_v1(model, to_uint8(image), 192)
+    assert out.shape == (1, 270, 192, 3)
+    # V1 stretches on the device in torch: the same float32 operations as the rebuilt detector
+    assert torch.equal(out, to_image(expected))
+    v2_layers = pack_v1(load_depth_anything(weights["v1"], version=2), to_uint8(image), 192)
+    assert not np.array_equal(v2_layers, expected)  # the blocks read matter
+
+
+def test_api_prompt_runs_both_and_aio(annotators, weights, builtin_registry):
+    image = picture(56, 70, seed=5)
+    write_picture(annotators, "in.png", image)
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+        "2": {"class_type": "DepthAnythingV2Preprocessor", "inputs": {
+            "image": ["1", 0], "ckpt_name": "depth_anything_v2_vitl.pth", "resolution": 64}},
+        "3": {"class_type": "DepthAnythingPreprocessor", "inputs": {
+            "image": ["1", 0], "ckpt_name": "depth_anything_vits14.pth", "resolution": 128}},
+        "4": {"class_type": "AIO_Preprocessor", "inputs": {
+            "image": ["1", 0], "preprocessor": "DepthAnythingV2Preprocessor", "resolution": 64}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    result = run_graph(builtin_registry, prompt, outputs=["2", "3", "4", "5"])
+    loaded = to_uint8(image)
+    v2 = to_image(pack_v2(load_depth_anything(weights["v2"], version=2), loaded, 64))
+    assert torch.equal(result.values["2"][0], v2)
+    assert torch.equal(result.values["4"][0], v2)  # AIO: the default ckpt_name, vitl
+    assert torch.equal(result.values["3"][0], to_image(pack_v1(load_depth_anything(weights["v1"], version=1),
+                                                               loaded, 128)))
+
+
+def test_a_missing_file_names_the_folder_and_where_to_get_it(tmp_folders, builtin_registry):
+    with pytest.raises(NodeInputError) as caught:
+        call(builtin_registry, "DepthAnythingV2Preprocessor", image=picture(32, 32),
+             ckpt_name="depth_anything_v2_vitb.pth")
+    message = str(caught.value)
+    assert caught.value.input == "ckpt_name"
+    assert str(tmp_folders.models / "annotators") in message and "Depth-Anything-V2-Base" in message
+    with pytest.raises(NodeInputError) as caught:
+        call(builtin_registry, "DepthAnythingPreprocessor", image=picture(32, 32))
+    assert "LiheYoung/Depth-Anything" in str(caught.value) and "depth_anything_vitl14.pth" in str(caught.value)
+    with pytest.raises(NodeInputError) as caught:  # through AIO: named as its own input
+        call(builtin_registry, "AIO_Preprocessor", image=picture(32, 32), preprocessor="DepthAnythingV2Preprocessor")
+    assert caught.value.input == "preprocessor" and "depth_anything_v2_vitl.pth" in str(caught.value)
+
+
+def test_a_file_of_another_kind_is_refused_by_name(tmp_folders, builtin_registry):
+    from safetensors.torch import save_file
+    (tmp_folders.models / "annotators").mkdir()
+    save_file({"model.0.weight": torch.zeros(4, 3, 3, 3)}, str(tmp_folders.models / "annotators" /
+                                                                "depth_anything_v2_vits.safetensors"))
+    with pytest.raises(NodeInputError) as caught:
+        call(builtin_registry, "DepthAnythingV2Preprocessor", image=picture(32, 32),
+             ckpt_name="depth_anything_v2_vits.pth")
+    assert caught.value.input == "ckpt_name" and "not a Depth Anything model" in str(caught.value)
+
+
+def test_one_load_per_file(annotators, builtin_registry, monkeypatch):
+    import graphflow.models.depth_anything as module
+    from nodes import pack_nodes_controlnet_aux_depth as nodes
+    loads = []
+    real = module.load_depth_anything
+    monkeypatch.setattr(module, "load_depth_anything", lambda *a: loads.append(a) or real(*a))
+    nodes._loaded.clear()
+    for seed in (6, 7):
+        call(builtin_registry, "DepthAnythingV2Preprocessor", image=picture(30, 40, seed=seed), resolution=64)
+    assert len(loads) == 1
+    call(builtin_registry, "DepthAnythingPreprocessor", image=picture(30, 40), ckpt_name="depth_anything_vits14.pth")
+    assert len(loads) == 2 and len(nodes._loaded) == 1  # the previous file let go
+
+
+def test_stretch_and_a_flat_depth():
+    from nodes.pack_nodes_controlnet_aux_depth import stretched
+    depth = np.array([[0.5, 1.0], [2.5, 1.7]], np.float32)
+    assert stretched(depth).tolist() == [[0, 63], [255, 153]]  # (d - 0.5) / 2 * 255, truncated
+    assert stretched(np.full((2, 3), 4.0, np.float32)).tolist() == [[0] * 3] * 2
+
+
+def test_a_picture_too_long_for_the_network_is_refused(annotators, builtin_registry):
+    with pytest.raises(NodeInputError) as caught:  # 16x1024: 518x33152 at the network
+        call(builtin_registry, "DepthAnythingV2Preprocessor", image=torch.rand(1, 16, 1024, 3), resolution=64)
+    assert caught.value.input == "image" and "16384" in str(caught.value)
