@@ -888,7 +888,7 @@ AIO_NOT_HERE = (
     "TTPlanet_TileGF_Preprocessor", "UniFormer-SemSegPreprocessor", "Zoe-DepthMapPreprocessor",
     "Zoe_DepthAnythingPreprocessor",
 )
-PREPROCESSOR_OPTIONS = ("none", *AIO_NODES, *AIO_DEPTH, *AIO_NOT_HERE)
+PREPROCESSOR_OPTIONS = ("none", *AIO_NODES, *sorted((*AIO_DEPTH, *AIO_NOT_HERE), key=str.lower))
 
 
 def aio_nodes() -> dict:
