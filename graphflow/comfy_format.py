@@ -463,7 +463,7 @@ CUSTOM_PACKS = {
                                "TTPlanet_Tile", "InpaintPreprocessor", "ScribblePreprocessor", "Scribble_XDoG_Preprocessor",
                                "ImageLuminanceDetector", "ImageIntensityDetector", "PixelPerfectResolution",
                                "ImageGenResolutionFrom", "HintImageEnchance", "ControlNetPreprocessorSelector",
-                               "PyraCannyPreprocessor", "LineartStandardPreprocessor"),
+                               "PyraCannyPreprocessor", "LineartStandardPreprocessor", "DepthAnythingV2Preprocessor"),
     "ComfyUI_IPAdapter_plus": ("IPAdapter", "PrepImageForClipVision", "PrepImageForInsightFace", "IPAAdapterFaceIDBatch"),
     "ComfyUI-KJNodes": ("GetNode", "SetNode", "ImageResizeKJ", "ConditioningMultiCombine", "GetImageSizeAndCount",
                         "INTConstant", "FloatConstant", "StringConstant", "BOOLConstant", "GetImageRangeFromBatch",
