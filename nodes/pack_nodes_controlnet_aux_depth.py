@@ -172,6 +172,7 @@ def v2_map(model, rgb, resolution: int):
     import numpy as np
     import torch.nn.functional as F
     rgb = hwc3(rgb)
+    check_scaled(*scaled_size(rgb.shape[0], rgb.shape[1], resolution), resolution, rgb.shape[0], rgb.shape[1])
     depth = run_network(model, network_input(rgb))
     depth = F.interpolate(depth[:, None], rgb.shape[:2], mode="bilinear", align_corners=True)[0, 0].cpu().numpy()
     grey = stretched(depth)

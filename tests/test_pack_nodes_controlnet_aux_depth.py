@@ -196,3 +196,14 @@ def test_a_picture_too_long_for_the_network_is_refused(annotators, builtin_regis
     with pytest.raises(NodeInputError) as caught:  # 16x1024: 518x33152 at the network
         call(builtin_registry, "DepthAnythingV2Preprocessor", image=torch.rand(1, 16, 1024, 3), resolution=64)
     assert caught.value.input == "image" and "16384" in str(caught.value)
+
+
+@pytest.mark.parametrize("class_type, ckpt_name", [("DepthAnythingV2Preprocessor", "depth_anything_v2_vitl.pth"),
+                                                   ("DepthAnythingPreprocessor", "depth_anything_vits14.pth")])
+def test_a_resolution_too_big_for_the_picture_is_refused_before_the_network_runs(annotators, builtin_registry,
+                                                                                   class_type, ckpt_name, monkeypatch):
+    from nodes import pack_nodes_controlnet_aux_depth as nodes
+    monkeypatch.setattr(nodes, "run_network", lambda *a: pytest.fail("the network ran"))
+    with pytest.raises(NodeInputError) as caught:  # 64x128 at 16384: 16384x32768
+        call(builtin_registry, class_type, image=picture(128, 64), ckpt_name=ckpt_name, resolution=16384)
+    assert caught.value.input == "resolution" and "16384" in str(caught.value)
