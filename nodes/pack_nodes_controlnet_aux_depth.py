@@ -132,14 +132,16 @@ def network_input(rgb):
     import cv2
     import numpy as np
     import torch
+
+    from graphflow.models.depth_anything import MEAN, STD
     height, width = network_size(*rgb.shape[:2])
     if max(height, width) > MAX_SIZE:
         raise NodeInputError("image", f"a {rgb.shape[1]}x{rgb.shape[0]} picture would reach Depth Anything as "
-                                      f"{width}x{height} (its short side at {NET_SIDE}): expected a picture at most "
-                                      f"{MAX_SIZE // NET_SIDE} times as long as it is wide, so that each side stays "
-                                      f"within {MAX_SIZE} pixels")
+                                      f"{width}x{height} (its short side at {NET_SIDE}): expected a picture whose long "
+                                      f"side is at most {MAX_SIZE // NET_SIDE} times its short side, so that each "
+                                      f"side stays within {MAX_SIZE} pixels")
     image = cv2.resize(rgb / 255.0, (width, height), interpolation=cv2.INTER_CUBIC)
-    image = (image - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    image = (image - np.array(MEAN)) / np.array(STD)
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32))[None]
 
 
@@ -153,8 +155,9 @@ def stretched(depth):
     return ((depth - low) / (high - low) * 255.0).astype(np.uint8)
 
 
-def run_network(model, pixels):
-    """Relative depth [1, h, w] (float32, on the model's device) of the network input."""
+def run_network(model, pixels, name: str):
+    """Relative depth [1, h, w] (float32, on the model's device) of the network input; `name`: the
+    file's, for the memory manager's records."""
     import torch
 
     from graphflow import memory
@@ -163,30 +166,30 @@ def run_network(model, pixels):
     height, width = pixels.shape[-2:]
     # the head's largest maps: features/2 channels then 32 at the input's size, twice for interpolation
     check_run_memory("image", f"Depth Anything at {width}x{height}", data=height * width * 4 * (config.features + 64))
-    with memory.use(model, "annotator", f"depth_anything:{id(model)}"), torch.no_grad():
+    with memory.use(model, "annotator", f"depth_anything:{name}"), torch.no_grad():
         return model(pixels.to(memory.manager().device_for(model))).float()
 
 
-def v2_map(model, rgb, resolution: int):
+def v2_map(model, name: str, rgb, resolution: int):
     import cv2
     import numpy as np
     import torch.nn.functional as F
     rgb = hwc3(rgb)
     check_scaled(*scaled_size(rgb.shape[0], rgb.shape[1], resolution), resolution, rgb.shape[0], rgb.shape[1])
-    depth = run_network(model, network_input(rgb))
+    depth = run_network(model, network_input(rgb), name)
     depth = F.interpolate(depth[:, None], rgb.shape[:2], mode="bilinear", align_corners=True)[0, 0].cpu().numpy()
     grey = stretched(depth)
     padded, size = resize_with_pad(np.stack([grey] * 3, axis=2), resolution, cv2.INTER_CUBIC)
     return crop(padded, size)
 
 
-def v1_map(model, rgb, resolution: int):
+def v1_map(model, name: str, rgb, resolution: int):
     import numpy as np
     import torch.nn.functional as F
     rgb = hwc3(rgb)
     height, width = scaled_size(rgb.shape[0], rgb.shape[1], resolution)
     check_scaled(height, width, resolution, rgb.shape[0], rgb.shape[1])
-    depth = run_network(model, network_input(rgb))
+    depth = run_network(model, network_input(rgb), name)
     depth = F.interpolate(depth[None], (height, width), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
     grey = stretched(depth)
     return np.stack([grey] * 3, axis=2)
@@ -218,7 +221,7 @@ class DepthAnythingV2Preprocessor(Node):
     def run(self):
         model = depth_model(self.ckpt_name, V2_FILES, version=2)
         res = detect_resolution(self.resolution)
-        return each_image(self.image, "image", lambda x: v2_map(model, x, res))
+        return each_image(self.image, "image", lambda x: v2_map(model, self.ckpt_name, x, res))
 
 
 class DepthAnythingPreprocessor(Node):
@@ -244,7 +247,7 @@ class DepthAnythingPreprocessor(Node):
     def run(self):
         model = depth_model(self.ckpt_name, V1_FILES, version=1)
         res = detect_resolution(self.resolution)
-        return each_image(self.image, "image", lambda x: v1_map(model, x, res))
+        return each_image(self.image, "image", lambda x: v1_map(model, self.ckpt_name, x, res))
 
 
 # what AIO_Preprocessor runs from this module (nodes/pack_nodes_controlnet_aux.py)

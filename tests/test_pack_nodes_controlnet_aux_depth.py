@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from graphflow.context import NodeInputError
 from graphflow.models.depth_anything import load_depth_anything
 from graphflow.testing import write_depth_anything
-from tests.test_pack_nodes import run_graph
+from tests.test_pack_nodes import run_graph, ui_graph, ui_node
 from tests.test_pack_nodes_controlnet_aux import call, picture, resize_image_with_pad, to_image, to_uint8, \
     write_picture
 
@@ -143,6 +143,18 @@ def test_api_prompt_runs_both_and_aio(annotators, weights, builtin_registry):
     assert torch.equal(result.values["4"][0], v2)  # AIO: the default ckpt_name, vitl
     assert torch.equal(result.values["3"][0], to_image(pack_v1(load_depth_anything(weights["v1"], version=1),
                                                                loaded, 128)))
+
+
+def test_ui_save_reads_widgets_in_the_packs_order(annotators, weights, builtin_registry):
+    """As the editor saves it: ckpt_name, then resolution (define_preprocessor_inputs' order)."""
+    image = picture(64, 48, seed=8)
+    write_picture(annotators, "in.png", image)
+    nodes = [ui_node(1, "LoadImage", ["in.png", "image"], outputs=[("IMAGE", "IMAGE", [1]), ("MASK", "MASK", [])]),
+             ui_node(2, "DepthAnythingV2Preprocessor", ["depth_anything_v2_vitl.pth", 96],
+                     [("image", "IMAGE", 1, False)], [("IMAGE", "IMAGE", [])])]
+    result = run_graph(builtin_registry, ui_graph(nodes, [[1, 1, 0, 2, 0, "IMAGE"]]), outputs=["2"])
+    expected = pack_v2(load_depth_anything(weights["v2"], version=2), to_uint8(image), 96)
+    assert torch.equal(result.values["2"][0], to_image(expected))
 
 
 def test_a_missing_file_names_the_folder_and_where_to_get_it(tmp_folders, builtin_registry):
