@@ -17,7 +17,7 @@ from graphflow.context import (
     warn,
     workflow_texts,
 )
-from graphflow.folders import folders, safe_join
+from graphflow.folders import folders, safe_join, subfolder_name
 from graphflow.node import Bool, Choice, Float, Int, ListOf, Node, NodeDeclarationError, Text, closest_choices
 from graphflow.resource_limits import Estimate, Size, check_run_memory, repeated, sampling_memory
 from graphflow.types import (
@@ -54,7 +54,7 @@ __all__ = [
     "CLIP_VISION", "CLIP_VISION_OUTPUT", "STYLE_MODEL", "MODEL_PATCH", "AUDIO", "VIDEO", "ANY",
     "progress", "check_interrupted", "show", "send_image", "warn", "current_workflow", "current_node_id", "workflow_texts", "Interrupted",
     "run_limits", "stop_after_this_node",
-    "NodeInputError", "folders", "safe_join", "Estimate", "Size", "repeated", "sampling_memory",
+    "NodeInputError", "folders", "safe_join", "subfolder_name", "Estimate", "Size", "repeated", "sampling_memory",
     "check_run_memory", "closest_choices", "offload_idle_models", "free_memory",
 ]
 

@@ -57,6 +57,13 @@ def safe_join(base: Path, name: str, follow_links: bool = False) -> Path:
     return path
 
 
+def subfolder_name(base: Path, folder: Path) -> str:
+    """The subfolder of `base` that `folder` is, as ComfyUI's "images" entries and /view name it: ""
+    for base itself, never "." (the editor and ComfyUI clients build /view addresses from it)."""
+    relative = Path(folder).relative_to(base).as_posix()
+    return "" if relative == "." else relative
+
+
 # ComfyUI's legacy names for model kinds, as its extra_model_paths.yaml may use them
 COMFY_KINDS = {"clip": "text_encoders", "unet": "diffusion_models"}
 # every models/ subfolder a loader reads (diffusers: folders, not files)

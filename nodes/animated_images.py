@@ -6,7 +6,7 @@ and "graphflow:<json>" where ComfyUI puts its own), so both editors reopen them.
 from __future__ import annotations
 
 from graphflow.api import (IMAGE, Bool, Choice, ComfyAlias, Float, Int, Node, NodeInputError, Text, folders, show,
-                           workflow_texts)
+                           subfolder_name, workflow_texts)
 from nodes.image import _next_counter, _png_metadata, _save_new, comfy_exif
 
 WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}  # Pillow's method: speed against size
@@ -25,8 +25,8 @@ def _save_animation(node, suffix: str, image_format: str, always_animated: bool 
     duration = int(1000.0 / node.fps)  # milliseconds a frame, as ComfyUI rounds it
     name, _ = _save_new(frames[0], folder, stem, _next_counter(folder, stem), suffix, image_format,
                         save_all=True, append_images=frames[1:], duration=duration, **options)
-    subfolder = folder.relative_to(folders.outputs).as_posix()
-    show(images=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}],
+    subfolder = subfolder_name(folders.outputs, folder)
+    show(images=[{"filename": name, "subfolder": subfolder, "type": "output"}],
          animated=[always_animated or len(frames) > 1])
 
 

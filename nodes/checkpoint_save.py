@@ -4,7 +4,7 @@ part alone, in the files ComfyUI's nodes of those names write (graphflow.models.
 LoraSave: a LoRA extracted from a model difference (graphflow.models.lora_extract)."""
 
 from graphflow.api import (CLIP, MODEL, VAE, Bool, Choice, ComfyAlias, Int, Node, NodeInputError, Text, folders, show,
-                           workflow_texts)
+                           subfolder_name, workflow_texts)
 from graphflow.choices import LORA_EXTRACT_TYPES
 from nodes.image import _next_counter
 
@@ -61,8 +61,8 @@ def _workflow_metadata() -> dict | None:
 def _show_saved(paths) -> None:
     files = []
     for path in paths:
-        subfolder = path.parent.relative_to(folders.outputs).as_posix()
-        files.append({"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+        subfolder = subfolder_name(folders.outputs, path.parent)
+        files.append({"filename": path.name, "subfolder": subfolder, "type": "output"})
     show(checkpoints=files)
 
 

@@ -9,7 +9,7 @@ import uuid
 
 
 from graphflow.api import (IMAGE, INT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
-                           Text, folders, run_limits, send_image, show, warn, workflow_texts)
+                           Text, folders, run_limits, send_image, show, subfolder_name, warn, workflow_texts)
 from graphflow.choices import RESIZE_METHODS
 
 MAX_SIZE = 16384
@@ -280,8 +280,7 @@ class SaveImage(Node):
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        subfolder = folder.relative_to(folders.outputs).as_posix()
-        subfolder = "" if subfolder == "." else subfolder
+        subfolder = subfolder_name(folders.outputs, folder)
         counter = _next_counter(folder, stem)
         metadata = _png_metadata()
         saved = []

@@ -11,7 +11,7 @@ import math
 
 
 from graphflow.api import (LATENT, MASK, Bool, Choice, ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size,
-                           Text, folders, repeated, show, workflow_texts)
+                           Text, folders, repeated, show, subfolder_name, workflow_texts)
 
 MAX_SIZE = 16384
 
@@ -477,8 +477,8 @@ class SaveLatent(Node):
         metadata = workflow_texts() or None
         name, _ = _write_new(lambda path: save_file(tensors, str(path), metadata=metadata), folder, stem,
                              _next_counter(folder, stem), "_" + LATENT_EXTENSION)
-        subfolder = folder.relative_to(folders.outputs).as_posix()
-        show(latents=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
+        subfolder = subfolder_name(folders.outputs, folder)
+        show(latents=[{"filename": name, "subfolder": subfolder, "type": "output"}])
 
 
 def _latent_files() -> list[str]:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from graphflow.api import BOOLEAN, CLIP, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, \
     ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, folders, repeated, safe_join, show, \
-    socket_type
+    socket_type, subfolder_name
 from nodes.controlnet import CONTROL_NET, _apply
 from nodes.controlnet import _load as load_controlnet
 from nodes.efficiency_nodes import CONTROL_NET_STACK, LORA_STACK, _apply_cnet_stack, _lora_rows
@@ -465,7 +465,6 @@ class CRImageOutput(Node):
 
     def _save(self, root, kind: str):
         import datetime
-        from pathlib import Path
 
         from graphflow.images import image_to_pil
         from nodes.image import _next_counter, _png_metadata, _save_new
@@ -480,7 +479,7 @@ class CRImageOutput(Node):
             raise NodeInputError("filename_prefix", str(e)) from None
         folder, stem = target.parent, target.name
         folder.mkdir(parents=True, exist_ok=True)
-        subfolder = folder.relative_to(Path(root).resolve()).as_posix()
+        subfolder = subfolder_name(root, folder)
         image_format, options = IMAGE_FORMATS[self.file_format]
         if image_format == "PNG":
             options = {**options, "pnginfo": _png_metadata()}
@@ -492,7 +491,7 @@ class CRImageOutput(Node):
             name, counter = _save_new(picture, folder, stem, counter, suffix=f"_.{self.file_format}",
                                       image_format=image_format, **options)
             counter += 1
-            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": kind})
+            saved.append({"filename": name, "subfolder": subfolder, "type": kind})
         show(images=saved)
 
 

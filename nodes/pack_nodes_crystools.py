@@ -27,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, LATENT, MASK, STRING, Bool, Choice, \
-    ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join, show, socket_type, warn, \
-    workflow_texts
+    ComfyAlias, Float, Int, ListOf, Node, NodeInputError, Text, folders, safe_join, show, socket_type, \
+    subfolder_name, warn, workflow_texts
 from graphflow.folders import UnsafePathError, split_annotation
 from nodes.image import _load_picture, _next_counter, _save_new
 
@@ -602,9 +602,7 @@ def _input_picture(filename: str) -> list[dict]:
     if not found:
         raise NodeInputError("metadata_raw", f"File not found! (no {plain!r} in the inputs folders)")
     base, path = located
-    relative = path.relative_to(base)
-    subfolder = relative.parent.as_posix()
-    return [{"filename": relative.name, "subfolder": "" if subfolder == "." else subfolder, "type": "input"}]
+    return [{"filename": path.name, "subfolder": subfolder_name(base, path.parent), "type": "input"}]
 
 
 def _in_input_dirs(name: str) -> tuple[Path, Path] | None:
@@ -665,8 +663,7 @@ class CrystoolsSaveImageWithExtraMetadata(Node):
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
         names = _save_pngs(self.image, folder, stem, _png_chunks(self.with_workflow, extra), compress_level=4)
-        subfolder = folder.relative_to(folders.outputs).as_posix()
-        subfolder = "" if subfolder == "." else subfolder
+        subfolder = subfolder_name(folders.outputs, folder)
         show(images=[{"filename": names[0], "subfolder": subfolder, "type": "output"}])  # the pack shows the first
         return picture_metadata(folder / names[0])[1]
 

@@ -723,7 +723,7 @@ class FillSaveWebPImage(Node):
     comfy = ComfyAlias(("FL_SaveWebPImage(SaveImage)",))
 
     def run(self):
-        from graphflow.api import folders, show
+        from graphflow.api import folders, show, subfolder_name
         from graphflow.images import image_to_pil
         from nodes.image import _next_counter, _save_new
         images = _image(self.images, "images")
@@ -732,8 +732,7 @@ class FillSaveWebPImage(Node):
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        subfolder = folder.relative_to(folders.outputs).as_posix()
-        subfolder = "" if subfolder == "." else subfolder
+        subfolder = subfolder_name(folders.outputs, folder)
         counter, saved = _next_counter(folder, stem), []
         for image in images:
             check_interrupted()

@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 
 from graphflow.api import ANY, CONDITIONING, FLOAT, IMAGE, INT, STRING, Bool, Choice, ComfyAlias, Float, Int, Node, \
-    NodeInputError, Text, folders, safe_join, show, socket_type, warn, workflow_texts
+    NodeInputError, Text, folders, safe_join, show, socket_type, subfolder_name, warn, workflow_texts
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from graphflow.folders import MODEL_EXTENSIONS, UnsafePathError, file_name_problem
 from nodes.conditioning import concat_conditioning
@@ -560,7 +560,7 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
     stem = sanitize(expand_pattern(filename, values, time_format, now, "filename")) or timestamp(time_format, now)
     folder, stem = file_place(folder, stem)
     texts = workflow_texts() if embed_workflow else {}
-    subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
+    subfolder = subfolder_name(folders.outputs, folder)
     saved = []
     for image in images:
         picture = image_to_pil(image)
@@ -587,7 +587,7 @@ def save_images(images, filename: str, path: str, extension: str, quality: int, 
                     f.write(workflow_texts().get("workflow", "null"))
             except OSError as e:  # as the pack: the picture is kept, the JSON reported
                 warn(f"can't save the workflow as {_short(current + '.json')}: {e.strerror or e}")
-        saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+        saved.append({"filename": name, "subfolder": subfolder, "type": "output"})
     if show_preview:
         show(images=saved)
 

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from graphflow.api import ANY, BOOLEAN, CONDITIONING, FLOAT, IMAGE, INT, MASK, STRING, Bool, Choice, ComfyAlias, \
     Estimate, Float, Int, Node, NodeInputError, Size, Text, check_interrupted, folders, safe_join, show, socket_type, \
-    warn
+    subfolder_name, warn
 from nodes.image import MAX_SIZE, _image
 from nodes.pack_nodes import MAX_LIST_ITEMS
 from nodes.pack_nodes_mtb import FLOATS, _bytes, _dynamic, _dynamic_refusal, _from_bytes, _mask, _pil_colour
@@ -243,7 +243,7 @@ class MtbSaveImageGrid(Node):
             folder, stem = folders.output_location(self.filename_prefix)
         except ValueError as e:
             raise NodeInputError("filename_prefix", str(e)) from None
-        subfolder = folder.relative_to(folders.outputs).as_posix()
+        subfolder = subfolder_name(folders.outputs, folder)
         counter = _next_counter(folder, stem)
         metadata = _png_metadata()
         pictures = [Image.fromarray(pixels) for pixels in _bytes(images[..., :3])]
@@ -257,7 +257,7 @@ class MtbSaveImageGrid(Node):
         for index, picture in enumerate(pictures):
             grid.paste(picture, (index % columns * width, index // columns * height))
         name, _ = _save_new(grid, folder, stem, counter, pnginfo=metadata, compress_level=4)
-        show(images=[{"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}])
+        show(images=[{"filename": name, "subfolder": subfolder, "type": "output"}])
 
 
 class MtbApplyTextTemplate(Node):
@@ -585,7 +585,7 @@ class MtbSaveImageSequence(Node):
         metadata = _png_metadata()
         _write_at(lambda target: picture.save(target, format="PNG", pnginfo=metadata, compress_level=4), path,
                   overwrite=True)
-        subfolder = path.parent.relative_to(folders.outputs.resolve()).as_posix()
+        subfolder = subfolder_name(folders.outputs, path.parent)
         show(images=[{"filename": path.name, "subfolder": subfolder, "type": "output"}])
 
 

@@ -32,7 +32,7 @@ from types import SimpleNamespace
 
 from graphflow.api import CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, STRING, VAE, Bool, Choice, \
     ComfyAlias, Estimate, Float, Int, Node, NodeInputError, Size, Text, check_run_memory, folders, run_limits, \
-    safe_join, show, socket_type, warn
+    safe_join, show, socket_type, subfolder_name, warn
 from graphflow.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from nodes.conditioning import CLIPEncodeSDXL, CLIPEncodeSDXLRefiner, ConditioningZeroOut, concat_conditioning
 from nodes.controlnet import LoadControlNet
@@ -335,8 +335,7 @@ def save_images(images, folder, stem: str, file_type: str, padding: int | None =
     writes = (lambda path, image=image: image_to_pil(image).save(path, format=PIL_FORMATS[file_type], **options)
               for image in images)
     names = save_files(folder, stem, file_type, padding, overwrite, writes)
-    subfolder = folder.relative_to(folders.outputs).as_posix()
-    subfolder = "" if subfolder == "." else subfolder
+    subfolder = subfolder_name(folders.outputs, folder)
     return [{"filename": name, "subfolder": subfolder, "type": "output"} for name in names]
 
 

@@ -31,7 +31,7 @@ import re
 import uuid
 
 from graphflow.api import IMAGE, LATENT, MASK, STRING, Choice, ComfyAlias, Estimate, Float, Int, Node, \
-    NodeInputError, Size, Text, folders, safe_join, show, socket_type, warn
+    NodeInputError, Size, Text, folders, safe_join, show, socket_type, subfolder_name, warn
 from graphflow.folders import UnsafePathError
 from nodes.image import MAX_SIZE
 from nodes.pack_nodes_was import output_folder, parse_tokens, remember
@@ -642,7 +642,7 @@ class WasImageSave(Node):
     def save_all(self, folder, prefix: str, counter: int, image_format: str, options: dict):
         from graphflow.images import image_to_pil
 
-        subfolder = folder.relative_to(folders.outputs.resolve()).as_posix()
+        subfolder = subfolder_name(folders.outputs, folder)
         saved, paths = [], []
         for image in self.images:
             picture = image_to_pil(image)
@@ -668,7 +668,7 @@ class WasImageSave(Node):
                         counter += 1
                         name = self.file_name(prefix, counter)
                 counter += 1
-            saved.append({"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+            saved.append({"filename": name, "subfolder": subfolder, "type": "output"})
             paths.append(str(folder / name))
         return saved, paths
 

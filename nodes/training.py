@@ -7,7 +7,8 @@ A LORA_MODEL is a dict of LoRA tensors in ComfyUI's layout (`diffusion_model.<mo
 from __future__ import annotations
 
 from graphflow.api import (CLIP, CONDITIONING, IMAGE, INT, LATENT, MODEL, Bool, Choice, ComfyAlias, Estimate, Float, Int,
-                           Node, NodeInputError, Size, Text, folders, progress, show, socket_type)
+                           Node, NodeInputError, Size, Text, folders, progress, show, socket_type,
+                           subfolder_name)
 from graphflow.choices import (IMAGE_SET_RESIZE, TRAIN_ALGORITHMS, TRAIN_DTYPES, TRAIN_LOSSES,
                                TRAIN_OPTIMIZERS)
 
@@ -342,5 +343,4 @@ class LossGraphNode(Node):
             raise NodeInputError("filename_prefix", str(e)) from None
         path.parent.mkdir(parents=True, exist_ok=True)
         picture.save(path, pnginfo=_png_metadata())
-        subfolder = path.parent.relative_to(folders.temp).as_posix()
-        show(images=[{"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "temp"}])
+        show(images=[{"filename": path.name, "subfolder": subfolder_name(folders.temp, path.parent), "type": "temp"}])

@@ -10,7 +10,7 @@ import hashlib
 import math
 
 from graphflow.api import (AUDIO, FLOAT, IMAGE, VIDEO, Choice, ComfyAlias, Float, Node, NodeInputError, Text, folders,
-                           show, workflow_texts)
+                           show, subfolder_name, workflow_texts)
 from nodes.image import _next_counter, _write_new
 
 SAVE_FORMATS = ("auto", "mp4")  # ComfyUI's choices; auto is MP4
@@ -35,8 +35,8 @@ def _save(name: str, suffix: str, write, source: str) -> None:
             raise NodeInputError(source, str(e)) from None
 
     saved, _ = _write_new(write_new, folder, stem, _next_counter(folder, stem), suffix)
-    subfolder = folder.relative_to(folders.outputs).as_posix()
-    show(images=[{"filename": saved, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}],
+    subfolder = subfolder_name(folders.outputs, folder)
+    show(images=[{"filename": saved, "subfolder": subfolder, "type": "output"}],
          animated=[True])
 
 

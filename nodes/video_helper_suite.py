@@ -22,7 +22,7 @@ from pathlib import Path
 
 from graphflow.api import (ANY, AUDIO, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE, Bool, Choice, ComfyAlias, Float,
                            Int, Node, NodeInputError, Text, folders, repeated, safe_join, show, socket_type, warn,
-                           workflow_texts)
+                           subfolder_name, workflow_texts)
 from graphflow.comfy_pack_nodes import VHS_LIST_WIDGETS, vhs_widgets
 from graphflow.folders import _stays_inside
 from nodes.image import _next_counter, _png_metadata, _resize_image, _write_new, check_folder_pictures, folder_files
@@ -197,8 +197,7 @@ class VHSVideoCombine(Node):
             for path in files[1:-1]:
                 path.unlink(missing_ok=True)
         shown = files[-1]
-        subfolder = folder.relative_to(base).as_posix()
-        subfolder = "" if subfolder == "." else subfolder
+        subfolder = subfolder_name(base, folder)
         kind_of = "output" if self.save_output else "temp"
         show(images=[{"filename": shown.name, "subfolder": subfolder, "type": kind_of}], animated=[True],
              gifs=[{"filename": shown.name, "subfolder": subfolder, "type": kind_of, "format": self.format,

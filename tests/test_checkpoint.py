@@ -217,6 +217,18 @@ def test_safetensors_header_that_starts_like_a_pickle(tmp_path):
         assert f.format == "safetensors" and torch.equal(f.get("x"), torch.zeros(2))
 
 
+def test_a_header_longer_than_the_format_allows_is_refused_unread(tmp_path):
+    """A file claiming a header over safetensors' 100,000,000 bytes is refused from its first 8 bytes
+    (the library refuses it too), not read into memory first: the file is sparse, all zeros."""
+    from graphflow.models.weight_files import SAFETENSORS_MAX_HEADER, WeightFile
+    claimed = SAFETENSORS_MAX_HEADER + 1
+    path = tmp_path / "huge-header.safetensors"
+    with open(path, "wb") as fh:
+        fh.write(claimed.to_bytes(8, "little"))
+        fh.truncate(8 + claimed + 16)
+    with pytest.raises(CheckpointError, match="over the format's 100000000 bytes"):
+        WeightFile(path)
+
 def test_truncated_and_garbage_files(tmp_path, checkpoints):
     data = checkpoints["sd1"].read_bytes()
     truncated = tmp_path / "truncated.safetensors"

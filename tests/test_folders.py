@@ -119,3 +119,11 @@ def test_extra_model_paths_from_the_command_line_and_environment(tmp_path, tiny_
     assert done.returncode == 0, done.stderr
     broken = validate("--extra-model-paths", str(tmp_path / "missing.yaml"))
     assert broken.returncode == 2 and "missing.yaml" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_subfolder_name_is_empty_for_the_folder_itself_and_posix_below_it(tmp_path):
+    from graphflow.folders import subfolder_name
+    assert subfolder_name(tmp_path, tmp_path) == ""
+    assert subfolder_name(tmp_path, tmp_path / "a" / "b") == "a/b"
+    with pytest.raises(ValueError):
+        subfolder_name(tmp_path / "a", tmp_path)

@@ -52,6 +52,9 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
 INDEX_SUFFIX = ".index.json"  # a sharded set's index (model.safetensors.index.json, ...)
 GGUF_MAGIC = b"GGUF"  # ggml's container (graphflow.models.gguf)
+# the safetensors library's MAX_HEADER_SIZE: it refuses longer headers, and reading one would take that
+# much memory before any check (a file claiming a 30 GB header)
+SAFETENSORS_MAX_HEADER = 100_000_000
 
 
 # Smaller tensors are copied: each page fault on a mapped file brings in its neighbours too (64 KB
@@ -224,6 +227,8 @@ class WeightFile:
                 size = int.from_bytes(fh.read(8), "little")
                 if not 2 <= size <= file_size - 8:
                     raise ValueError(f"header length {size} does not fit in the file")
+                if size > SAFETENSORS_MAX_HEADER:
+                    raise ValueError(f"header length {size} is over the format's {SAFETENSORS_MAX_HEADER} bytes")
                 header = json.loads(fh.read(size))
             if not isinstance(header, dict):
                 raise ValueError("the header is not a JSON object")
