@@ -935,6 +935,12 @@ class AIOPreprocessor(Node):
     comfy = ComfyAlias(("AIO_Preprocessor",), optional=("preprocessor", "resolution"))
     estimate = classmethod(lambda cls, widgets, inputs: aio_estimate(widgets, inputs))
 
+    @classmethod
+    def fingerprint(cls, preprocessor=None, **widgets):
+        # a depth preprocessor reads its default weights file: its state belongs in the cache key
+        node = aio_nodes().get(preprocessor) if preprocessor in AIO_DEPTH else None
+        return None if node is None else node.fingerprint(ckpt_name=node.input_specs["ckpt_name"].default)
+
     def run(self):
         if self.preprocessor == "none":
             return self.image

@@ -5,6 +5,8 @@ image2tensor, Resize's lower-bound rule, the .pth-era DepthAnythingDetector.__ca
 network itself checked against transformers in tests/test_depth_anything.py; the file lookup, a
 missing and a bad file, AIO, and an API-format prompt through the executor."""
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -219,3 +221,26 @@ def test_a_resolution_too_big_for_the_picture_is_refused_before_the_network_runs
     with pytest.raises(NodeInputError) as caught:  # 64x128 at 16384: 16384x32768
         call(builtin_registry, class_type, image=picture(128, 64), ckpt_name=ckpt_name, resolution=16384)
     assert caught.value.input == "resolution" and "16384" in str(caught.value)
+
+
+def test_aio_runs_again_when_the_weights_file_changes(annotators, builtin_registry):
+    """AIO's cache key holds the default file's state, as the depth nodes' own keys do."""
+    from graphflow.executor import Executor
+    from graphflow.workflow import parse_workflow
+    image = picture(40, 52, seed=9)
+    write_picture(annotators, "in.png", image)
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
+              "2": {"class_type": "AIO_Preprocessor", "inputs": {
+                  "image": ["1", 0], "preprocessor": "DepthAnythingV2Preprocessor", "resolution": 64}}}
+    executor = Executor(builtin_registry)
+    first = executor.run(parse_workflow(prompt, builtin_registry), outputs=["2"])
+    assert first.ok, first.error
+    path = annotators.models / "annotators" / "depth-anything" / "Depth-Anything-V2-Large" / "depth_anything_v2_vitl.pth"
+    old = path.stat()
+    write_depth_anything(path, seed=11)
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))  # a new time even on a coarse clock
+    second = executor.run(parse_workflow(prompt, builtin_registry), outputs=["2"])
+    assert second.ok, second.error
+    expected = to_image(pack_v2(load_depth_anything(path, version=2), to_uint8(image), 64))
+    assert torch.equal(second.values["2"][0], expected)
+    assert not torch.equal(first.values["2"][0], expected)
