@@ -244,3 +244,12 @@ def test_aio_runs_again_when_the_weights_file_changes(annotators, builtin_regist
     expected = to_image(pack_v2(load_depth_anything(path, version=2), to_uint8(image), 64))
     assert torch.equal(second.values["2"][0], expected)
     assert not torch.equal(first.values["2"][0], expected)
+
+
+def test_the_model_leaves_the_device_after_its_run(annotators, builtin_registry, fresh_manager):
+    """As the pack deletes its model after each run: the memory manager offloads it, kept in RAM."""
+    from nodes import pack_nodes_controlnet_aux_depth as nodes
+    call(builtin_registry, "DepthAnythingV2Preprocessor", image=picture(30, 40), resolution=64)
+    (model,) = nodes._loaded.values()
+    comp = fresh_manager.components[id(model)]
+    assert comp.kind == "annotator" and comp.state == "offloaded"
