@@ -133,7 +133,7 @@ def network_input(rgb):
     import numpy as np
     import torch
 
-    from graphflow.models.depth_anything import MEAN, STD
+    from graphflow.models.stage_c_encoder import IMAGENET_MEAN, IMAGENET_STD
     height, width = network_size(*rgb.shape[:2])
     if max(height, width) > MAX_SIZE:
         raise NodeInputError("image", f"a {rgb.shape[1]}x{rgb.shape[0]} picture would reach Depth Anything as "
@@ -141,7 +141,7 @@ def network_input(rgb):
                                       f"side is at most {MAX_SIZE // NET_SIDE} times its short side, so that each "
                                       f"side stays within {MAX_SIZE} pixels")
     image = cv2.resize(rgb / 255.0, (width, height), interpolation=cv2.INTER_CUBIC)
-    image = (image - np.array(MEAN)) / np.array(STD)
+    image = (image - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32))[None]
 
 

@@ -49,8 +49,6 @@ from .weight_files import CheckpointError, WeightFile
 
 PATCH = 14
 HEAD_WIDTH = 64  # every DINOv2 size's attention head width
-MEAN = (0.485, 0.456, 0.406)  # ImageNet's, as the detectors normalise
-STD = (0.229, 0.224, 0.225)
 POS_OFFSET = 0.1  # DINOv2's interpolate_offset
 
 
