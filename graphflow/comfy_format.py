@@ -259,7 +259,6 @@ ART_VENTURE_LEFT_OUT = {
     **dict.fromkeys(("BLIPLoader", "BLIPCaption", "DownloadAndLoadBlip"),
                     "it runs (or downloads) Salesforce's BLIP captioning model"),
     "DeepDanbooruCaption": "it runs (and downloads) the DeepDanbooru tagging model",
-    "AV_ControlNetPreprocessor": "it runs comfyui_controlnet_aux's preprocessors, whose models download at run time",
     **dict.fromkeys(("AV_OpenAIApi", "AV_OpenRouterApi", "AV_ClaudeApi", "AV_GeminiApi", "AV_AwsBedrockClaudeApi",
                      "AV_AwsBedrockMistralApi", "AV_LLMApiConfig", "AV_NanoBananaApiConfig", "AV_LLMMessage",
                      "AV_LLMTextMessage", "AV_LLMImageMessage", "AV_LLMChat", "AV_LLMCompletion"),

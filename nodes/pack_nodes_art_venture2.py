@@ -764,13 +764,14 @@ DETECTION_RULES = ((("canny", "scribble", "mlsd"), None), (("scribble", "scribbl
                    (("seg_ofcoco", "seg_ofade20k", "seg_ufade20k"), "seg"), (("tile",), "tile"))
 
 
-def _detected(preprocessor: str, version: str) -> str:
-    """The pack's detect_controlnet: among the files naming the SD version (sdxl: not sdxl_t2i),
-    the first one each matching rule finds ("None" where none). Its rules share one pass over the
-    files, so for scribble, which two rules take, the second finds the scribble file after the
-    first's, as the pack's does."""
+def _detected(preprocessor: str, version: str, sdxl_left_out=("sdxl_t2i",)) -> str:
+    """The pack's detect_controlnet: among the files naming the SD version (sdxl: none holding a
+    word of sdxl_left_out: 10ff95d0's sdxl_t2i, later versions' t2i and lllite), the first one each
+    matching rule finds ("None" where none). Its rules share one pass over the files, so for
+    scribble, which two rules take, the second finds the scribble file after the first's, as the
+    pack's does."""
     names = iter([n for n in folders.list_models("controlnet") if version in n
-                  and not (version == "sdxl" and "sdxl_t2i" in n)])
+                  and not (version == "sdxl" and any(word in n for word in sdxl_left_out))])
     found = "None"
     for preprocessors, key in DETECTION_RULES:
         if preprocessor in preprocessors:
