@@ -24,9 +24,10 @@ Weights: the `annotators` models folder (models/annotators/, or an extra_model_p
 `annotators:`; pointing it at the pack's own download folder, custom_nodes/comfyui_controlnet_aux/ckpts,
 works). ckpt_name is found by file name at the top of the folder or in any subfolder (the pack's
 layout: depth-anything/Depth-Anything-V2-Large/depth_anything_v2_vitl.pth), else a safetensors
-conversion of the same name (depth_anything_v2_vitl.safetensors). The size is read from the weights,
-not the name. One file is kept loaded (float32, as the pack runs it) until another is asked for; the
-memory manager puts it on the compute device to run.
+conversion of the same name (depth_anything_v2_vitl.safetensors), which may also be a -hf repository's
+model.safetensors (transformers' layout) renamed so. The size is read from the weights, not the name.
+One file is kept loaded (float32, as the pack runs it) until another is asked for; the memory manager
+puts it on the compute device to run and takes it off again after (the "annotator" kind is transient).
 
 Both run the network on the picture as given (not at `resolution`): resized (bicubic, in float64 as
 OpenCV resizes the pack's 0..1 array) so its short side is 518 and both sides are multiples of 14
@@ -204,7 +205,8 @@ class DepthAnythingV2Preprocessor(Node):
     the depth back at the picture's size stretched to 0..255, then resized to `resolution` on its
     short side. ckpt_name is the pack's file name: put the file (from depth-anything's
     Depth-Anything-V2-Small / Base / Large on Hugging Face) in models/annotators/ or any
-    subfolder; a .safetensors conversion of the same name is read too. graphflow downloads nothing."""
+    subfolder; a .safetensors conversion of the same name is read too, and so is a -hf
+    repository's model.safetensors renamed so (transformers' layout). graphflow downloads nothing."""
     display_name = "Depth Anything V2 - Relative"
     category = DEPTH
     image: IMAGE
@@ -230,7 +232,8 @@ class DepthAnythingPreprocessor(Node):
     through the network, the depth resized straight to `resolution` on its short side and stretched
     to 0..255. ckpt_name is the pack's file name: put the file (from the Hugging Face space
     LiheYoung/Depth-Anything, checkpoints/) in models/annotators/ or any subfolder; a .safetensors
-    conversion of the same name is read too. graphflow downloads nothing."""
+    conversion of the same name is read too, and so is a -hf repository's model.safetensors renamed
+    so (transformers' layout). graphflow downloads nothing."""
     display_name = "Depth Anything"
     category = DEPTH
     image: IMAGE

@@ -196,3 +196,40 @@ def test_other_files_are_refused_saying_what_they_are(tmp_path):
     torch.save(state, tmp_path / "bad_head.pth")
     with pytest.raises(CheckpointError, match="bad_head.pth"):
         load_depth_anything(tmp_path / "bad_head.pth")
+
+
+@pytest.mark.parametrize("swiglu", [False, True], ids=["mlp", "swiglu"])
+def test_files_in_transformers_layout_load_and_match_it(tmp_path, swiglu):
+    """A -hf repository's model.safetensors (save_pretrained writes transformers 4's names, as the
+    hub's files hold them) and a bare state dict in transformers 5's names both load, giving
+    transformers' output; the blocks are the file's, the version the caller's."""
+    from safetensors.torch import save_file
+    config = DepthAnythingConfig(64, 12, 1, 16, (8, 16, 32, 64), (2, 5, 8, 11), swiglu=swiglu, grid=4)
+    _, state = ours(config, seed=7)
+    reference = transformers_model(config, state)
+    reference.save_pretrained(tmp_path / "hf")
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "hf" / "model.safetensors"), "pt") as f:
+        legacy = "mlp.weights_in.weight" if swiglu else "attention.attention.query.weight"
+        assert f"backbone.encoder.layer.0.{legacy}" in set(f.keys())  # the hub files' names
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(tmp_path / "bare.safetensors"))
+    pixels = torch.randn(1, 3, 56, 56, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        expected = reference(pixel_values=pixels).predicted_depth
+    assert expected.abs().max() > 0.01
+    for path in (tmp_path / "hf" / "model.safetensors", tmp_path / "bare.safetensors"):
+        model = load_depth_anything(path)
+        assert model.config == config, path.name
+        with torch.no_grad():
+            torch.testing.assert_close(model(pixels), expected, rtol=1e-4, atol=1e-5)
+    assert load_depth_anything(tmp_path / "bare.safetensors", version=1).config.layers == (8, 9, 10, 11)
+
+
+def test_a_transformers_layout_file_missing_tensors_says_which(tmp_path):
+    from safetensors.torch import save_file
+    _, state = ours(DepthAnythingConfig(64, 12, 1, 16, (8, 16, 32, 64), (2, 5, 8, 11), grid=4), seed=9)
+    hf = to_transformers(state, DepthAnythingConfig(64, 12, 1, 16, (8, 16, 32, 64), (2, 5, 8, 11), grid=4))
+    del hf["head.conv3.weight"]
+    save_file({k: v.contiguous() for k, v in hf.items()}, str(tmp_path / "cut.safetensors"))
+    with pytest.raises(CheckpointError, match="cut.safetensors: in transformers' Depth Anything layout.*head.conv3"):
+        load_depth_anything(tmp_path / "cut.safetensors")

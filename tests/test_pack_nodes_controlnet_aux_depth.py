@@ -235,7 +235,8 @@ def test_aio_runs_again_when_the_weights_file_changes(annotators, builtin_regist
     executor = Executor(builtin_registry)
     first = executor.run(parse_workflow(prompt, builtin_registry), outputs=["2"])
     assert first.ok, first.error
-    path = annotators.models / "annotators" / "depth-anything" / "Depth-Anything-V2-Large" / "depth_anything_v2_vitl.pth"
+    path = annotators.models / "annotators" / "depth-anything" / "Depth-Anything-V2-Large" / \
+        "depth_anything_v2_vitl.pth"
     old = path.stat()
     write_depth_anything(path, seed=11)
     os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))  # a new time even on a coarse clock

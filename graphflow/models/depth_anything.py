@@ -1,6 +1,6 @@
 """Depth Anything (V1 and V2): relative depth from a DINOv2 ViT backbone and a DPT head, in one file,
 reading the original checkpoints (depth_anything_v2_vitl.pth, depth_anything_vitl14.pth, ... or
-safetensors conversions keeping their key names).
+safetensors conversions keeping their key names) and transformers' -hf files.
 
 Read from the public sources in the reference index (facts, not code, taken):
 - Fannovel16/comfyui_controlnet_aux src/custom_controlnet_aux/depth_anything_v2/dpt.py and dinov2.py
@@ -27,6 +27,12 @@ conv 3x3 to 32, ReLU, conv 1x1 to 1, ReLU: relative inverse depth (larger is nea
 V2 reads blocks (2, 5, 8, 11) of ViT-S/B, (4, 11, 17, 23) of ViT-L, (9, 19, 29, 39) of ViT-g;
 V1 reads the last four. The weights look alike, so the caller says which version a file is.
 
+Files in transformers' layout (the depth-anything/Depth-Anything-V2-*-hf and LiheYoung/depth-anything-*-hf
+repositories' model.safetensors: backbone.*, neck.*, head.*, in transformers 4's names as save_pretrained
+writes them or transformers 5's) are read under the original names (hf_names): q, k and v concatenated
+into qkv, SwiGLU's gate and up into w12 (transformers 4 keeps it fused as weights_in), the fusion
+layers in reverse order; the position embeddings are the same tensor (resampled as DINOv2 does here).
+
 Sizes are told from the weights' shapes, never the file name: the width (cls_token), the number
 of blocks, the MLP's kind, the head's channels. Heads are 64 wide in every DINOv2 size, so their
 number is the width / 64. A file whose shapes make a consistent network of 12, 24 or 40 blocks
@@ -45,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weight_files import CheckpointError, WeightFile
+from .weight_files import CheckpointError, RenamedView, WeightFile
 
 PATCH = 14
 HEAD_WIDTH = 64  # every DINOv2 size's attention head width
@@ -286,7 +292,7 @@ def config_from_shapes(shapes: dict[str, tuple], version: int = 2) -> DepthAnyth
         raise CheckpointError(f"not a Depth Anything model: it lacks {absent[0]!r} (its keys start with {found})."
                               + (f" {kind.advice()}" if kind else ""))
     dim = shapes["pretrained.cls_token"][-1]
-    depth = 1 + max(int(m.group(1)) for k in shapes if (m := re.match(r"pretrained\.blocks\.(\d+)\.", k)))
+    depth = 1 + max((int(m.group(1)) for k in shapes if (m := re.match(r"pretrained\.blocks\.(\d+)\.", k))), default=0)
     if depth not in V2_LAYERS or dim % HEAD_WIDTH:
         raise CheckpointError(f"a DINOv2 backbone {dim} wide with {depth} blocks, which no Depth Anything size has "
                               f"(12, 24 or 40 blocks of a multiple of {HEAD_WIDTH} channels)")
@@ -310,20 +316,97 @@ def size_name(config: DepthAnythingConfig) -> str:
     return f"a {config.dim}-wide, {config.depth}-block Depth Anything"
 
 
+HF_CLS = "backbone.embeddings.cls_token"  # marks transformers' layout
+# transformers 4's names (what save_pretrained writes, and the hub's -hf files hold) -> transformers 5's
+HF_LEGACY = {"attention.attention.query": "attention.q_proj", "attention.attention.key": "attention.k_proj",
+             "attention.attention.value": "attention.v_proj", "attention.output.dense": "attention.o_proj",
+             "mlp.weights_out": "mlp.down_proj"}
+
+
+def hf_names(shapes: dict) -> dict[str, list[str]]:
+    """For a file in transformers' DepthAnythingForDepthEstimation layout (-hf repositories'
+    model.safetensors, in transformers 4's or 5's names): each original name -> the file's key(s),
+    several where the original fuses them (q, k, v -> qkv; SwiGLU's gate, up -> w12)."""
+    def stored(name: str) -> str:  # a transformers 5 name as this file holds it
+        if name in shapes:
+            return name
+        for legacy, current in HF_LEGACY.items():
+            if current in name and name.replace(current, legacy) in shapes:
+                return name.replace(current, legacy)
+        return name
+
+    names = {"pretrained.cls_token": [HF_CLS], "pretrained.mask_token": ["backbone.embeddings.mask_token"],
+             "pretrained.pos_embed": ["backbone.embeddings.position_embeddings"]}
+    for p in ("weight", "bias"):
+        names[f"pretrained.patch_embed.proj.{p}"] = [f"backbone.embeddings.patch_embeddings.projection.{p}"]
+        names[f"pretrained.norm.{p}"] = [f"backbone.layernorm.{p}"]
+    depth = 1 + max((int(m.group(1)) for k in shapes if (m := re.match(r"backbone\.encoder\.layer\.(\d+)\.", k))),
+                    default=-1)
+    for i in range(depth):
+        old, new = f"pretrained.blocks.{i}.", f"backbone.encoder.layer.{i}."
+        names[old + "ls1.gamma"] = [new + "layer_scale1.lambda1"]
+        names[old + "ls2.gamma"] = [new + "layer_scale2.lambda1"]
+        for p in ("weight", "bias"):
+            names[f"{old}norm1.{p}"], names[f"{old}norm2.{p}"] = [f"{new}norm1.{p}"], [f"{new}norm2.{p}"]
+            names[f"{old}attn.qkv.{p}"] = [stored(f"{new}attention.{x}_proj.{p}") for x in "qkv"]
+            names[f"{old}attn.proj.{p}"] = [stored(f"{new}attention.o_proj.{p}")]
+            if f"{new}mlp.weights_in.{p}" in shapes:  # transformers 4's SwiGLU: w12 as it is
+                names[f"{old}mlp.w12.{p}"] = [f"{new}mlp.weights_in.{p}"]
+            elif f"{new}mlp.gate_proj.{p}" in shapes:
+                names[f"{old}mlp.w12.{p}"] = [f"{new}mlp.gate_proj.{p}", f"{new}mlp.up_proj.{p}"]
+            if f"{old}mlp.w12.{p}" in names:
+                names[f"{old}mlp.w3.{p}"] = [stored(f"{new}mlp.down_proj.{p}")]
+            else:
+                names[f"{old}mlp.fc1.{p}"], names[f"{old}mlp.fc2.{p}"] = [f"{new}mlp.fc1.{p}"], [f"{new}mlp.fc2.{p}"]
+    for p in ("weight", "bias"):
+        for j in range(4):
+            names[f"depth_head.projects.{j}.{p}"] = [f"neck.reassemble_stage.layers.{j}.projection.{p}"]
+            if j != 2:  # the third keeps the grid's size: no layer
+                names[f"depth_head.resize_layers.{j}.{p}"] = [f"neck.reassemble_stage.layers.{j}.resize.{p}"]
+            old, new = f"depth_head.scratch.refinenet{j + 1}.", f"neck.fusion_stage.layers.{3 - j}."  # coarse first
+            names[f"{old}out_conv.{p}"] = [f"{new}projection.{p}"]
+            for unit in (1, 2):
+                for conv in (1, 2):
+                    names[f"{old}resConfUnit{unit}.conv{conv}.{p}"] = \
+                        [f"{new}residual_layer{unit}.convolution{conv}.{p}"]
+        names[f"depth_head.scratch.output_conv1.{p}"] = [f"head.conv1.{p}"]
+        names[f"depth_head.scratch.output_conv2.0.{p}"] = [f"head.conv2.{p}"]
+        names[f"depth_head.scratch.output_conv2.2.{p}"] = [f"head.conv3.{p}"]
+    for j in range(4):
+        names[f"depth_head.scratch.layer{j + 1}_rn.weight"] = [f"neck.convs.{j}.weight"]
+    return names
+
+
+def hf_view(f) -> RenamedView:
+    """A transformers-layout file seen under the original names; CheckpointError naming what it lacks."""
+    names = hf_names(f.shapes)
+    absent = sorted({k for keys in names.values() for k in keys if k not in f.shapes})
+    if absent:
+        raise CheckpointError(f"in transformers' Depth Anything layout (backbone.*, neck.*, head.*) but it lacks "
+                              f"{absent[0]!r}" + (f" and {len(absent) - 1} more" if len(absent) > 1 else ""))
+    shapes = {new: (sum(f.shapes[k][0] for k in keys), *f.shapes[keys[0]][1:]) for new, keys in names.items()}
+    return RenamedView(f, names, shapes)
+
+
 def load_depth_anything(path, version: int = 2, device=None) -> DepthAnything:
     """The model in an original-layout file (.pth through PyTorch's restricted unpickler, or
-    safetensors), float32 on `device` (the CPU by default: the memory manager moves it to run).
-    V1 and V2 files look alike: `version` says which blocks the head reads."""
+    safetensors) or a transformers-layout one (a -hf repository's model.safetensors), float32 on
+    `device` (the CPU by default: the memory manager moves it to run). V1 and V2 files look alike:
+    `version` says which blocks the head reads."""
     from .checkpoint import _assign
 
     path = Path(path)
     with WeightFile(path) as f:
-        shapes = dict(f.shapes)
+        source = f
         try:
+            if HF_CLS in f.shapes:
+                source = hf_view(f)
+            shapes = dict(source.shapes)
             config = config_from_shapes(shapes, version)
         except CheckpointError as e:
             raise CheckpointError(f"{path.name}: {e}") from None
         with torch.device("meta"):
             model = DepthAnything(config)
         keys = [k for k in shapes if not k.startswith("depth_head.scratch.stem_transpose")]
-        return _assign(model, f, device or "cpu", torch.float32, f"{path.name} ({size_name(config)})", keys=keys)
+        return _assign(model, source, device or "cpu", torch.float32, f"{path.name} ({size_name(config)})",
+                       keys=keys)
