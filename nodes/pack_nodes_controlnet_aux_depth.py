@@ -8,13 +8,14 @@ Read from the pack's source in the reference index:
   src/custom_controlnet_aux/depth_anything_v2/__init__.py at 648a5d705a663eb2b9584aef956294ce632e8b18
   (DepthAnythingV2Detector: the model_configs, infer_image with input_size 518, min-max to 0..255,
   the map then resized with pad to `resolution`), dpt.py at 2e4e7f68 (image2tensor);
-- node_wrappers/depth_anything.py at 648a5d705a663eb2b9584aef956294ce632e8b18, and the detector of
-  the .pth era of src/custom_controlnet_aux/depth_anything/__init__.py (DPT_CONFIGS per file; the
-  stored copy carries no commit; src/controlnet_aux/depth_anything/__init__.py at
-  148d737197e04b26d889dbf54c28139667f512ff is its older vitl-only form). The pack's newest V1
-  (depth_anything/transformers.py at 586c8f5ea5c9d92593c927c0e2713b4b1c68854d) runs transformers'
-  pipeline on hub models whatever the file, so it cannot run on a file the user brings: ours follows
-  the .pth detector, which reads these files;
+- node_wrappers/depth_anything.py at 648a5d705a663eb2b9584aef956294ce632e8b18 and the pack's current V1,
+  src/custom_controlnet_aux/depth_anything/__init__.py at 5d01346615fbb843fd54248230729834774311aa ->
+  depth_anything/transformers.py at 586c8f5ea5c9d92593c927c0e2713b4b1c68854d (DepthAnythingDetector:
+  transformers' depth-estimation pipeline on LiheYoung/depth-anything-*-hf, picked by the file name);
+  the pipeline's steps from transformers 5 (pipelines/depth_estimation.py, DPTImageProcessor's resize
+  rule and post_process_depth_estimation), the -hf repositories' processor settings (518x518,
+  keep_aspect_ratio, ensure_multiple_of 14, bicubic, ImageNet mean and std). The hub models are the
+  .pth files' weights converted, so ours runs the same steps on the file the user brings;
 - DepthAnything/Depth-Anything-V2 depth_anything_v2/util/transform.py at
   8def4435635cb88023e49577f04aa2f729d26a53 (Resize's lower_bound / ensure_multiple_of rule);
 - __init__.py's AIO_Preprocessor at 3b3532feb29e1ad551c3e44153482388414ecb96 (runs these with their
@@ -29,18 +30,25 @@ model.safetensors (transformers' layout) renamed so. The size is read from the w
 One file is kept loaded (float32, as the pack runs it) until another is asked for; the memory manager
 puts it on the compute device to run and takes it off again after (the "annotator" kind is transient).
 
-Both run the network on the picture as given (not at `resolution`): resized (bicubic, in float64 as
-OpenCV resizes the pack's 0..1 array) so its short side is 518 and both sides are multiples of 14
-(each side rounded to the nearest multiple, half to even, and raised to 518 if under), ImageNet
-normalised. Their maps differ in the way back:
-- V2: the depth resized (bilinear, aligned corners) to the picture's size, stretched from its least
-  to its greatest value to 0..255 and truncated to 8 bits, then resized with pad to `resolution`
-  (INTER_AREA shrinking, bicubic growing) as the model-free preprocessors resize their input;
-- V1: the depth resized (bilinear, corners not aligned) straight to the size `resolution` gives,
-  stretched to 0..255 and truncated.
+The two follow different pipelines, as the pack's do:
+- V2 runs the network on the picture as given (not at `resolution`): resized (bicubic, in float64 as
+  OpenCV resizes the pack's 0..1 array) so its short side is 518 and both sides are multiples of 14
+  (each side rounded to the nearest multiple, half to even, and raised to 518 if under), ImageNet
+  normalised, position embeddings resampled as DINOv2 does; the depth resized (bilinear, aligned
+  corners) to the picture's size, stretched from its least to its greatest value to 0..255 and
+  truncated to 8 bits, then resized with pad to `resolution` (INTER_AREA shrinking, bicubic growing)
+  as the model-free preprocessors resize their input;
+- V1 first resizes the picture with pad to `resolution` (edge-padded to multiples of 64), then runs
+  transformers' pipeline steps on that: resized by DPTImageProcessor's rule (the one scale of 518 /
+  height and 518 / width nearer 1 for both sides, each side rounded half to even to a multiple of
+  14) with torchvision's antialiased bicubic on the 8-bit picture, ImageNet normalised in float32,
+  position embeddings resampled to the patch grid's size as transformers' DINOv2 does; the depth
+  resized (bicubic) to the padded size, stretched to 0..255 and truncated (the pipeline's depth
+  picture), stretched again (the pack's), the pad cut off.
 A picture of one depth everywhere gives black (the pack's 0/0 is NaN, which its uint8 cast makes 0
 on x86). Larger values are nearer (white near, black far). A network input with a side over 16384
-pixels (a very long, thin picture) is refused, and so is one whose working memory the machine lacks.
+pixels (a very long, thin picture; for V1 also one under 14) is refused, and so is one whose working
+memory the machine lacks.
 """
 
 from __future__ import annotations
@@ -62,7 +70,8 @@ V2_FILES = {"depth_anything_v2_vitg.pth": "huggingface.co/depth-anything/Depth-A
             "depth_anything_v2_vitl.pth": "huggingface.co/depth-anything/Depth-Anything-V2-Large",
             "depth_anything_v2_vitb.pth": "huggingface.co/depth-anything/Depth-Anything-V2-Base",
             "depth_anything_v2_vits.pth": "huggingface.co/depth-anything/Depth-Anything-V2-Small"}
-V1_SOURCE = "the Hugging Face space huggingface.co/spaces/LiheYoung/Depth-Anything, folder checkpoints/"
+V1_SOURCE = ("the Hugging Face space huggingface.co/spaces/LiheYoung/Depth-Anything, folder checkpoints/ (or "
+             "the LiheYoung/depth-anything-*-hf repository's model.safetensors renamed to the name's .safetensors)")
 V1_FILES = {name: V1_SOURCE for name in ("depth_anything_vitl14.pth", "depth_anything_vitb14.pth",
                                          "depth_anything_vits14.pth")}
 
@@ -87,16 +96,16 @@ def find_weights(name: str, sources: dict) -> Path:
 _loaded: dict = {}  # (path, file state, version) -> the model: the last one asked for
 
 
-def depth_model(name: str, sources: dict, version: int):
+def depth_model(name: str, sources: dict, version: int, resampling: str = "dinov2"):
     from graphflow.models.depth_anything import load_depth_anything
     from graphflow.models.weight_files import CheckpointError, file_state
 
     path = find_weights(name, sources)
-    key = (str(path), file_state(path), version)
+    key = (str(path), file_state(path), version, resampling)
     if key not in _loaded:
         _loaded.clear()  # drop the previous file before reading the next
         try:
-            _loaded[key] = load_depth_anything(path, version)
+            _loaded[key] = load_depth_anything(path, version, resampling=resampling)
         except CheckpointError as e:
             raise NodeInputError("ckpt_name", f"{name}: {e}") from None
     return _loaded[key]
@@ -184,16 +193,50 @@ def v2_map(model, name: str, rgb, resolution: int):
     return crop(padded, size)
 
 
+def dpt_size(height: int, width: int) -> tuple[int, int]:
+    """DPTImageProcessor's size for Depth Anything's -hf processors (518x518, keep_aspect_ratio,
+    ensure_multiple_of 14): the one scale nearer 1 for both sides, each side rounded (half to
+    even) to a multiple of 14 (0 for a side under 7 pixels: the caller refuses that)."""
+    scale_h, scale_w = NET_SIDE / height, NET_SIDE / width
+    scale = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
+    return round(scale * height / 14) * 14, round(scale * width / 14) * 14
+
+
+def dpt_input(rgb):
+    """The uint8 RGB picture as DPTImageProcessor (transformers' torchvision one) gives it:
+    resized bicubic with antialiasing on the uint8 tensor, then (x - 255 mean) / (255 std) in float32."""
+    import torch
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvF
+
+    from graphflow.models.stage_c_encoder import IMAGENET_MEAN, IMAGENET_STD
+    height, width = dpt_size(*rgb.shape[:2])
+    if max(height, width) > MAX_SIZE or min(height, width) == 0:
+        raise NodeInputError("image", f"a {rgb.shape[1]}x{rgb.shape[0]} picture (resized with pad to `resolution`) "
+                                      f"would reach Depth Anything as {width}x{height}: expected a picture whose "
+                                      f"sides give the network 14 to {MAX_SIZE} pixels each")
+    image = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    image = tvF.resize(image, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    factor = 1.0 / (1 / 255)  # the processor's fused rescale: mean and std times 1 / rescale_factor
+    return tvF.normalize(image.to(torch.float32), (torch.tensor(IMAGENET_MEAN) * factor).tolist(),
+                         (torch.tensor(IMAGENET_STD) * factor).tolist())
+
+
 def v1_map(model, name: str, rgb, resolution: int):
+    """The pack's current DepthAnythingDetector (transformers' depth-estimation pipeline): the
+    picture resized with pad to `resolution`, the pipeline's pre-processing, network and
+    post-processing on it (depth back at its size, bicubic; stretched to 0..255 as uint8), the pack's
+    stretch again, the pad cut off."""
+    import cv2
     import numpy as np
     import torch.nn.functional as F
     rgb = hwc3(rgb)
-    height, width = scaled_size(rgb.shape[0], rgb.shape[1], resolution)
-    check_scaled(height, width, resolution, rgb.shape[0], rgb.shape[1])
-    depth = run_network(model, network_input(rgb), name)
-    depth = F.interpolate(depth[None], (height, width), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
-    grey = stretched(depth)
-    return np.stack([grey] * 3, axis=2)
+    check_scaled(*scaled_size(rgb.shape[0], rgb.shape[1], resolution), resolution, rgb.shape[0], rgb.shape[1])
+    padded, size = resize_with_pad(rgb, resolution, cv2.INTER_CUBIC)
+    depth = run_network(model, dpt_input(padded), name)
+    depth = F.interpolate(depth[:, None], padded.shape[:2], mode="bicubic", align_corners=False)[0, 0].cpu().numpy()
+    grey = stretched(stretched(depth).astype(np.float32))  # the pipeline's 8 bits, then the pack's
+    return crop(np.stack([grey] * 3, axis=2), size)
 
 
 # -- the nodes -------------------------------------------------------------------------------------
@@ -228,12 +271,14 @@ class DepthAnythingV2Preprocessor(Node):
 
 class DepthAnythingPreprocessor(Node):
     """Relative depth (white near, black far) by Depth Anything (V1), as comfyui_controlnet_aux's
-    Depth Anything with its original .pth files: the picture at 518 pixels on its short side
-    through the network, the depth resized straight to `resolution` on its short side and stretched
-    to 0..255. ckpt_name is the pack's file name: put the file (from the Hugging Face space
-    LiheYoung/Depth-Anything, checkpoints/) in models/annotators/ or any subfolder; a .safetensors
-    conversion of the same name is read too, and so is a -hf repository's model.safetensors renamed
-    so (transformers' layout). graphflow downloads nothing."""
+    Depth Anything (its transformers pipeline): the picture resized with pad to `resolution` on its
+    short side, then through transformers' depth-estimation steps (resized for the network by
+    DPTImageProcessor's rule, about 518 pixels; the depth back at that size, stretched to 0..255),
+    the pad cut off. The pack fetches LiheYoung/depth-anything-*-hf by the name; here ckpt_name is
+    the file: put it (from the Hugging Face space LiheYoung/Depth-Anything, checkpoints/) in
+    models/annotators/ or any subfolder; a .safetensors conversion of the same name is read too,
+    and so is the -hf repository's model.safetensors renamed so (depth_anything_vitl14.safetensors
+    for depth-anything-large-hf). graphflow downloads nothing."""
     display_name = "Depth Anything"
     category = DEPTH
     image: IMAGE
@@ -248,7 +293,7 @@ class DepthAnythingPreprocessor(Node):
         return weights_state(ckpt_name, V1_FILES)
 
     def run(self):
-        model = depth_model(self.ckpt_name, V1_FILES, version=1)
+        model = depth_model(self.ckpt_name, V1_FILES, version=1, resampling="size")
         res = detect_resolution(self.resolution)
         return each_image(self.image, "image", lambda x: v1_map(model, self.ckpt_name, x, res))
 

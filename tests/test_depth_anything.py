@@ -233,3 +233,14 @@ def test_a_transformers_layout_file_missing_tensors_says_which(tmp_path):
     save_file({k: v.contiguous() for k, v in hf.items()}, str(tmp_path / "cut.safetensors"))
     with pytest.raises(CheckpointError, match="cut.safetensors: in transformers' Depth Anything layout.*head.conv3"):
         load_depth_anything(tmp_path / "cut.safetensors")
+
+
+def test_size_resampling_equals_transformers_off_the_grid():
+    """resampling "size" (the pack's current V1 runs transformers' model): transformers' own
+    position embeddings, unreplaced, on a 70x98 input."""
+    from dataclasses import replace
+    model, state = ours(replace(TINY, resampling="size"), seed=4)
+    reference = transformers_model(TINY, state)
+    pixels = torch.randn(1, 3, 70, 98, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels), reference(pixel_values=pixels).predicted_depth, rtol=1e-4, atol=1e-5)

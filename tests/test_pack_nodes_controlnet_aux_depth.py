@@ -80,16 +80,36 @@ def pack_v2(model, input_image, detect_resolution):
     return remove_pad(detected_map)
 
 
+def hf_model(path, version):
+    """transformers' DepthAnythingForDepthEstimation holding the file's weights."""
+    from tests.test_depth_anything import transformers_model
+    return transformers_model(load_depth_anything(path, version=version).config, load_state(path))
+
+
+def load_state(path):
+    from safetensors.torch import load_file
+    return load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, weights_only=True)
+
+
 def pack_v1(model, input_image, detect_resolution):
-    t, remove_pad = resize_image_with_pad(np.zeros_like(input_image), detect_resolution, cv2.INTER_CUBIC)
-    h, w = remove_pad(t).shape[:2]
-    image = torch.from_numpy(transform(input_image / 255.0)).unsqueeze(0)
+    """The pack's current DepthAnythingDetector.__call__ (transformers.py at 586c8f5) on transformers'
+    own depth-estimation pipeline, with the -hf repositories' preprocessor_config (DPTImageProcessor:
+    518x518, keep_aspect_ratio, ensure_multiple_of 14, bicubic, ImageNet mean and std, no pad)."""
+    from PIL import Image
+    from transformers import DPTImageProcessor, pipeline
+    processor = DPTImageProcessor(size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                                  resample=3, do_pad=False, image_mean=[0.485, 0.456, 0.406],
+                                  image_std=[0.229, 0.224, 0.225])
+    pipe = pipeline(task="depth-estimation", model=model, image_processor=processor, device="cpu")
+    input_image, remove_pad = resize_image_with_pad(input_image, detect_resolution, cv2.INTER_CUBIC)
     with torch.no_grad():
-        depth = model(image)  # DPT_DINOv2.forward: back to its input size (aligned corners) and a ReLU
-        depth = F.relu(F.interpolate(depth[None], size=image.shape[-2:], mode="bilinear", align_corners=True))[0]
-        depth = F.interpolate(depth[None], (h, w), mode="bilinear", align_corners=False)[0, 0]
-        depth = (depth - depth.min()) / (depth.max() - depth.min()) * 255.0
-    return np.repeat(depth.numpy()[:, :, None], 3, axis=2).astype(np.uint8)
+        depth_array = np.array(pipe(Image.fromarray(input_image))["depth"], dtype=np.float32)
+    depth_min, depth_max = depth_array.min(), depth_array.max()
+    if depth_max > depth_min:
+        depth_array = (depth_array - depth_min) / (depth_max - depth_min) * 255.0
+    else:
+        depth_array = np.zeros_like(depth_array)
+    return remove_pad(np.repeat(depth_array.astype(np.uint8)[:, :, None], 3, axis=2))
 
 
 def test_network_size_is_the_lower_bound_multiple_of_14():
@@ -111,18 +131,25 @@ def test_v2_map_is_the_packs(annotators, weights, builtin_registry):
     assert out.min() == 0 and out.max() > 0.9  # stretched to 0..255 before the resize
 
 
-def test_v1_map_is_the_packs_pth_detector(annotators, weights, builtin_registry):
+def test_v1_map_is_the_packs_transformers_pipeline(annotators, weights, builtin_registry):
     image = picture(90, 64, seed=4)
     out = call(builtin_registry, "DepthAnythingPreprocessor", image=image, ckpt_name="depth_anything_vits14.pth",
                resolution=192)
-    model = load_depth_anything(weights["v1"], version=1)
-    assert model.config.layers == (8, 9, 10, 11)  # the last four blocks, not V2's 2, 5, 8, 11
-    expected = pack_v1(model, to_uint8(image), 192)
+    assert load_depth_anything(weights["v1"], version=1).config.layers == (8, 9, 10, 11)  # the last four blocks
+    expected = pack_v1(hf_model(weights["v1"], version=1), to_uint8(image), 192)
     assert out.shape == (1, 270, 192, 3)
-    # V1 stretches on the device in torch: the same float32 operations as the rebuilt detector
     assert torch.equal(out, to_image(expected))
-    v2_layers = pack_v1(load_depth_anything(weights["v1"], version=2), to_uint8(image), 192)
+    v2_layers = pack_v1(hf_model(weights["v1"], version=2), to_uint8(image), 192)
     assert not np.array_equal(v2_layers, expected)  # the blocks read matter
+
+
+def test_dpt_size_is_dpt_image_processors():
+    from transformers.models.dpt.image_processing_dpt import get_resize_output_image_size
+
+    from nodes.pack_nodes_controlnet_aux_depth import dpt_size
+    for height, width in [(512, 768), (768, 512), (192, 320), (1024, 1024), (64, 4096), (640, 512), (576, 1024)]:
+        want = get_resize_output_image_size(torch.zeros(3, height, width), (518, 518), True, 14)
+        assert dpt_size(height, width) == (want.height, want.width), (height, width)
 
 
 def test_api_prompt_runs_both_and_aio(annotators, weights, builtin_registry):
@@ -143,8 +170,7 @@ def test_api_prompt_runs_both_and_aio(annotators, weights, builtin_registry):
     v2 = to_image(pack_v2(load_depth_anything(weights["v2"], version=2), loaded, 64))
     assert torch.equal(result.values["2"][0], v2)
     assert torch.equal(result.values["4"][0], v2)  # AIO: the default ckpt_name, vitl
-    assert torch.equal(result.values["3"][0], to_image(pack_v1(load_depth_anything(weights["v1"], version=1),
-                                                               loaded, 128)))
+    assert torch.equal(result.values["3"][0], to_image(pack_v1(hf_model(weights["v1"], version=1), loaded, 128)))
 
 
 def test_ui_save_reads_widgets_in_the_packs_order(annotators, weights, builtin_registry):
@@ -190,7 +216,7 @@ def test_one_load_per_file(annotators, builtin_registry, monkeypatch):
     from nodes import pack_nodes_controlnet_aux_depth as nodes
     loads = []
     real = module.load_depth_anything
-    monkeypatch.setattr(module, "load_depth_anything", lambda *a: loads.append(a) or real(*a))
+    monkeypatch.setattr(module, "load_depth_anything", lambda *a, **k: loads.append(a) or real(*a, **k))
     nodes._loaded.clear()
     for seed in (6, 7):
         call(builtin_registry, "DepthAnythingV2Preprocessor", image=picture(30, 40, seed=seed), resolution=64)

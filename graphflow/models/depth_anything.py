@@ -17,8 +17,10 @@ Read from the public sources in the reference index (facts, not code, taken):
 
 The network: 14x14 patches (a Conv2d), a class token, learned position embeddings for a 37x37 grid
 interpolated to the input's grid as DINOv2 does (bicubic by the scale factor (grid + 0.1) / 37 on
-each axis, not by the target size), pre-norm blocks (LayerNorm eps 1e-6, 64-wide attention heads,
-layer scale, a GELU MLP or ViT-g's SwiGLU), the final LayerNorm applied to four blocks' outputs.
+each axis, not by the target size; resampling "size" takes transformers' rule, to the target size,
+for the pack's V1, which runs transformers' model), pre-norm blocks (LayerNorm eps 1e-6, 64-wide
+attention heads, layer scale, a GELU MLP or ViT-g's SwiGLU), the final LayerNorm applied to four
+blocks' outputs.
 The DPT head projects each (1x1 conv), resizes them to 4x, 2x, 1x and 1/2x the patch grid, takes
 them to `features` channels (3x3, no bias), fuses them coarse to fine (residual conv units,
 bilinear x2 with aligned corners), then conv 3x3 to features/2, bilinear to 14x the patch grid,
@@ -68,6 +70,7 @@ class DepthAnythingConfig:
     layers: tuple[int, int, int, int]  # the blocks the head reads
     swiglu: bool = False  # ViT-g's feed-forward
     grid: int = 37  # the position embeddings' side, in patches (518 / 14)
+    resampling: str = "dinov2"  # how the position embeddings meet another grid: "dinov2" or "size" (transformers')
 
 
 SIZES = {
@@ -161,10 +164,12 @@ class DINOv2(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, config.dim))  # training only; kept so files load strictly
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim, eps=1e-6)
+        self.resampling = config.resampling
 
     def position_embeddings(self, height: int, width: int) -> torch.Tensor:
         """The embeddings for a height x width input: the stored ones for the stored square grid,
-        else the grid's bicubically interpolated by DINOv2's scale factors (patches + 0.1) / grid."""
+        else the grid's bicubically interpolated by DINOv2's scale factors (patches + 0.1) / grid
+        (or, resampling "size", to the patch grid's size as transformers does)."""
         stored = self.pos_embed.shape[1] - 1
         rows, cols = height // PATCH, width // PATCH
         if rows * cols == stored and height == width:
@@ -172,10 +177,13 @@ class DINOv2(nn.Module):
         pos = self.pos_embed.float()
         side = math.sqrt(stored)
         grid = pos[:, 1:].reshape(1, int(side), int(side), -1).permute(0, 3, 1, 2)
-        # The scale factor, not the target size, sets the sampling positions (the 0.1 keeps the
-        # floor of grid * factor at the patch count); the trained model expects exactly these.
-        grid = F.interpolate(grid, scale_factor=((rows + POS_OFFSET) / side, (cols + POS_OFFSET) / side),
-                             mode="bicubic", antialias=False)
+        if self.resampling == "size":  # transformers' Dinov2Embeddings: to the patch grid's size
+            grid = F.interpolate(grid, size=(rows, cols), mode="bicubic", align_corners=False)
+        else:
+            # The scale factor, not the target size, sets the sampling positions (the 0.1 keeps the
+            # floor of grid * factor at the patch count); the trained model expects exactly these.
+            grid = F.interpolate(grid, scale_factor=((rows + POS_OFFSET) / side, (cols + POS_OFFSET) / side),
+                                 mode="bicubic", antialias=False)
         grid = grid.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
         return torch.cat([pos[:, :1], grid], dim=1).to(self.pos_embed.dtype)
 
@@ -279,7 +287,8 @@ class DepthAnything(nn.Module):
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def config_from_shapes(shapes: dict[str, tuple], version: int = 2) -> DepthAnythingConfig:
+def config_from_shapes(shapes: dict[str, tuple], version: int = 2,
+                       resampling: str = "dinov2") -> DepthAnythingConfig:
     """The network the weights describe; CheckpointError when they are not a Depth Anything model."""
     needed = ("pretrained.cls_token", "pretrained.pos_embed", "pretrained.patch_embed.proj.weight",
               "depth_head.scratch.layer1_rn.weight", "depth_head.projects.3.weight")
@@ -304,14 +313,14 @@ def config_from_shapes(shapes: dict[str, tuple], version: int = 2) -> DepthAnyth
         dim, depth, dim // HEAD_WIDTH, shapes["depth_head.scratch.layer1_rn.weight"][0],
         tuple(shapes.get(f"depth_head.projects.{i}.weight", (0,))[0] for i in range(4)),
         V2_LAYERS[depth] if version == 2 else tuple(range(depth - 4, depth)),
-        swiglu="pretrained.blocks.0.mlp.w12.weight" in shapes, grid=grid)
+        swiglu="pretrained.blocks.0.mlp.w12.weight" in shapes, grid=grid, resampling=resampling)
     return config
 
 
 def size_name(config: DepthAnythingConfig) -> str:
     """vits / vitb / vitl / vitg, or a description of another shape."""
     for name, size in SIZES.items():
-        if replace(size, layers=config.layers) == config:
+        if replace(size, layers=config.layers, resampling=config.resampling) == config:
             return name
     return f"a {config.dim}-wide, {config.depth}-block Depth Anything"
 
@@ -388,11 +397,12 @@ def hf_view(f) -> RenamedView:
     return RenamedView(f, names, shapes)
 
 
-def load_depth_anything(path, version: int = 2, device=None) -> DepthAnything:
+def load_depth_anything(path, version: int = 2, device=None, resampling: str = "dinov2") -> DepthAnything:
     """The model in an original-layout file (.pth through PyTorch's restricted unpickler, or
     safetensors) or a transformers-layout one (a -hf repository's model.safetensors), float32 on
     `device` (the CPU by default: the memory manager moves it to run). V1 and V2 files look alike:
-    `version` says which blocks the head reads."""
+    `version` says which blocks the head reads; `resampling` how the position embeddings meet
+    another grid (DINOv2's rule, or "size": transformers')."""
     from .checkpoint import _assign
 
     path = Path(path)
@@ -402,7 +412,7 @@ def load_depth_anything(path, version: int = 2, device=None) -> DepthAnything:
             if HF_CLS in f.shapes:
                 source = hf_view(f)
             shapes = dict(source.shapes)
-            config = config_from_shapes(shapes, version)
+            config = config_from_shapes(shapes, version, resampling)
         except CheckpointError as e:
             raise CheckpointError(f"{path.name}: {e}") from None
         with torch.device("meta"):
