@@ -280,3 +280,11 @@ def test_the_model_leaves_the_device_after_its_run(annotators, builtin_registry,
     (model,) = nodes._loaded.values()
     comp = fresh_manager.components[id(model)]
     assert comp.kind == "annotator" and comp.state == "offloaded"
+
+
+def test_v1_refuses_a_picture_too_thin_for_the_network(annotators, builtin_registry):
+    # 8x1024 at resolution 64: 64x8192 after the pad, whose DPT size is 0x518 (64 * 518 / 8192 rounds to 0 * 14)
+    with pytest.raises(NodeInputError) as caught:
+        call(builtin_registry, "DepthAnythingPreprocessor", image=torch.rand(1, 8, 1024, 3),
+             ckpt_name="depth_anything_vits14.pth", resolution=64)
+    assert caught.value.input == "image" and "518x0" in str(caught.value)
