@@ -70,8 +70,9 @@ def transformers_model(config: DepthAnythingConfig, state: dict):
                             image_size=config.grid * 14, patch_size=14, use_swiglu_ffn=config.swiglu,
                             out_indices=[i + 1 for i in config.layers], apply_layernorm=True,
                             reshape_hidden_states=False)
+    metric = {} if config.max_depth is None else {"depth_estimation_type": "metric", "max_depth": int(config.max_depth)}
     hf_config = HFConfig(backbone_config=backbone, reassemble_hidden_size=config.dim, patch_size=14,
-                         fusion_hidden_size=config.features, neck_hidden_sizes=list(config.out_channels))
+                         fusion_hidden_size=config.features, neck_hidden_sizes=list(config.out_channels), **metric)
     model = DepthAnythingForDepthEstimation(hf_config).eval()
     model.load_state_dict(to_transformers(state, config), strict=True)
     return model
@@ -244,3 +245,16 @@ def test_size_resampling_equals_transformers_off_the_grid():
     pixels = torch.randn(1, 3, 70, 98, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         torch.testing.assert_close(model(pixels), reference(pixel_values=pixels).predicted_depth, rtol=1e-4, atol=1e-5)
+
+
+def test_a_metric_model_equals_transformers_metric_head():
+    """max_depth: Depth-Anything-V2's metric models (a sigmoid times max_depth, not a ReLU)."""
+    from dataclasses import replace
+    config = replace(TINY, max_depth=20.0)
+    model, state = ours(config, seed=10)
+    reference = transformers_model(config, state)
+    pixels = torch.randn(1, 3, 56, 56, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        expected = reference(pixel_values=pixels).predicted_depth
+        torch.testing.assert_close(model(pixels), expected, rtol=1e-4, atol=1e-5)
+    assert 0 < expected.min() and expected.max() < 20.0

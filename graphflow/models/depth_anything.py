@@ -71,6 +71,7 @@ class DepthAnythingConfig:
     swiglu: bool = False  # ViT-g's feed-forward
     grid: int = 37  # the position embeddings' side, in patches (518 / 14)
     resampling: str = "dinov2"  # how the position embeddings meet another grid: "dinov2" or "size" (transformers')
+    max_depth: float | None = None  # a metric model's: its head ends in a sigmoid times this (else a ReLU)
 
 
 SIZES = {
@@ -240,7 +241,7 @@ class Scratch(nn.Module):
         self.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
         # indices 1 and 3 are ReLUs (and 4 an Identity) in the original: the file's keys are 0 and 2
         self.output_conv2 = nn.Sequential(nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(),
-                                          nn.Conv2d(32, 1, 1), nn.ReLU())
+                                          nn.Conv2d(32, 1, 1), nn.ReLU() if config.max_depth is None else nn.Sigmoid())
 
 
 class DPTHead(nn.Module):
@@ -281,14 +282,15 @@ class DepthAnything(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         rows, cols = pixels.shape[-2] // PATCH, pixels.shape[-1] // PATCH
         features = self.pretrained(pixels, self.config.layers)
-        return self.depth_head(features, rows, cols).squeeze(1)
+        depth = self.depth_head(features, rows, cols).squeeze(1)
+        return depth if self.config.max_depth is None else depth * self.config.max_depth
 
 
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def config_from_shapes(shapes: dict[str, tuple], version: int = 2,
-                       resampling: str = "dinov2") -> DepthAnythingConfig:
+def config_from_shapes(shapes: dict[str, tuple], version: int = 2, resampling: str = "dinov2",
+                       max_depth: float | None = None) -> DepthAnythingConfig:
     """The network the weights describe; CheckpointError when they are not a Depth Anything model."""
     needed = ("pretrained.cls_token", "pretrained.pos_embed", "pretrained.patch_embed.proj.weight",
               "depth_head.scratch.layer1_rn.weight", "depth_head.projects.3.weight")
@@ -313,14 +315,15 @@ def config_from_shapes(shapes: dict[str, tuple], version: int = 2,
         dim, depth, dim // HEAD_WIDTH, shapes["depth_head.scratch.layer1_rn.weight"][0],
         tuple(shapes.get(f"depth_head.projects.{i}.weight", (0,))[0] for i in range(4)),
         V2_LAYERS[depth] if version == 2 else tuple(range(depth - 4, depth)),
-        swiglu="pretrained.blocks.0.mlp.w12.weight" in shapes, grid=grid, resampling=resampling)
+        swiglu="pretrained.blocks.0.mlp.w12.weight" in shapes, grid=grid, resampling=resampling,
+        max_depth=max_depth)
     return config
 
 
 def size_name(config: DepthAnythingConfig) -> str:
     """vits / vitb / vitl / vitg, or a description of another shape."""
     for name, size in SIZES.items():
-        if replace(size, layers=config.layers, resampling=config.resampling) == config:
+        if replace(size, layers=config.layers, resampling=config.resampling, max_depth=config.max_depth) == config:
             return name
     return f"a {config.dim}-wide, {config.depth}-block Depth Anything"
 
@@ -397,12 +400,14 @@ def hf_view(f) -> RenamedView:
     return RenamedView(f, names, shapes)
 
 
-def load_depth_anything(path, version: int = 2, device=None, resampling: str = "dinov2") -> DepthAnything:
+def load_depth_anything(path, version: int = 2, device=None, resampling: str = "dinov2",
+                        max_depth: float | None = None) -> DepthAnything:
     """The model in an original-layout file (.pth through PyTorch's restricted unpickler, or
     safetensors) or a transformers-layout one (a -hf repository's model.safetensors), float32 on
     `device` (the CPU by default: the memory manager moves it to run). V1 and V2 files look alike:
     `version` says which blocks the head reads; `resampling` how the position embeddings meet
-    another grid (DINOv2's rule, or "size": transformers')."""
+    another grid (DINOv2's rule, or "size": transformers'); `max_depth` makes it a metric model
+    (Depth-Anything-V2's metric files: a sigmoid head times max_depth; the weights do not tell)."""
     from .checkpoint import _assign
 
     path = Path(path)
@@ -412,7 +417,7 @@ def load_depth_anything(path, version: int = 2, device=None, resampling: str = "
             if HF_CLS in f.shapes:
                 source = hf_view(f)
             shapes = dict(source.shapes)
-            config = config_from_shapes(shapes, version, resampling)
+            config = config_from_shapes(shapes, version, resampling, max_depth)
         except CheckpointError as e:
             raise CheckpointError(f"{path.name}: {e}") from None
         with torch.device("meta"):
