@@ -397,6 +397,8 @@ ICLIGHT_CLASSES = ("LoadAndApplyICLightUnet", "ICLightConditioning", "LightSourc
 # huchenlei's ComfyUI-IC-Light-Native (nodes/pack_nodes_iclight_native.py, ic_light_nodes.py 22d923a811ff):
 # its helpers are ours; its apply node is left out, with why
 ICLIGHT_NATIVE_CLASSES = ("ICLightApplyMaskGrey", "VAEEncodeArgMax")
+# kijai's ComfyUI-DepthAnythingV2 (nodes/pack_nodes_depth_anything_v2.py, nodes.py 047a4ecf): both its classes
+DEPTH_ANYTHING_V2_CLASSES = ("DownloadAndLoadDepthAnythingV2Model", "DepthAnything_V2")
 ICLIGHT_NATIVE_LEFT_OUT = {
     "ICLightAppply": "it takes the IC-Light UNet as a second MODEL and sets its concat latent on every model call "
                      "through a UNet wrapper; graphflow runs IC-Light through kijai's LoadAndApplyICLightUnet and "
@@ -416,7 +418,8 @@ WHOLE_NAMES = frozenset((*TILED_DIFFUSION_CLASSES, *TILED_DIFFUSION_LEFT_OUT,
                          *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES, *ALLOR_LEFT_OUT,
                          *ALLOR_LATER, *LAYERSTYLE_ADVANCE_LEFT_OUT,
                          *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT,
-                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT))
+                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT,
+                         *DEPTH_ANYTHING_V2_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -537,6 +540,7 @@ CUSTOM_PACKS = {
     "comfyui-art-venture": ("AV_", *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT),
     "ComfyUI-IC-Light": ICLIGHT_CLASSES,
     "ComfyUI-IC-Light-Native": (*ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT),
+    "ComfyUI-DepthAnythingV2": DEPTH_ANYTHING_V2_CLASSES,
     # Acly's comfyui-tooling-nodes (nodes/pack_nodes_etn.py): every class starts "ETN_"
     "comfyui-tooling-nodes": ("ETN_",),
 }

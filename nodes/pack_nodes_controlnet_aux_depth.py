@@ -93,22 +93,28 @@ def find_weights(name: str, sources: dict) -> Path:
                                       f"does not download; a .safetensors conversion of the same name is read too)")
 
 
-_loaded: dict = {}  # (path, file state, version) -> the model: the last one asked for
+_loaded: dict = {}  # (path, file state, how it runs) -> the model: the last one asked for
 
 
-def depth_model(name: str, sources: dict, version: int, resampling: str = "dinov2"):
+def loaded_model(path: Path, name: str, version: int, resampling: str = "dinov2", max_depth=None,
+                 input_name: str = "ckpt_name"):
+    """The model in the file at `path` (chosen as `name` by the input `input_name`), kept loaded
+    until another is asked for (by Depth Anything nodes of either pack)."""
     from graphflow.models.depth_anything import load_depth_anything
     from graphflow.models.weight_files import CheckpointError, file_state
 
-    path = find_weights(name, sources)
-    key = (str(path), file_state(path), version, resampling)
+    key = (str(path), file_state(path), version, resampling, max_depth)
     if key not in _loaded:
         _loaded.clear()  # drop the previous file before reading the next
         try:
-            _loaded[key] = load_depth_anything(path, version, resampling=resampling)
+            _loaded[key] = load_depth_anything(path, version, resampling=resampling, max_depth=max_depth)
         except CheckpointError as e:
-            raise NodeInputError("ckpt_name", f"{name}: {e}") from None
+            raise NodeInputError(input_name, f"{name}: {e}") from None
     return _loaded[key]
+
+
+def depth_model(name: str, sources: dict, version: int, resampling: str = "dinov2"):
+    return loaded_model(find_weights(name, sources), name, version, resampling)
 
 
 def weights_state(name, sources: dict) -> str:
