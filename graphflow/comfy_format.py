@@ -397,13 +397,13 @@ ICLIGHT_CLASSES = ("LoadAndApplyICLightUnet", "ICLightConditioning", "LightSourc
 # huchenlei's ComfyUI-IC-Light-Native (nodes/pack_nodes_iclight_native.py, ic_light_nodes.py 22d923a811ff):
 # its helpers are ours; its apply node is left out, with why
 ICLIGHT_NATIVE_CLASSES = ("ICLightApplyMaskGrey", "VAEEncodeArgMax")
-# kijai's ComfyUI-DepthAnythingV2 (nodes/pack_nodes_depth_anything_v2.py, nodes.py 047a4ecf): both its classes
-DEPTH_ANYTHING_V2_CLASSES = ("DownloadAndLoadDepthAnythingV2Model", "DepthAnything_V2")
 ICLIGHT_NATIVE_LEFT_OUT = {
     "ICLightAppply": "it takes the IC-Light UNet as a second MODEL and sets its concat latent on every model call "
                      "through a UNet wrapper; graphflow runs IC-Light through kijai's LoadAndApplyICLightUnet and "
                      "ICLightConditioning (the same offset, the latent carried by the conditioning)",
 }
+# kijai's ComfyUI-DepthAnythingV2 (nodes/pack_nodes_depth_anything_v2.py, nodes.py 047a4ecf): both its classes
+DEPTH_ANYTHING_V2_CLASSES = ("DownloadAndLoadDepthAnythingV2Model", "DepthAnything_V2")
 # shiimizu's ComfyUI-TiledDiffusion (nodes/pack_nodes_tiled_diffusion.py), whole names: "TiledDiffusion" starts
 # its other classes' names
 TILED_DIFFUSION_CLASSES = ("TiledDiffusion", "SpotDiffusionParams_TiledDiffusion", "TiledDiffusionParams_TiledDiffusion",
