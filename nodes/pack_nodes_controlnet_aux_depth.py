@@ -28,7 +28,8 @@ layout: depth-anything/Depth-Anything-V2-Large/depth_anything_v2_vitl.pth), else
 conversion of the same name (depth_anything_v2_vitl.safetensors), which may also be a -hf repository's
 model.safetensors (transformers' layout) renamed so. The size is read from the weights, not the name.
 One file is kept loaded (float32, as the pack runs it) until another is asked for; the memory manager
-puts it on the compute device to run and takes it off again after (the "annotator" kind is transient).
+puts it on the compute device once for a run's whole batch and takes it off again after (the
+"annotator" kind is transient), as the pack moves its model once per run.
 
 The two follow different pipelines, as the pack's do:
 - V2 runs the network on the picture as given (not at `resolution`): resized (bicubic, in float64 as
@@ -53,6 +54,7 @@ memory the machine lacks.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from graphflow.api import IMAGE, Choice, ComfyAlias, Node, NodeInputError, check_run_memory, folders
@@ -171,28 +173,38 @@ def stretched(depth):
     return ((depth - low) / (high - low) * 255.0).astype(np.uint8)
 
 
-def run_network(model, pixels, name: str):
-    """Relative depth [1, h, w] (float32, on the model's device) of the network input; `name`: the
-    file's, for the memory manager's records."""
+@contextlib.contextmanager
+def on_device(model, name: str):
+    """The model on the compute device, without gradients, for a whole batch: loaded once and
+    offloaded once after it ("annotator" is a transient kind), as the pack moves its model once per
+    run. `name`: the file's, for the memory manager's records."""
     import torch
 
+    from graphflow import memory
+
+    with memory.use(model, "annotator", f"depth_anything:{name}"), torch.no_grad():
+        yield
+
+
+def run_network(model, pixels, input_name: str = "image"):
+    """Relative depth [1, h, w] (float32, on the model's device) of the network input, inside
+    `on_device`; an input whose working memory the machine lacks is refused naming `input_name`."""
     from graphflow import memory
 
     config = model.config
     height, width = pixels.shape[-2:]
     # the head's largest maps: features/2 channels then 32 at the input's size, twice for interpolation
-    check_run_memory("image", f"Depth Anything at {width}x{height}", data=height * width * 4 * (config.features + 64))
-    with memory.use(model, "annotator", f"depth_anything:{name}"), torch.no_grad():
-        return model(pixels.to(memory.manager().device_for(model))).float()
+    check_run_memory(input_name, f"Depth Anything at {width}x{height}", data=height * width * 4 * (config.features + 64))
+    return model(pixels.to(memory.manager().device_for(model))).float()
 
 
-def v2_map(model, name: str, rgb, resolution: int):
+def v2_map(model, rgb, resolution: int):
     import cv2
     import numpy as np
     import torch.nn.functional as F
     rgb = hwc3(rgb)
     check_scaled(*scaled_size(rgb.shape[0], rgb.shape[1], resolution), resolution, rgb.shape[0], rgb.shape[1])
-    depth = run_network(model, network_input(rgb), name)
+    depth = run_network(model, network_input(rgb))
     depth = F.interpolate(depth[:, None], rgb.shape[:2], mode="bilinear", align_corners=True)[0, 0].cpu().numpy()
     grey = stretched(depth)
     padded, size = resize_with_pad(np.stack([grey] * 3, axis=2), resolution, cv2.INTER_CUBIC)
@@ -228,7 +240,7 @@ def dpt_input(rgb):
                          (torch.tensor(IMAGENET_STD) * factor).tolist())
 
 
-def v1_map(model, name: str, rgb, resolution: int):
+def v1_map(model, rgb, resolution: int):
     """The pack's current DepthAnythingDetector (transformers' depth-estimation pipeline): the
     picture resized with pad to `resolution`, the pipeline's pre-processing, network and
     post-processing on it (depth back at its size, bicubic; stretched to 0..255 as uint8), the pack's
@@ -239,7 +251,7 @@ def v1_map(model, name: str, rgb, resolution: int):
     rgb = hwc3(rgb)
     check_scaled(*scaled_size(rgb.shape[0], rgb.shape[1], resolution), resolution, rgb.shape[0], rgb.shape[1])
     padded, size = resize_with_pad(rgb, resolution, cv2.INTER_CUBIC)
-    depth = run_network(model, dpt_input(padded), name)
+    depth = run_network(model, dpt_input(padded))
     depth = F.interpolate(depth[:, None], padded.shape[:2], mode="bicubic", align_corners=False)[0, 0].cpu().numpy()
     grey = stretched(stretched(depth).astype(np.float32))  # the pipeline's 8 bits, then the pack's
     return crop(np.stack([grey] * 3, axis=2), size)
@@ -272,7 +284,8 @@ class DepthAnythingV2Preprocessor(Node):
     def run(self):
         model = depth_model(self.ckpt_name, V2_FILES, version=2)
         res = detect_resolution(self.resolution)
-        return each_image(self.image, "image", lambda x: v2_map(model, self.ckpt_name, x, res))
+        with on_device(model, self.ckpt_name):
+            return each_image(self.image, "image", lambda x: v2_map(model, x, res))
 
 
 class DepthAnythingPreprocessor(Node):
@@ -301,7 +314,8 @@ class DepthAnythingPreprocessor(Node):
     def run(self):
         model = depth_model(self.ckpt_name, V1_FILES, version=1, resampling="size")
         res = detect_resolution(self.resolution)
-        return each_image(self.image, "image", lambda x: v1_map(model, self.ckpt_name, x, res))
+        with on_device(model, self.ckpt_name):
+            return each_image(self.image, "image", lambda x: v1_map(model, x, res))
 
 
 # what AIO_Preprocessor runs from this module (nodes/pack_nodes_controlnet_aux.py)

@@ -23,7 +23,7 @@ over the whole batch, clamped to 0..1, inverted for a metric model. Larger is ne
 from __future__ import annotations
 
 from graphflow.api import IMAGE, Choice, ComfyAlias, Node, NodeInputError, folders, socket_type
-from nodes.pack_nodes_controlnet_aux_depth import loaded_model, run_network
+from nodes.pack_nodes_controlnet_aux_depth import loaded_model, on_device, run_network
 
 COMFY_PACK = "ComfyUI-DepthAnythingV2"  # the custom node pack this module's ComfyUI classes come from
 
@@ -115,7 +115,8 @@ class DepthAnything_V2(Node):  # noqa: N801 (the pack's class name)
             images = F.interpolate(images, size=(net_h, net_w), mode="bilinear")
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         images = (images - mean[:, None, None]) / std[:, None, None]
-        depths = [normalised(run_network(da["model"], image[None], da["name"])).cpu() for image in images]
+        with on_device(da["model"], da["name"]):
+            depths = [normalised(run_network(da["model"], image[None], "images")).cpu() for image in images]
         depth = torch.cat(depths)[:, None]
         final = (height // 2 * 2, width // 2 * 2)
         if depth.shape[-2:] != final:

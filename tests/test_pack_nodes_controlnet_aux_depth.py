@@ -288,3 +288,18 @@ def test_v1_refuses_a_picture_too_thin_for_the_network(annotators, builtin_regis
         call(builtin_registry, "DepthAnythingPreprocessor", image=torch.rand(1, 8, 1024, 3),
              ckpt_name="depth_anything_vits14.pth", resolution=64)
     assert caught.value.input == "image" and "518x0" in str(caught.value)
+
+
+@pytest.mark.parametrize("class_type, inputs", [
+    ("DepthAnythingV2Preprocessor", {}),
+    ("DepthAnythingPreprocessor", {"ckpt_name": "depth_anything_vits14.pth"}),
+    ("AIO_Preprocessor", {"preprocessor": "DepthAnythingV2Preprocessor"}),
+])
+def test_a_batch_moves_the_model_onto_the_device_and_off_once(annotators, builtin_registry, cpu0_device, fresh_manager,
+                                                              class_type, inputs):
+    """As the pack moves its model to the device once per run, not once per picture."""
+    images = torch.cat([picture(30, 40, seed=seed) for seed in (1, 2, 3)])
+    out = call(builtin_registry, class_type, image=images, resolution=64, **inputs)
+    assert out.shape[0] == 3
+    moves = [e["action"] for e in fresh_manager.events if e["kind"] == "annotator"]
+    assert moves == ["load", "offload"]

@@ -128,3 +128,21 @@ def test_api_prompt_runs(models, written, builtin_registry):
     loaded_image = torch.from_numpy(np.asarray(image[0] * 255.0, dtype=np.uint8).astype(np.float32) / 255.0)[None]
     expected = pack_process(load_depth_anything(written[RELATIVE]), loaded_image, is_metric=False)
     torch.testing.assert_close(result.values["3"][0], expected, rtol=0, atol=1e-6)
+
+
+def test_a_batch_moves_the_model_onto_the_device_and_off_once(models, builtin_registry, cpu0_device, fresh_manager):
+    """As the pack: the model to the device once, every picture, offloaded once."""
+    da = loaded(builtin_registry, RELATIVE)
+    images = torch.cat([picture(28, 42, seed=seed) for seed in (1, 2, 3)])
+    assert call(builtin_registry, "DepthAnything_V2", da_model=da, images=images).shape[0] == 3
+    assert [e["action"] for e in fresh_manager.events if e["kind"] == "annotator"] == ["load", "offload"]
+
+
+def test_a_picture_too_big_for_the_memory_is_refused_as_images(models, builtin_registry, monkeypatch):
+    from graphflow import resource_limits
+    da = loaded(builtin_registry, RELATIVE)
+    monkeypatch.setattr(resource_limits, "_budget", lambda limits: {"ram": 1000, "device": ("device", None)})
+    with pytest.raises(NodeInputError) as caught:
+        call(builtin_registry, "DepthAnything_V2", da_model=da, images=picture(28, 42))
+    assert caught.value.input == "images" and "Depth Anything at 42x28" in str(caught.value)
+
