@@ -23,6 +23,7 @@ over the whole batch, clamped to 0..1, inverted for a metric model. Larger is ne
 from __future__ import annotations
 
 from graphflow.api import IMAGE, Choice, ComfyAlias, Node, NodeInputError, folders, socket_type
+from nodes.pack_nodes_controlnet_aux import non_empty
 from nodes.pack_nodes_controlnet_aux_depth import loaded_model, on_device, run_network
 
 COMFY_PACK = "ComfyUI-DepthAnythingV2"  # the custom node pack this module's ComfyUI classes come from
@@ -104,7 +105,7 @@ class DepthAnything_V2(Node):  # noqa: N801 (the pack's class name)
         da = self.da_model
         if not isinstance(da, dict) or "model" not in da:
             raise NodeInputError("da_model", "expected a model from DownloadAndLoadDepthAnythingV2Model")
-        batch, height, width, channels = self.images.shape
+        batch, height, width, channels = non_empty(self.images, "images").shape
         if channels != 3:
             raise NodeInputError("images", f"expected RGB pictures (3 channels), got {channels}")
         net_h, net_w = height - height % PATCH, width - width % PATCH

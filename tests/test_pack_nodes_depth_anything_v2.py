@@ -146,3 +146,9 @@ def test_a_picture_too_big_for_the_memory_is_refused_as_images(models, builtin_r
         call(builtin_registry, "DepthAnything_V2", da_model=da, images=picture(28, 42))
     assert caught.value.input == "images" and "Depth Anything at 42x28" in str(caught.value)
 
+
+def test_an_empty_batch_is_refused_as_images(models, builtin_registry):
+    da = loaded(builtin_registry, RELATIVE)
+    with pytest.raises(NodeInputError) as caught:
+        call(builtin_registry, "DepthAnything_V2", da_model=da, images=torch.zeros(0, 28, 42, 3))
+    assert caught.value.input == "images" and "at least one image" in str(caught.value)
