@@ -27,9 +27,11 @@ works). ckpt_name is found by file name at the top of the folder or in any subfo
 layout: depth-anything/Depth-Anything-V2-Large/depth_anything_v2_vitl.pth), else a safetensors
 conversion of the same name (depth_anything_v2_vitl.safetensors), which may also be a -hf repository's
 model.safetensors (transformers' layout) renamed so. The size is read from the weights, not the name.
-One file is kept loaded (float32, as the pack runs it) until another is asked for; the memory manager
-puts it on the compute device once for a run's whole batch and takes it off again after (the
-"annotator" kind is transient), as the pack moves its model once per run.
+The model of the last file asked for is kept (float32, as the pack runs it) for the next run until
+another file is asked for; a model held elsewhere too (kijai's loader's output, in the executor's
+output cache) stays in memory while that holds it. The memory manager puts a model on the compute
+device once for a run's whole batch and takes it off again after (the "annotator" kind is
+transient), as the pack moves its model once per run.
 
 The two follow different pipelines, as the pack's do:
 - V2 runs the network on the picture as given (not at `resolution`): resized (bicubic, in float64 as
@@ -55,6 +57,7 @@ memory the machine lacks.
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 from graphflow.api import IMAGE, Choice, ComfyAlias, Node, NodeInputError, check_run_memory, folders
@@ -96,23 +99,27 @@ def find_weights(name: str, sources: dict) -> Path:
 
 
 _loaded: dict = {}  # (path, file state, how it runs) -> the model: the last one asked for
+_loading = threading.Lock()  # one read at a time: another file's read clears _loaded
 
 
 def loaded_model(path: Path, name: str, version: int, resampling: str = "dinov2", max_depth=None,
                  input_name: str = "ckpt_name"):
-    """The model in the file at `path` (chosen as `name` by the input `input_name`), kept loaded
-    until another is asked for (by Depth Anything nodes of either pack)."""
+    """The model in the file at `path` (chosen as `name` by the input `input_name`), kept for the
+    next run until another file is asked for (by Depth Anything nodes of either pack)."""
     from graphflow.models.depth_anything import load_depth_anything
     from graphflow.models.weight_files import CheckpointError, file_state
 
     key = (str(path), file_state(path), version, resampling, max_depth)
-    if key not in _loaded:
-        _loaded.clear()  # drop the previous file before reading the next
-        try:
-            _loaded[key] = load_depth_anything(path, version, resampling=resampling, max_depth=max_depth)
-        except CheckpointError as e:
-            raise NodeInputError(input_name, f"{name}: {e}") from None
-    return _loaded[key]
+    with _loading:
+        model = _loaded.get(key)
+        if model is None:
+            _loaded.clear()  # drop the previous file before reading the next
+            try:
+                model = load_depth_anything(path, version, resampling=resampling, max_depth=max_depth)
+            except CheckpointError as e:
+                raise NodeInputError(input_name, f"{name}: {e}") from None
+            _loaded[key] = model
+    return model
 
 
 def depth_model(name: str, sources: dict, version: int, resampling: str = "dinov2"):

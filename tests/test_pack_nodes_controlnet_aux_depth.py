@@ -303,3 +303,29 @@ def test_a_batch_moves_the_model_onto_the_device_and_off_once(annotators, builti
     assert out.shape[0] == 3
     moves = [e["action"] for e in fresh_manager.events if e["kind"] == "annotator"]
     assert moves == ["load", "offload"]
+
+
+def test_a_read_of_another_file_waits_for_the_read_under_way(weights, monkeypatch):
+    """Two workers asking for two files at once: the second read (which lets the first file go)
+    waits until the first has its model, which it gets (unlocked, the first found the cache cleared
+    under it: a bare KeyError)."""
+    import threading
+
+    from graphflow.models.depth_anything import DepthAnything
+    from nodes import pack_nodes_controlnet_aux_depth as nodes
+    other = {}
+
+    class Racing(dict):  # the cache, starting the other worker as the first's model goes in
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            if key[0] == str(weights["v2"]) and "thread" not in other:
+                other["thread"] = threading.Thread(
+                    target=lambda: other.setdefault("model", nodes.loaded_model(weights["v1"], "v1", version=1)))
+                other["thread"].start()
+                other["thread"].join(timeout=0.5)  # locked out: it waits for this read to end
+
+    monkeypatch.setattr(nodes, "_loaded", Racing())
+    first = nodes.loaded_model(weights["v2"], "v2", version=2)
+    other["thread"].join()
+    assert isinstance(first, DepthAnything) and first.config.layers != other["model"].config.layers
+    assert list(nodes._loaded.values()) == [other["model"]]
