@@ -92,10 +92,16 @@ def find_weights(name: str, sources: dict) -> Path:
         found = sorted((n for n in listed if n.rsplit("/", 1)[-1] == wanted), key=lambda n: (n.count("/"), n))
         if found:
             return folders.find_model(FOLDER, found[0])
-    searched = ", ".join(str(d) for d in folders.model_dirs(FOLDER)[:-1])  # the last: graphflow's bundled models
-    raise NodeInputError("ckpt_name", f"{name} is not in the annotators models folder ({searched}) or a subfolder of "
-                                      f"it: get it from {sources.get(name, 'the pack')} and put it there (graphflow "
-                                      f"does not download; a .safetensors conversion of the same name is read too)")
+    raise missing_file("ckpt_name", name, FOLDER, sources.get(name, "the pack"), " or a subfolder of it",
+                       "; a .safetensors conversion of the same name is read too")
+
+
+def missing_file(input_name: str, name: str, folder: str, source: str, where: str = "", note: str = ""):
+    """The refusal of a weights file `name` not found in models folder `folder`: the folders
+    searched, `where` else it may be, where to get it and `note`."""
+    searched = ", ".join(str(d) for d in folders.model_dirs(folder)[:-1])  # the last: graphflow's bundled models
+    return NodeInputError(input_name, f"{name} is not in the {folder} models folder ({searched}){where}: get it "
+                                      f"from {source} and put it there (graphflow does not download{note})")
 
 
 _loaded: dict = {}  # (path, file state, how it runs) -> the model: the last one asked for

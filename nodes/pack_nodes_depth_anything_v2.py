@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from graphflow.api import IMAGE, Choice, ComfyAlias, Node, NodeInputError, folders, socket_type
 from nodes.pack_nodes_controlnet_aux import non_empty
-from nodes.pack_nodes_controlnet_aux_depth import loaded_model, on_device, run_network
+from nodes.pack_nodes_controlnet_aux_depth import loaded_model, missing_file, on_device, run_network
 
 COMFY_PACK = "ComfyUI-DepthAnythingV2"  # the custom node pack this module's ComfyUI classes come from
 
@@ -68,10 +68,7 @@ class DownloadAndLoadDepthAnythingV2Model(Node):
         try:
             path = folders.find_model(FOLDER, self.model)
         except (FileNotFoundError, ValueError):
-            searched = ", ".join(str(d) for d in folders.model_dirs(FOLDER)[:-1])  # the last: bundled models
-            raise NodeInputError("model", f"{self.model} is not in the depthanything models folder ({searched}): "
-                                          f"get it from {SOURCE} and put it there (graphflow does not "
-                                          f"download)") from None
+            raise missing_file("model", self.model, FOLDER, SOURCE) from None
         depth = max_depth(self.model)
         network = loaded_model(path, self.model, version=2, max_depth=depth, input_name="model")
         return {"model": network, "name": self.model, "is_metric": depth is not None}
