@@ -53,7 +53,7 @@ class DownloadAndLoadDepthAnythingV2Model(Node):
     Face; graphflow does not download). "metric" files make metric maps (inverted, as the pack's).
     fp16 files are computed in float32 here (the pack runs them in float16)."""
     category = "DepthAnythingV2"
-    model: str = Choice(MODELS, "depth_anything_v2_vitl_fp32.safetensors")
+    model: str = Choice(MODELS, "depth_anything_v2_vitl_fp32.safetensors", model_folder=FOLDER)
     outputs = {"da_v2_model": DAMODEL}
     comfy = ComfyAlias(("DownloadAndLoadDepthAnythingV2Model",))
 

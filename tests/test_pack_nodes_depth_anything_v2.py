@@ -152,3 +152,19 @@ def test_an_empty_batch_is_refused_as_images(models, builtin_registry):
     with pytest.raises(NodeInputError) as caught:
         call(builtin_registry, "DepthAnything_V2", da_model=da, images=torch.zeros(0, 28, 42, 3))
     assert caught.value.input == "images" and "at least one image" in str(caught.value)
+
+
+def test_validation_checks_the_file_before_the_run(models, builtin_registry):
+    """A missing file is a problem of `model` before anything runs; a present one is none (its
+    kind is comfyui_controlnet_aux's Depth Anything files', which this folder takes too)."""
+    from graphflow.validation import validate
+    from graphflow.workflow import parse_workflow
+
+    def problems(name):
+        prompt = {"1": {"class_type": "DownloadAndLoadDepthAnythingV2Model", "inputs": {"model": name}}}
+        return validate(parse_workflow(prompt, builtin_registry), builtin_registry, outputs=["1"])
+
+    assert problems(RELATIVE) == []
+    (missing,) = problems("depth_anything_v2_vitb_fp32.safetensors")
+    assert missing.input == "model" and "depth_anything_v2_vitb_fp32.safetensors" in missing.message
+    assert str(models.models / "depthanything") in missing.message
