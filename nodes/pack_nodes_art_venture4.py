@@ -45,7 +45,6 @@ PREPROCESSOR_CLASSES = {
     "shuffle": "ShufflePreprocessor", "teed": "TEEDPreprocessor", "color": "ColorPreprocessor",
     "sam": "SAMPreprocessor", "tile": "TilePreprocessor",
 }
-SDXL_LEFT_OUT = ("t2i", "lllite")  # this version's detect_controlnet skips these files for sdxl
 
 
 def chosen(preprocessor, override) -> tuple[str, str]:
@@ -90,7 +89,7 @@ class AVControlNetPreprocessor(Node):
     def fingerprint(cls, preprocessor=None, sd_version=None, preprocessor_override="None", **widgets):
         # the ControlNet folder's files pick CNET_NAME; a depth preprocessor's weights file its map
         name, _ = chosen(preprocessor, preprocessor_override)
-        return (_detected(name, sd_version, SDXL_LEFT_OUT),
+        return (_detected(name, sd_version),
                 AIOPreprocessor.fingerprint(preprocessor=PREPROCESSOR_CLASSES.get(name)))
 
     def run(self):
@@ -109,4 +108,4 @@ class AVControlNetPreprocessor(Node):
                                                  f"graphflow does not have; expected None or one of: {runnable}")
             image = _core(AIOPreprocessor, {"preprocessor": input_name}, image=image, preprocessor=aio,
                           resolution=self.resolution)
-        return image, _detected(name, self.sd_version, SDXL_LEFT_OUT)
+        return image, _detected(name, self.sd_version)

@@ -107,8 +107,7 @@ def controlnets(tmp_folders):
 ])
 def test_cnet_name_follows_the_packs_rules(registry, controlnets, preprocessor, version, expected):
     from nodes.pack_nodes_art_venture2 import _detected
-    from nodes.pack_nodes_art_venture4 import SDXL_LEFT_OUT
-    assert _detected(preprocessor, version, SDXL_LEFT_OUT) == expected
+    assert _detected(preprocessor, version) == expected
     if preprocessor in ("None", "canny", "scribble"):  # model-free: through the node too
         _, got = call(registry, "AV_ControlNetPreprocessor", image=picture(64, 64), preprocessor=preprocessor,
                       sd_version=version, resolution=64)
