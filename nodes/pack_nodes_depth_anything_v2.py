@@ -9,8 +9,10 @@ and depth_anything_v2/dinov2.py at 553187872eeb1d52e50dc53209fa57e569609a72.
 The loader offers the pack's eight file names (Kijai/DepthAnythingV2-safetensors on Hugging Face), read
 from models/depthanything/ (or an extra_model_paths.yaml entry `depthanything:`); a missing file is
 named with the folders searched and where to get it. As the pack does, the name decides what the file
-is: "metric" ones get the metric head (a sigmoid times 20 for hypersim, 80 for vkitti) and an inverted
-map; the size is read from the weights. The pack computes fp16 files in float16 (autocast); here every
+is: "metric" ones get the metric head (a sigmoid times max_depth: 20 for hypersim, 80 for vkitti) and
+an inverted map; the size is read from the weights. No map holds metres: each is stretched per picture
+and over the batch, which takes any scale away, so max_depth reaches only the network's raw output
+(the sigmoid's shape is what sets a metric map apart). The pack computes fp16 files in float16 (autocast); here every
 file is computed in float32 (an fp16 file's values exactly), so fp16 maps come out a little cleaner.
 
 DepthAnything_V2, as the pack's process(): the pictures resized (bilinear, corners not aligned) down to
@@ -50,8 +52,9 @@ def max_depth(name: str):
 class DownloadAndLoadDepthAnythingV2Model(Node):
     """Load a Depth Anything V2 model for Depth Anything V2, as kijai's ComfyUI-DepthAnythingV2:
     the file from models/depthanything/ (get it from Kijai/DepthAnythingV2-safetensors on Hugging
-    Face; graphflow does not download). "metric" files make metric maps (inverted, as the pack's).
-    fp16 files are computed in float32 here (the pack runs them in float16)."""
+    Face; graphflow does not download). "metric" files run with their metric head; their maps are
+    stretched to 0..1 as the others' (no metres) and inverted, as the pack's. fp16 files are
+    computed in float32 here (the pack runs them in float16)."""
     category = "DepthAnythingV2"
     model: str = Choice(MODELS, "depth_anything_v2_vitl_fp32.safetensors", model_folder=FOLDER)
     outputs = {"da_v2_model": DAMODEL}

@@ -15,7 +15,7 @@ from graphflow.registry import Registry
 from graphflow.workflow import parse_workflow
 from tests.test_pack_nodes_controlnet_aux import call, pack_canny, pack_color, picture, to_image, to_uint8, \
     write_picture
-from tests.test_pack_nodes_controlnet_aux_depth import annotators, pack_v2, weights  # noqa: F401 (fixtures)
+from tests.test_pack_nodes_controlnet_aux_depth import annotators, hf_model, pack_v1, pack_v2, weights  # noqa: F401
 
 # _preprocessors_map's names, in the pack's order (modules/controlnet/preprocessor.py at 746c1cef)
 PACK_NAMES = ["canny", "canny_pyra", "lineart", "lineart_anime", "lineart_manga", "lineart_any", "scribble",
@@ -62,6 +62,15 @@ def test_depth_runs_depth_anything_v2_on_the_users_file(registry, annotators, we
     for name in ("depth", "depth_anything_v2"):
         out, _ = call(registry, "AV_ControlNetPreprocessor", image=image, preprocessor=name, resolution=64)
         assert torch.equal(out, expected), name
+
+
+def test_depth_anything_runs_depth_anything_v1_on_the_users_file(registry, annotators, weights):  # noqa: F811
+    """AIO's DepthAnythingPreprocessor with its default ckpt_name (vitl14), here a safetensors conversion."""
+    (annotators.models / "annotators" / "depth_anything_vitl14.safetensors").write_bytes(weights["v1"].read_bytes())
+    image = picture(56, 70, seed=2)
+    out, name = call(registry, "AV_ControlNetPreprocessor", image=image, preprocessor="depth_anything", resolution=64)
+    assert torch.equal(out, to_image(pack_v1(hf_model(weights["v1"], version=1), to_uint8(image), 64)))
+    assert name == "None"  # no rule takes depth_anything
 
 
 def test_names_needing_other_models_are_refused(registry, tmp_folders):

@@ -87,6 +87,8 @@ def test_metric_files_get_the_metric_head_and_an_inverted_map(models, written, b
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
     relative_head = pack_process(load_depth_anything(written[METRIC]), images, is_metric=True)
     assert not torch.allclose(out, relative_head, atol=1e-3)  # the sigmoid head matters
+    vkitti_scale = pack_process(load_depth_anything(written[METRIC], max_depth=80.0), images, is_metric=True)
+    torch.testing.assert_close(out, vkitti_scale, rtol=0, atol=1e-6)  # its scale doesn't: the stretch takes it away
 
 
 def test_a_missing_file_is_named_with_the_folder_and_source(tmp_folders, builtin_registry):
@@ -168,3 +170,19 @@ def test_validation_checks_the_file_before_the_run(models, builtin_registry):
     (missing,) = problems("depth_anything_v2_vitb_fp32.safetensors")
     assert missing.input == "model" and "depth_anything_v2_vitb_fp32.safetensors" in missing.message
     assert str(models.models / "depthanything") in missing.message
+
+
+def test_fp16_files_are_computed_in_float32(models, builtin_registry):
+    """An fp16 file's values exactly, in float32: its map is the pack's process() on a float32 file
+    holding the same values."""
+    from safetensors.torch import load_file, save_file
+    name = "depth_anything_v2_vits_fp16.safetensors"
+    half = write_depth_anything(models.models / "depthanything" / name, seed=5, dtype=torch.float16)
+    widened = models.models / "widened.safetensors"
+    save_file({k: v.float() for k, v in load_file(str(half)).items()}, str(widened))
+    da = loaded(builtin_registry, name)
+    assert {p.dtype for p in da["model"].parameters()} == {torch.float32}
+    images = picture(42, 56, seed=7)
+    out = call(builtin_registry, "DepthAnything_V2", da_model=da, images=images)
+    torch.testing.assert_close(out, pack_process(load_depth_anything(widened), images, is_metric=False),
+                               rtol=0, atol=1e-6)
