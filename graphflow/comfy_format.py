@@ -259,7 +259,6 @@ ART_VENTURE_LEFT_OUT = {
     **dict.fromkeys(("BLIPLoader", "BLIPCaption", "DownloadAndLoadBlip"),
                     "it runs (or downloads) Salesforce's BLIP captioning model"),
     "DeepDanbooruCaption": "it runs (and downloads) the DeepDanbooru tagging model",
-    "AV_ControlNetPreprocessor": "it runs comfyui_controlnet_aux's preprocessors, whose models download at run time",
     **dict.fromkeys(("AV_OpenAIApi", "AV_OpenRouterApi", "AV_ClaudeApi", "AV_GeminiApi", "AV_AwsBedrockClaudeApi",
                      "AV_AwsBedrockMistralApi", "AV_LLMApiConfig", "AV_NanoBananaApiConfig", "AV_LLMMessage",
                      "AV_LLMTextMessage", "AV_LLMImageMessage", "AV_LLMChat", "AV_LLMCompletion"),
@@ -403,6 +402,8 @@ ICLIGHT_NATIVE_LEFT_OUT = {
                      "through a UNet wrapper; graphflow runs IC-Light through kijai's LoadAndApplyICLightUnet and "
                      "ICLightConditioning (the same offset, the latent carried by the conditioning)",
 }
+# kijai's ComfyUI-DepthAnythingV2 (nodes/pack_nodes_depth_anything_v2.py, nodes.py 047a4ecf): both its classes
+DEPTH_ANYTHING_V2_CLASSES = ("DownloadAndLoadDepthAnythingV2Model", "DepthAnything_V2")
 # shiimizu's ComfyUI-TiledDiffusion (nodes/pack_nodes_tiled_diffusion.py), whole names: "TiledDiffusion" starts
 # its other classes' names
 TILED_DIFFUSION_CLASSES = ("TiledDiffusion", "SpotDiffusionParams_TiledDiffusion", "TiledDiffusionParams_TiledDiffusion",
@@ -417,7 +418,8 @@ WHOLE_NAMES = frozenset((*TILED_DIFFUSION_CLASSES, *TILED_DIFFUSION_LEFT_OUT,
                          *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES, *ALLOR_LEFT_OUT,
                          *ALLOR_LATER, *LAYERSTYLE_ADVANCE_LEFT_OUT,
                          *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT,
-                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT))
+                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT,
+                         *DEPTH_ANYTHING_V2_CLASSES))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -463,7 +465,7 @@ CUSTOM_PACKS = {
                                "TTPlanet_Tile", "InpaintPreprocessor", "ScribblePreprocessor", "Scribble_XDoG_Preprocessor",
                                "ImageLuminanceDetector", "ImageIntensityDetector", "PixelPerfectResolution",
                                "ImageGenResolutionFrom", "HintImageEnchance", "ControlNetPreprocessorSelector",
-                               "PyraCannyPreprocessor", "LineartStandardPreprocessor"),
+                               "PyraCannyPreprocessor", "LineartStandardPreprocessor", "DepthAnythingV2Preprocessor"),
     "ComfyUI_IPAdapter_plus": ("IPAdapter", "PrepImageForClipVision", "PrepImageForInsightFace", "IPAAdapterFaceIDBatch"),
     "ComfyUI-KJNodes": ("GetNode", "SetNode", "ImageResizeKJ", "ConditioningMultiCombine", "GetImageSizeAndCount",
                         "INTConstant", "FloatConstant", "StringConstant", "BOOLConstant", "GetImageRangeFromBatch",
@@ -538,6 +540,7 @@ CUSTOM_PACKS = {
     "comfyui-art-venture": ("AV_", *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT),
     "ComfyUI-IC-Light": ICLIGHT_CLASSES,
     "ComfyUI-IC-Light-Native": (*ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT),
+    "ComfyUI-DepthAnythingV2": DEPTH_ANYTHING_V2_CLASSES,
     # Acly's comfyui-tooling-nodes (nodes/pack_nodes_etn.py): every class starts "ETN_"
     "comfyui-tooling-nodes": ("ETN_",),
 }
