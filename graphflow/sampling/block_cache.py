@@ -1,0 +1,229 @@
+"""Block caches: skip a model's transformer blocks at steps where their input changed little, adding
+the residual (blocks' output minus their input) of the last step that ran them. They work inside the
+network call, through graphflow.models.block_runner; the embeddings and the output head always run.
+
+TeaCache (Liu et al. 2024, "Timestep Embedding Tells: It's Time to Cache for Video Diffusion
+Model"), as welltop-cn/ComfyUI-TeaCache's nodes.py (3657f7f5) does it for FLUX: at each call, with
+m_t the first double block's modulated image input ((1 + scale1) * img_norm1(img) + shift1),
+
+    d_t   = mean|m_t - m_{t-1}| / mean|m_{t-1}|         (relative L1 change since the previous call)
+    acc  += poly(d_t)                                    (poly: the model type's rescaling polynomial,
+                                                          coefficients highest power first)
+    acc < rel_l1_thresh  ->  skip: img + residual        (residual of the last computed call)
+    otherwise            ->  run the blocks, store residual = img_out - img_in, acc = 0
+
+The first call of a run (no m_{t-1}) computes. m_{t-1} is the previous call's, computed or not.
+Outside [start_percent, end_percent] every call computes, but acc still accumulates as in the pack.
+The percent is the step's place in the run's sigmas: index / (steps), the index of the sigma in
+them (or of the interval that holds it), as the pack reads sample_sigmas.
+
+First Block Cache (chengzeyi/Comfy-WaveSpeed first_block_cache.py 3ac0d83d, fbcache_nodes.py
+04f882b9): run the first block; p_t its probe (FLUX: the image tokens after the first double
+block; UNet: input block 1's residual), and p_prev the probe of the last COMPUTED step:
+
+    mean|p_prev - p_t| / mean|p_prev| < residual_diff_threshold   ->  skip the other blocks:
+        hidden after the first block + the cached residual of the other blocks
+    otherwise: store p_t, run the other blocks, cache their residual (output - input)
+
+and a skip also needs end_sigma <= sigma <= start_sigma (start / end as percents of the model's
+sigma range) and fewer than max_consecutive_cache_hits skips in a row (-1: no limit). Calls at the
+same sigma as the previous one (cond and uncond split) are the step's later calls: each has its own
+cached tensors and skips only if the step's first call did (and its shapes match).
+
+State is fresh for every sampling run (a network wrapper's per-run state), and also reset when
+sigma rises. Each deciding call reads one number back from the device (a host sync), as the packs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from graphflow.models.block_runner import block_runner
+
+# welltop-cn/ComfyUI-TeaCache nodes.py (3657f7f566481dafd1a4797d792649270b9abc85) SUPPORTED_MODELS_COEFFICIENTS:
+# the rescaling polynomial's coefficients per model_type, highest power first
+TEACACHE_COEFFICIENTS = {
+    "flux": (4.98651651e+02, -2.83781631e+02, 5.58554382e+01, -3.82021401e+00, 2.64230861e-01),
+    "ltxv": (2.14700694e+01, -1.28016453e+01, 2.31279151e+00, 7.92487521e-01, 9.69274326e-03),
+    "hunyuan_video": (7.33226126e+02, -4.01131952e+02, 6.75869174e+01, -3.14987800e+00, 9.61237896e-02),
+    "hidream_i1_full": (-3.13605009e+04, -7.12425503e+02, 4.91363285e+01, 8.26515490e+00, 1.08053901e-01),
+    "wan2.1_t2v_1.3B": (2.39676752e+03, -1.31110545e+03, 2.01331979e+02, -8.29855975e+00, 1.37887774e-01),
+    "wan2.1_t2v_14B": (-5784.54975374, 5449.50911966, -1811.16591783, 256.27178429, -13.02252404),
+    "wan2.1_i2v_480p_14B": (-3.02331670e+02, 2.23948934e+02, -5.25463970e+01, 5.87348440e+00, -2.01973289e-01),
+    "wan2.1_i2v_720p_14B": (-114.36346466, 65.26524496, -18.82220707, 4.91518089, -0.23412683),
+    "wan2.1_t2v_1.3B_ret_mode": (-5.21862437e+04, 9.23041404e+03, -5.28275948e+02, 1.36987616e+01, -4.99875664e-02),
+    "wan2.1_t2v_14B_ret_mode": (-3.03318725e+05, 4.90537029e+04, -2.65530556e+03, 5.87365115e+01, -3.15583525e-01),
+    "wan2.1_i2v_480p_14B_ret_mode": (2.57151496e+05, -3.54229917e+04, 1.40286849e+03, -1.35890334e+01,
+                                     1.32517977e-01),
+    "wan2.1_i2v_720p_14B_ret_mode": (8.10705460e+03, 2.13393892e+03, -3.72934672e+02, 1.66203073e+01,
+                                     -4.17769401e-02),
+}
+# the model_types graphflow's block hook is built for, and the MODEL arch each needs
+TEACACHE_ARCHS = {"flux": "flux"}
+
+
+def poly(coefficients, x):
+    """sum_i c_i x^(n - 1 - i): numpy.polyval's order."""
+    out = torch.zeros_like(x)
+    for c in coefficients:
+        out = out * x + c
+    return out
+
+
+def relative_l1(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """mean|current - previous| / mean|previous|."""
+    return (current - previous).abs().float().mean() / previous.abs().float().mean()
+
+
+def step_index(sigmas: torch.Tensor, sigma: float) -> int:
+    """The step a sigma belongs to in the run's sigmas, as the TeaCache pack finds it: the index of
+    an equal sigma, else of the first interval holding it, else 0."""
+    sigmas = sigmas.float().cpu()
+    equal = (sigmas == sigma).nonzero()
+    if len(equal):
+        return int(equal[0])
+    for i in range(len(sigmas) - 1):
+        if (sigmas[i] - sigma) * (sigmas[i + 1] - sigma) <= 0:
+            return i
+    return 0
+
+
+def _stream() -> tuple:
+    """The conditioning entries of this call, so cond and uncond run in separate calls keep separate
+    states (both packs keep one for the whole call; batched, that is the same)."""
+    from .guidance import unet_rows
+    rows = unet_rows.get()
+    return tuple(id(c) for c in rows.conds) if rows is not None else ()
+
+
+class TeaCacheState:
+    """One sampling run's TeaCache (see the module docstring); `computed` / `skipped` count calls."""
+
+    def __init__(self, coefficients, threshold, start_percent, end_percent, cache_device):
+        self.coefficients, self.threshold = coefficients, threshold
+        self.start_percent, self.end_percent, self.cache_device = start_percent, end_percent, cache_device
+        self.sigmas = None
+        self.streams = {}
+        self.computed = self.skipped = 0
+
+    def start_run(self, sigmas):
+        self.sigmas = sigmas
+
+    def __call__(self, run, xc, sigma, channels):
+        s = float(sigma.reshape(-1)[0])
+        enabled = True
+        if self.sigmas is not None and len(self.sigmas) > 1:
+            enabled = self.start_percent <= step_index(self.sigmas, s) / (len(self.sigmas) - 1) <= self.end_percent
+        state = self.streams.setdefault(_stream(), {"acc": 0.0, "previous": None, "residual": None})
+        with block_runner(lambda stack: self._blocks(stack, state, enabled)):
+            return run(xc)
+
+    def _blocks(self, stack, state, enabled):
+        probe = stack.modulated()
+        previous, state["previous"] = state["previous"], probe
+        compute = True
+        if previous is not None and previous.shape == probe.shape:
+            state["acc"] += float(poly(self.coefficients, relative_l1(probe, previous)))
+            compute = not state["acc"] < self.threshold
+        if compute:
+            state["acc"] = 0.0
+        residual = state["residual"]
+        if enabled and not compute and residual is not None and residual.shape == stack.hidden.shape:
+            self.skipped += 1
+            return stack.hidden + residual.to(stack.hidden.device)
+        self.computed += 1
+        out = stack.all()
+        state["residual"] = (out - stack.hidden).to(self.cache_device or out.device)
+        return out
+
+
+class FirstBlockCacheState:
+    """One sampling run's First Block Cache (see the module docstring)."""
+
+    def __init__(self, threshold, start_sigma, end_sigma, max_hits):
+        self.threshold, self.start_sigma, self.end_sigma, self.max_hits = threshold, start_sigma, end_sigma, max_hits
+        self.last_sigma, self.sequence, self.hits, self.use_cache = None, 0, 0, False
+        self.buffers = {}  # sequence number -> {"probe", "residual"}
+        self.computed = self.skipped = 0
+
+    def __call__(self, run, xc, sigma, channels):
+        s = float(sigma.reshape(-1)[0])
+        if self.last_sigma is None or s > self.last_sigma:
+            self.buffers, self.sequence, self.hits = {}, 0, 0
+        elif s == self.last_sigma:
+            self.sequence += 1  # the step's next call (cond and uncond split)
+        else:
+            self.sequence = 0
+        self.last_sigma = s
+        with block_runner(lambda stack: self._blocks(stack, s)):
+            return run(xc)
+
+    def _blocks(self, stack, s):
+        after_first, probe = stack.first()
+        cached = self.buffers.setdefault(self.sequence, {})
+        previous = cached.get("probe")
+        use = False
+        if previous is not None:  # without one the pack decides nothing (hits unchanged)
+            similar = previous.shape == probe.shape
+            if self.sequence > 0:
+                self.use_cache = self.use_cache and similar  # follows the step's first call
+            else:
+                similar = similar and float(relative_l1(probe, previous)) < self.threshold
+                similar = similar and self.end_sigma <= s <= self.start_sigma
+                similar = similar and (self.max_hits < 0 or self.hits < self.max_hits)
+                self.hits = self.hits + 1 if similar else 0
+                self.use_cache = similar
+            use = self.use_cache
+        if use and cached.get("residual") is not None and cached["residual"].shape == after_first.shape:
+            self.skipped += 1
+            return after_first + cached["residual"]
+        self.computed += 1
+        cached["probe"] = probe
+        out = stack.rest()
+        cached["residual"] = out - after_first
+        return out
+
+
+class BlockCache:
+    """A MODEL's block cache: a factory of per-run states (a network wrapper); the last run's state
+    stays readable as `last`."""
+
+    def __init__(self, make):
+        self.make, self.last = make, None
+
+    def __call__(self):
+        self.last = self.make()
+        return self.last
+
+
+def _with_wrapper(model, make):
+    patched = copy.copy(model)
+    patched.network_wrappers = (*getattr(model, "network_wrappers", ()), BlockCache(make))
+    return patched
+
+
+def with_teacache(model, model_type: str, rel_l1_thresh: float, start_percent: float = 0.0,
+                  end_percent: float = 1.0, cache_device: str | None = None):
+    """A copy of `model` whose blocks go through TeaCache with `model_type`'s polynomial
+    (TEACACHE_COEFFICIENTS); rel_l1_thresh 0 returns the model itself, as the pack does."""
+    if rel_l1_thresh == 0:
+        return model
+    coefficients = TEACACHE_COEFFICIENTS[model_type]
+    return _with_wrapper(model, lambda: TeaCacheState(coefficients, rel_l1_thresh, start_percent, end_percent,
+                                                      cache_device))
+
+
+def with_first_block_cache(model, residual_diff_threshold: float, start: float = 0.0, end: float = 1.0,
+                           max_consecutive_cache_hits: int = -1):
+    """A copy of `model` whose blocks go through First Block Cache; threshold 0 or
+    max_consecutive_cache_hits 0 return the model itself, as the pack does."""
+    from .flow_sampling import model_sampling_for
+
+    if residual_diff_threshold <= 0 or max_consecutive_cache_hits == 0:
+        return model
+    schedule = model_sampling_for(model)
+    start_sigma, end_sigma = schedule.percent_to_sigma(start), schedule.percent_to_sigma(end)
+    return _with_wrapper(model, lambda: FirstBlockCacheState(residual_diff_threshold, start_sigma, end_sigma,
+                                                             max_consecutive_cache_hits))

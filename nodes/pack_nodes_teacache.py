@@ -1,0 +1,91 @@
+"""welltop-cn/ComfyUI-TeaCache (the pack the brief calls welltoobado's): its TeaCache and CompileModel
+nodes, under the pack's class names, inputs, defaults and order, read at nodes.py
+3657f7f566481dafd1a4797d792649270b9abc85 (and 1a11412deac8 for the older max_skip_steps layout,
+not taken: the current node has no such input) and README.md b5bdbd88.
+
+Built: TeaCache for model_type "flux" (FLUX.1 dev / schnell / Fill / Kontext), on graphflow's block
+hook (graphflow.models.block_runner, graphflow.sampling.block_cache: the formula is there).
+Not built yet: the pack's other model_types (ltxv, hunyuan_video, hidream_i1_full, the Wan 2.1 ones):
+each needs the hook in that family's forward and the pack's per-family probe (HiDream compares the
+timestep embedding, Wan its modulated time embedding, with cond and uncond kept apart); choosing one
+is refused by name. cache_device comes from later pack versions than the one in the code index: read
+as an optional input (its values cuda / cpu, default cuda, as those versions' saves carry it).
+CompileModel: graphflow's TorchCompileModel under the pack's inputs, where they mean the same.
+"""
+
+from __future__ import annotations
+
+from graphflow.api import MODEL, Bool, Choice, ComfyAlias, Float, Node, NodeInputError
+
+COMFY_PACK = "ComfyUI-TeaCache"  # the custom node pack this module's ComfyUI classes come from
+
+MODEL_TYPES = ("flux", "ltxv", "hunyuan_video", "hidream_i1_full", "wan2.1_t2v_1.3B", "wan2.1_t2v_14B",
+               "wan2.1_i2v_480p_14B", "wan2.1_i2v_720p_14B", "wan2.1_t2v_1.3B_ret_mode", "wan2.1_t2v_14B_ret_mode",
+               "wan2.1_i2v_480p_14B_ret_mode", "wan2.1_i2v_720p_14B_ret_mode")
+COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
+PACK_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
+
+
+def check_arch(model, arch: str, what: str, input_name: str):
+    """Refuses a MODEL of another family than `arch`, naming `input_name`."""
+    from nodes.model_speed import _check_sampled_model
+    _check_sampled_model(model, what)
+    if getattr(model, "arch", None) != arch:
+        raise NodeInputError(input_name, f"{what} with {input_name} {arch!r} needs a FLUX MODEL, got a "
+                                         f"{getattr(model, 'arch', '?')} model")
+
+
+class TeaCache(Node):
+    """TeaCache (Liu et al. 2024): skips FLUX's transformer blocks at steps where the first block's
+    modulated input changed little since the previous step, adding the blocks' last computed
+    residual instead. The relative L1 change, rescaled by the model type's polynomial, accumulates
+    until it reaches rel_l1_thresh (0: off; the pack suggests 0.4 for FLUX, ~2x faster); then the
+    blocks run and the sum restarts. Only between start_percent and end_percent of the run's steps.
+    model_type: only "flux" is built in graphflow yet; the others are refused. cache_device: where
+    the residual is kept (cpu saves GPU memory, costs a copy a step). State is fresh each run, kept
+    apart for cond and uncond when they run as separate calls (graphflow.sampling.block_cache)."""
+    category = "TeaCache"
+    model: MODEL
+    model_type: str = Choice(MODEL_TYPES, "flux")
+    rel_l1_thresh: float = Float(0.4, min=0.0, max=10.0, step=0.01)
+    start_percent: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    end_percent: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    cache_device: str = Choice(("cuda", "cpu"), "cuda")
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("TeaCache",), optional=("cache_device",))
+
+    def run(self):
+        from graphflow.sampling.block_cache import TEACACHE_ARCHS, with_teacache
+        if self.model_type not in TEACACHE_ARCHS:
+            raise NodeInputError("model_type", f"{self.model_type!r} is not built in graphflow yet: TeaCache runs "
+                                               f"with {', '.join(TEACACHE_ARCHS)}")
+        check_arch(self.model, TEACACHE_ARCHS[self.model_type], "TeaCache", "model_type")
+        return with_teacache(self.model, self.model_type, self.rel_l1_thresh, self.start_percent, self.end_percent,
+                             "cpu" if self.cache_device == "cpu" else None)
+
+
+class TeaCacheCompileModel(Node):
+    """Compile Model (TeaCache pack): torch.compile of the diffusion model when it samples, as
+    TorchCompileModel does. graphflow compiles with its own settings: backend inductor or cudagraphs,
+    mode default, fullgraph and dynamic off; other values are refused by name."""
+    category = "TeaCache"
+    model: MODEL
+    mode: str = Choice(COMPILE_MODES, "default")
+    backend: str = Choice(PACK_BACKENDS, "inductor")
+    fullgraph: bool = Bool(False)
+    dynamic: bool = Bool(False)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("CompileModel",))
+
+    def run(self):
+        from graphflow.choices import COMPILE_BACKENDS
+        from graphflow.models.speed import with_compile
+        from nodes.model_speed import _check_model
+        _check_model(self.model, "CompileModel")
+        if self.backend not in COMPILE_BACKENDS:
+            raise NodeInputError("backend", f"{self.backend!r}: graphflow compiles with {' or '.join(COMPILE_BACKENDS)}")
+        for name, value in (("mode", self.mode != "default"), ("fullgraph", self.fullgraph), ("dynamic", self.dynamic)):
+            if value:
+                raise NodeInputError(name, f"{getattr(self, name)!r}: graphflow compiles with mode default, "
+                                           "fullgraph and dynamic off")
+        return with_compile(self.model, self.backend)

@@ -1,0 +1,221 @@
+"""welltop-cn/ComfyUI-TeaCache's TeaCache and CompileModel (nodes/pack_nodes_teacache.py) on a tiny
+random FLUX: which calls run the blocks follows the rule written out here from the pack's
+nodes.py (3657f7f5) with its FLUX coefficients, on the block inputs recorded during the run; a
+threshold that never skips gives the unpatched sampling bit for bit; the percent window, cond and
+uncond batched or split, fresh state per run; an API-format workflow through the executor."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphflow.models.diffusion_model import DiffusionModel
+from graphflow.models.flux import Flux
+from graphflow.sampling.pipeline import sample
+from graphflow.testing import flow_model_config
+from test_nodes_image_mask import call
+
+# the pack's SUPPORTED_MODELS_COEFFICIENTS["flux"], highest power first (nodes.py 3657f7f5)
+FLUX_COEFFICIENTS = [4.98651651e+02, -2.83781631e+02, 5.58554382e+01, -3.82021401e+00, 2.64230861e-01]
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def flux():
+    torch.manual_seed(0)
+    net = Flux(flow_model_config("flux_dev")).eval()
+    return DiffusionModel(net, "flux", prediction="flow")
+
+
+class Recorder:
+    """Per network call: the image tokens and conditioning vector the blocks start from (wrapping
+    Flux.embed, which the cache does not touch), and whether the last single block ran."""
+
+    def __init__(self, model, monkeypatch):
+        self.calls = []
+        net, embed = model.unet, model.unet.embed
+
+        def recorded(*args, **kwargs):
+            img, txt, vec, pe = embed(*args, **kwargs)
+            self.calls.append({"img": img.detach().clone(), "vec": vec.detach().clone(), "txt": txt.shape[1],
+                               "ran": False})
+            return img, txt, vec, pe
+
+        monkeypatch.setattr(net, "embed", recorded)
+        self.hook = net.single_blocks[-1].register_forward_hook(lambda *a: self.calls[-1].update(ran=True))
+
+    def close(self):
+        self.hook.remove()
+
+
+def modulated(model, img, vec):
+    """(1 + scale1) * LayerNorm(img) + shift1 of the first double block, written out."""
+    block = model.unet.double_blocks[0]
+    shift, scale = block.img_mod.lin(F.silu(vec))[:, None].chunk(6, dim=-1)[:2]
+    return (1 + scale) * F.layer_norm(img, img.shape[-1:], eps=1e-6) + shift
+
+
+@torch.no_grad()
+def expected_runs(model, calls, threshold, enabled):
+    """Which calls run the blocks by the pack's rule; one state per kind of call (its token count)."""
+    states, runs = {}, []
+    for call_, on in zip(calls, enabled):
+        m = modulated(model, call_["img"], call_["vec"]).double()
+        state = states.setdefault(call_["txt"], {"acc": 0.0, "prev": None})
+        compute = True
+        if state["prev"] is not None:
+            d = float((m - state["prev"]).abs().mean() / state["prev"].abs().mean())
+            state["acc"] += float(np.polyval(FLUX_COEFFICIENTS, d))
+            compute = not state["acc"] < threshold
+        if compute:
+            state["acc"] = 0.0
+        state["prev"] = m
+        runs.append(compute or not on)
+    return runs
+
+
+def conds(model, tokens=5, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.unet.config
+    options = {"pooled_output": torch.randn(1, cfg.vec_in_dim, generator=g)}
+    return [[torch.randn(1, tokens, cfg.context_in_dim, generator=g), options]]
+
+
+def generate(model, cfg=1.0, negative_tokens=5):
+    latent = {"samples": torch.zeros(1, 16, 16, 16)}
+    with torch.no_grad():
+        return sample(model, 3, STEPS, cfg, "euler", "simple", conds(model), conds(model, negative_tokens, 2),
+                      latent)["samples"]
+
+
+def teacache(model, builtin_registry, **settings):
+    inputs = {"model_type": "flux", "rel_l1_thresh": 0.4, "start_percent": 0.0, "end_percent": 1.0,
+              "cache_device": "cuda", **settings}
+    return call(builtin_registry, "TeaCache", model=model, **inputs)
+
+
+def percent_of_call(calls_per_step):
+    return [i / STEPS for i in range(STEPS) for _ in range(calls_per_step)]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e-9])
+def test_never_skipping_is_the_unpatched_sampling(flux, builtin_registry, threshold):
+    plain = generate(flux)
+    patched = teacache(flux, builtin_registry, rel_l1_thresh=threshold)
+    assert (patched is flux) == (threshold == 0)  # 0: the pack returns the model itself
+    assert torch.equal(generate(patched), plain)
+
+
+@pytest.mark.parametrize("window", [(0.0, 1.0), (0.35, 0.75)])
+def test_skips_follow_the_written_out_rule(flux, builtin_registry, monkeypatch, window):
+    plain = generate(flux)
+    patched = teacache(flux, builtin_registry, rel_l1_thresh=0.6, start_percent=window[0], end_percent=window[1])
+    recorder = Recorder(flux, monkeypatch)
+    out = generate(patched)
+    recorder.close()
+    ran = [c["ran"] for c in recorder.calls]
+    enabled = [window[0] <= p <= window[1] for p in percent_of_call(1)]
+    assert ran == expected_runs(flux, recorder.calls, 0.6, enabled)
+    assert 2 <= ran.count(False) and all(r for r, on in zip(ran, enabled) if not on)
+    state = patched.network_wrappers[-1].last
+    assert (state.skipped, state.computed) == (ran.count(False), ran.count(True))
+    assert 0 < float((out - plain).abs().max())
+
+
+def test_cond_and_uncond_batched_and_split(flux, builtin_registry, monkeypatch):
+    """cfg 3: cond and uncond of equal length run as one call (one state, as the pack's FLUX);
+    of lengths that cannot batch, as two calls each step, each kind keeping its own state."""
+    patched = teacache(flux, builtin_registry, rel_l1_thresh=0.6)
+    for negative_tokens, calls_per_step in ((5, 1), (77, 2)):
+        recorder = Recorder(flux, monkeypatch)
+        generate(patched, cfg=3.0, negative_tokens=negative_tokens)
+        recorder.close()
+        assert len(recorder.calls) == STEPS * calls_per_step
+        ran = [c["ran"] for c in recorder.calls]
+        assert ran == expected_runs(flux, recorder.calls, 0.6, [True] * len(ran))
+        assert ran.count(False) >= 2
+
+
+def test_runs_repeat_and_the_input_model_is_unchanged(flux, builtin_registry):
+    plain = generate(flux)
+    patched = teacache(flux, builtin_registry, rel_l1_thresh=0.6)
+    first, second = generate(patched), generate(patched)
+    assert torch.equal(first, second) and not torch.equal(first, plain)
+    assert torch.equal(generate(flux), plain)
+
+
+def test_bad_inputs_are_named(flux, builtin_registry):
+    from graphflow.context import NodeInputError
+    cases = [("model_type", "'ltxv' is not built", lambda: teacache(flux, builtin_registry, model_type="ltxv")),
+             ("model_type", "needs a FLUX MODEL, got a sd1 model",
+              lambda: teacache(DiffusionModel(flux.unet, "sd1"), builtin_registry)),
+             ("model", "TeaCache", lambda: teacache("not a model", builtin_registry))]
+    for name, value in (("backend", "eager"), ("mode", "max-autotune"), ("fullgraph", True), ("dynamic", True)):
+        inputs = {"mode": "default", "backend": "inductor", "fullgraph": False, "dynamic": False, name: value}
+        cases.append((name, "graphflow compiles with",
+                      lambda inputs=inputs: call(builtin_registry, "TeaCacheCompileModel", model=flux, **inputs)))
+    for input_name, match, run in cases:
+        with pytest.raises(NodeInputError, match=match) as info:
+            run()
+        assert info.value.input == input_name
+
+
+def test_compile_model_is_torch_compile_model(flux, builtin_registry):
+    ours = call(builtin_registry, "TeaCacheCompileModel", model=flux, mode="default", backend="cudagraphs",
+                fullgraph=False, dynamic=False)
+    theirs = call(builtin_registry, "TorchCompileModel", model=flux, backend="cudagraphs")
+    assert ours.options == theirs.options and ours.options != flux.options
+
+
+@pytest.fixture(scope="module")
+def flux_models(tmp_path_factory):
+    from graphflow.testing import write_flow_checkpoint, write_text_encoder
+
+    models = tmp_path_factory.mktemp("teacache_models")
+    for sub in ("diffusion_models", "text_encoders"):
+        (models / sub).mkdir()
+    write_flow_checkpoint(models / "diffusion_models" / "flux_dev.safetensors", "flux_dev", dtype=torch.float32,
+                          components=("model",), prefixed=False, seed=4)
+    for name, seed in (("t5xxl", 1), ("clip_l", 2)):
+        write_text_encoder(models / "text_encoders" / f"{name}.safetensors", name, seed=seed, dtype=torch.float32)
+    return models
+
+
+def test_api_workflow_with_the_pack_class_names(builtin_registry, tmp_folders, flux_models, monkeypatch):
+    from graphflow.models.flux import FluxBlocks
+    from test_comfy_core_demo import run as run_graph
+
+    tmp_folders.models = flux_models
+    runs = []
+    rest = FluxBlocks.rest
+    monkeypatch.setattr(FluxBlocks, "rest", lambda self: runs.append(1) or rest(self))
+    graph = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux_dev.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl.safetensors",
+                                                         "clip_name2": "clip_l.safetensors", "type": "flux"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red square", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
+        "6": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 128, "height": 128, "batch_size": 1}},
+        "8": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "seed": 5, "steps": 8, "cfg": 1.0,
+                                                   "sampler_name": "euler", "scheduler": "simple",
+                                                   "positive": ["3", 0], "negative": ["4", 0],
+                                                   "latent_image": ["6", 0], "denoise": 1.0}},
+    }
+    plain = run_graph(builtin_registry, graph).values["8"][0]["samples"]
+    assert len(runs) == 8
+    graph["9"] = {"class_type": "TeaCache", "inputs": {"model": ["1", 0], "model_type": "flux", "rel_l1_thresh": 3.0,
+                                                       "start_percent": 0.0, "end_percent": 1.0}}
+    graph["10"] = {"class_type": "CompileModel", "inputs": {"model": ["9", 0], "mode": "default",
+                                                             "backend": "inductor", "fullgraph": False,
+                                                             "dynamic": False}}
+    graph["8"]["inputs"]["model"] = ["9", 0]
+    runs.clear()
+    cached = run_graph(builtin_registry, graph).values["8"][0]["samples"]
+    assert 2 <= 8 - len(runs) and not torch.equal(cached, plain)
+    assert cached.shape == plain.shape and torch.isfinite(cached).all()
+
+
+def test_the_pack_classes_are_ours(builtin_registry):
+    from graphflow.comfy_format import custom_pack
+    for name in ("TeaCache", "CompileModel"):
+        assert builtin_registry.comfy_node(name) is not None and custom_pack(name) == "ComfyUI-TeaCache"
