@@ -274,7 +274,7 @@ class FluxBlocks:
         self.model, self.hidden, self.txt, self.vec, self.pe, self.mask = model, img, txt, vec, pe, mask
         self.double, self.single = (control or {}).get("input") or (), (control or {}).get("output") or ()
 
-    def modulated(self):
+    def modulated(self, ret_mode: bool = False):
         """The first double block's image input after its norm and modulation (TeaCache's probe)."""
         block = self.model.double_blocks[0]
         shift, scale = block.img_mod(self.vec)[:2]
