@@ -3,13 +3,14 @@ nodes, under the pack's class names, inputs, defaults and order, read at nodes.p
 3657f7f566481dafd1a4797d792649270b9abc85 (and 1a11412deac8 for the older max_skip_steps layout,
 not taken: the current node has no such input) and README.md b5bdbd88.
 
-Built: TeaCache for model_type "flux" (FLUX.1 dev / schnell / Fill / Kontext), on graphflow's block
+Built: TeaCache for model_type "flux" (FLUX.1 dev / schnell / Fill / Kontext) and the eight Wan 2.1
+types (wan2.1_*, ret_mode included: any Wan MODEL, as the pack patches any), on graphflow's block
 hook (graphflow.models.block_runner, graphflow.sampling.block_cache: the formula is there).
-Not built yet: the pack's other model_types (ltxv, hunyuan_video, hidream_i1_full, the Wan 2.1 ones):
-each needs the hook in that family's forward and the pack's per-family probe (HiDream compares the
-timestep embedding, Wan its modulated time embedding, with cond and uncond kept apart); choosing one
-is refused by name. cache_device comes from later pack versions than the one in the code index: read
-as an optional input (its values cuda / cpu, default cuda, as those versions' saves carry it).
+Not built yet: ltxv, hunyuan_video and hidream_i1_full: each needs the hook in that family's forward
+with the pack's probe (HunyuanVideo also runs each sample apart when its text masks differ, which
+one state per call would misread); choosing one is refused by name. cache_device comes from later
+pack versions than the one in the code index: read as an optional input (its values cuda / cpu,
+default cuda, as those versions' saves carry it).
 CompileModel: graphflow's TorchCompileModel under the pack's inputs, where they mean the same.
 """
 
@@ -26,24 +27,28 @@ COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduc
 PACK_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
 
 
-def check_arch(model, arch: str, what: str, input_name: str):
-    """Refuses a MODEL of another family than `arch`, naming `input_name`."""
+FAMILY_NAMES = {"flux": "FLUX", "wan": "Wan"}  # for the error naming the family model_type needs
+
+
+def check_arch(model, arch: str, model_type: str):
+    """Refuses a MODEL of another family than model_type's."""
     from nodes.model_speed import _check_sampled_model
-    _check_sampled_model(model, what)
+    _check_sampled_model(model, "TeaCache")
     if getattr(model, "arch", None) != arch:
-        raise NodeInputError(input_name, f"{what} with {input_name} {arch!r} needs a FLUX MODEL, got a "
-                                         f"{getattr(model, 'arch', '?')} model")
+        raise NodeInputError("model_type", f"TeaCache with model_type {model_type!r} needs a {FAMILY_NAMES[arch]} "
+                                           f"MODEL, got a {getattr(model, 'arch', '?')} model")
 
 
 class TeaCache(Node):
-    """TeaCache (Liu et al. 2024): skips FLUX's transformer blocks at steps where the first block's
-    modulated input changed little since the previous step, adding the blocks' last computed
-    residual instead. The relative L1 change, rescaled by the model type's polynomial, accumulates
-    until it reaches rel_l1_thresh (0: off; the pack suggests 0.4 for FLUX, ~2x faster); then the
-    blocks run and the sum restarts. Only between start_percent and end_percent of the run's steps.
-    model_type: only "flux" is built in graphflow yet; the others are refused. cache_device: where
-    the residual is kept (cpu saves GPU memory, costs a copy a step). State is fresh each run, kept
-    apart for cond and uncond when they run as separate calls (graphflow.sampling.block_cache)."""
+    """TeaCache (Liu et al. 2024): skips the transformer blocks at steps where their input changed
+    little since the previous step, adding the blocks' last computed residual instead. The relative
+    L1 change of the model type's probe (FLUX: the first block's modulated input; Wan 2.1: the time
+    embedding), rescaled by its polynomial, accumulates until it reaches rel_l1_thresh (0: off; the
+    pack suggests 0.4 for FLUX, 0.08 to 0.26 for Wan 2.1); then the blocks run and the sum
+    restarts. Only between start_percent and end_percent of the run's steps. model_type: flux and
+    the wan2.1 types are built in graphflow; ltxv, hunyuan_video and hidream_i1_full are refused.
+    cache_device: where the residual is kept (cpu saves GPU memory, costs a copy a step). State is
+    fresh each run; Wan keeps cond and uncond apart, as the pack (graphflow.sampling.block_cache)."""
     category = "TeaCache"
     model: MODEL
     model_type: str = Choice(MODEL_TYPES, "flux")
@@ -59,7 +64,7 @@ class TeaCache(Node):
         if self.model_type not in TEACACHE_ARCHS:
             raise NodeInputError("model_type", f"{self.model_type!r} is not built in graphflow yet: TeaCache runs "
                                                f"with {', '.join(TEACACHE_ARCHS)}")
-        check_arch(self.model, TEACACHE_ARCHS[self.model_type], "TeaCache", "model_type")
+        check_arch(self.model, TEACACHE_ARCHS[self.model_type], self.model_type)
         return with_teacache(self.model, self.model_type, self.rel_l1_thresh, self.start_percent, self.end_percent,
                              "cpu" if self.cache_device == "cpu" else None)
 

@@ -219,3 +219,123 @@ def test_the_pack_classes_are_ours(builtin_registry):
     from graphflow.comfy_format import custom_pack
     for name in ("TeaCache", "CompileModel"):
         assert builtin_registry.comfy_node(name) is not None and custom_pack(name) == "ComfyUI-TeaCache"
+
+
+# Wan 2.1 (the pack's is_cfg family): a state per conditioning entry of a batched call, the probe
+# the time embedding e (or its six-way projection e0 in ret mode); the blocks run when any entry's does
+WAN_COEFFICIENTS = {
+    "wan2.1_t2v_1.3B": [2.39676752e+03, -1.31110545e+03, 2.01331979e+02, -8.29855975e+00, 1.37887774e-01],
+    "wan2.1_t2v_1.3B_ret_mode": [-5.21862437e+04, 9.23041404e+03, -5.28275948e+02, 1.36987616e+01, -4.99875664e-02],
+}
+
+
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory):
+    from graphflow.models.checkpoint import load_diffusion_model
+    from graphflow.testing import write_wan
+
+    path = write_wan(tmp_path_factory.mktemp("teacache_wan") / "wan.safetensors", seed=4, dtype=torch.float32)
+    return load_diffusion_model(path, device="cpu", dtype=torch.float32)
+
+
+def wan_generate(model, cfg=5.0):
+    g = torch.Generator().manual_seed(5)
+    positive, negative = [(torch.randn(1, 8, 32, generator=g), {})], [(torch.randn(1, 8, 32, generator=g), {})]
+    with torch.no_grad():
+        return sample(model, 7, STEPS, cfg, "euler", "simple", positive, negative,
+                      {"samples": torch.zeros(1, 16, 2, 4, 4)})["samples"]
+
+
+def wan_expected_runs(probes, coefficients, threshold, entries):
+    states, runs = [{"acc": 0.0, "prev": None, "compute": True} for _ in range(entries)], []
+    for probe in probes:
+        size = probe.shape[0] // entries
+        for k, state in enumerate(states):
+            m = probe[k * size:(k + 1) * size].double()
+            if state["prev"] is not None:
+                d = float((m - state["prev"]).abs().mean() / state["prev"].abs().mean())
+                state["acc"] += float(np.polyval(coefficients, d))
+                state["compute"] = not state["acc"] < threshold
+                if state["compute"]:
+                    state["acc"] = 0.0
+            state["prev"] = m
+        runs.append(any(state["compute"] for state in states))
+    return runs
+
+
+@pytest.mark.parametrize("model_type, threshold", [("wan2.1_t2v_1.3B", 800.0), ("wan2.1_t2v_1.3B_ret_mode", -5000.0)])
+def test_wan_skips_follow_the_written_out_rule(wan, builtin_registry, model_type, threshold):
+    """The random tiny Wan's embeddings move far more per step than a trained one's, so its rescaled
+    changes are in the hundreds (past the node's 10: with_teacache itself takes them) and negative in
+    ret mode, whose polynomial is, as the pack's (a negative threshold there computes some calls)."""
+    from graphflow.sampling.block_cache import with_teacache
+
+    plain = wan_generate(wan)
+    if not model_type.endswith("ret_mode"):  # positive rescaled changes: a tiny threshold never skips
+        never = teacache(wan, builtin_registry, model_type=model_type, rel_l1_thresh=1e-9)
+        assert torch.equal(wan_generate(never), plain)
+    patched = with_teacache(wan, model_type, threshold)
+    net, calls = wan.unet, []
+    probe_module = net.time_projection if model_type.endswith("ret_mode") else net.time_embedding
+    hooks = [probe_module.register_forward_hook(lambda m, a, out: calls.append({"probe": out.detach().float().clone(),
+                                                                                "ran": False})),
+             net.blocks[-1].register_forward_hook(lambda *a: calls[-1].update(ran=True))]
+    try:
+        out = wan_generate(patched)
+    finally:
+        for h in hooks:
+            h.remove()
+    ran = [c["ran"] for c in calls]
+    assert len(calls) == STEPS and calls[0]["probe"].shape[0] == 2  # cond and uncond batched
+    assert ran == wan_expected_runs([c["probe"] for c in calls], WAN_COEFFICIENTS[model_type], threshold, 2)
+    assert ran.count(False) >= 2 and ran.count(True) >= 2 and not torch.equal(out, plain)
+
+
+def test_per_entry_states_decide_together():
+    """The Wan families' rule on a call batching two entries whose probes differ: each entry keeps
+    its sum, the blocks run when either says so, each entry gets its own residual back."""
+    from graphflow.sampling.block_cache import TeaCacheState
+    from graphflow.sampling.guidance import UNetRows, unet_rows
+
+    class Stack:
+        def __init__(self, hidden, probe):
+            self.hidden, self.probe, self.ran = hidden, probe, False
+
+        def modulated(self, ret_mode=False):
+            return self.probe
+
+        def all(self):
+            self.ran = True
+            return self.hidden * 2 + 1
+
+    coefficients = [1.0, 0.0]  # poly(d) = d: the sums are the relative changes themselves
+    state = TeaCacheState(coefficients, 0.25, 0.0, 1.0, None, True, False)
+    conds = (object(), object())
+    # cond's probe moves by 5% a call (sums 0.05, 0.10, 0.15), uncond's by 5%, 30%, 0% (0.05, 0.35: run,
+    # reset, 0): the third call runs for uncond alone; judged as one, the third would skip (0.225)
+    probes = [(1.0, 1.0), (1.05, 1.05), (1.1025, 1.365), (1.157625, 1.365)]
+    ran, outs = [], []
+    for step, (a, b) in enumerate(probes):
+        hidden = torch.full((2, 3), float(step))
+        stack = Stack(hidden, torch.tensor([[a], [b]]))
+        token = unet_rows.set(UNetRows(torch.tensor([1.0 - step / 10]), None, conds))
+        try:
+            outs.append(state(lambda xc: run_blocks_of(stack), None, torch.tensor([1.0 - step / 10]), 4))
+        finally:
+            unet_rows.reset(token)
+        ran.append(stack.ran)
+    assert ran == [True, False, True, False]
+    assert torch.equal(outs[1], torch.full((2, 3), 1.0) + (torch.full((2, 3), 0.0) + 1))  # step 0's residual: h + 1
+    assert torch.equal(outs[3], torch.full((2, 3), 3.0) + (torch.full((2, 3), 2.0) + 1))  # step 2's: h + 1 (h = 2)
+
+
+def run_blocks_of(stack):
+    from graphflow.models.block_runner import run_blocks
+    return run_blocks(stack)
+
+
+def test_wan_model_type_needs_a_wan_model(flux, builtin_registry):
+    from graphflow.context import NodeInputError
+    with pytest.raises(NodeInputError, match="needs a Wan MODEL, got a flux model") as info:
+        teacache(flux, builtin_registry, model_type="wan2.1_t2v_14B")
+    assert info.value.input == "model_type"

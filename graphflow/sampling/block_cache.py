@@ -3,8 +3,10 @@ the residual (blocks' output minus their input) of the last step that ran them. 
 network call, through graphflow.models.block_runner; the embeddings and the output head always run.
 
 TeaCache (Liu et al. 2024, "Timestep Embedding Tells: It's Time to Cache for Video Diffusion
-Model"), as welltop-cn/ComfyUI-TeaCache's nodes.py (3657f7f5) does it for FLUX: at each call, with
-m_t the first double block's modulated image input ((1 + scale1) * img_norm1(img) + shift1),
+Model"), as welltop-cn/ComfyUI-TeaCache's nodes.py (3657f7f5) does it: at each call, with m_t the
+model type's probe (FLUX: the first double block's modulated image input, (1 + scale1) *
+img_norm1(img) + shift1; Wan 2.1: the time embedding e, or in the "ret_mode" types its six-way
+projection e0),
 
     d_t   = mean|m_t - m_{t-1}| / mean|m_{t-1}|         (relative L1 change since the previous call)
     acc  += poly(d_t)                                    (poly: the model type's rescaling polynomial,
@@ -13,6 +15,9 @@ m_t the first double block's modulated image input ((1 + scale1) * img_norm1(img
     otherwise            ->  run the blocks, store residual = img_out - img_in, acc = 0
 
 The first call of a run (no m_{t-1}) computes. m_{t-1} is the previous call's, computed or not.
+FLUX keeps one sum for the whole call (cond and uncond batched together), as the pack; Wan (the
+pack's "is_cfg" families) one per conditioning entry of the call, on its rows: the blocks run when
+any entry's rule says so, and each entry gets its own residual.
 Outside [start_percent, end_percent] every call computes, but acc still accumulates as in the pack.
 The percent is the step's place in the run's sigmas: index / (steps), the index of the sigma in
 them (or of the interval that holds it), as the pack reads sample_sigmas.
@@ -61,7 +66,9 @@ TEACACHE_COEFFICIENTS = {
                                      -4.17769401e-02),
 }
 # the model_types graphflow's block hook is built for, and the MODEL arch each needs
-TEACACHE_ARCHS = {"flux": "flux"}
+TEACACHE_ARCHS = {"flux": "flux", **{t: "wan" for t in TEACACHE_COEFFICIENTS if t.startswith("wan2.1")}}
+# the pack's "is_cfg" families: a state per conditioning entry (cond, uncond) of a batched call
+PER_ENTRY_ARCHS = ("wan",)
 
 
 def poly(coefficients, x):
@@ -90,22 +97,27 @@ def step_index(sigmas: torch.Tensor, sigma: float) -> int:
     return 0
 
 
-def _stream() -> tuple:
-    """The conditioning entries of this call, so cond and uncond run in separate calls keep separate
-    states (both packs keep one for the whole call; batched, that is the same)."""
+def _parts(per_entry: bool) -> list[tuple]:
+    """(state key, rows) of this call: one part per conditioning entry batched into it (the pack's
+    cond_or_uncond for Wan), or one for the whole call, keyed by its entries (the pack's FLUX keeps
+    one state for every call; batched, that is the same, and split calls keep theirs apart)."""
     from .guidance import unet_rows
     rows = unet_rows.get()
-    return tuple(id(c) for c in rows.conds) if rows is not None else ()
+    keys = tuple(id(c) for c in rows.conds) if rows is not None and rows.conds else (None,)
+    if not per_entry:
+        return [(keys, slice(None))]
+    return [(key, k) for k, key in enumerate(keys)]
 
 
 class TeaCacheState:
     """One sampling run's TeaCache (see the module docstring); `computed` / `skipped` count calls."""
 
-    def __init__(self, coefficients, threshold, start_percent, end_percent, cache_device):
+    def __init__(self, coefficients, threshold, start_percent, end_percent, cache_device, per_entry, ret_mode):
         self.coefficients, self.threshold = coefficients, threshold
         self.start_percent, self.end_percent, self.cache_device = start_percent, end_percent, cache_device
+        self.per_entry, self.ret_mode = per_entry, ret_mode
         self.sigmas = None
-        self.streams = {}
+        self.states = {}
         self.computed = self.skipped = 0
 
     def start_run(self, sigmas):
@@ -116,26 +128,39 @@ class TeaCacheState:
         enabled = True
         if self.sigmas is not None and len(self.sigmas) > 1:
             enabled = self.start_percent <= step_index(self.sigmas, s) / (len(self.sigmas) - 1) <= self.end_percent
-        state = self.streams.setdefault(_stream(), {"acc": 0.0, "previous": None, "residual": None})
-        with block_runner(lambda stack: self._blocks(stack, state, enabled)):
+        parts = _parts(self.per_entry)
+        with block_runner(lambda stack: self._blocks(stack, parts, enabled)):
             return run(xc)
 
-    def _blocks(self, stack, state, enabled):
-        probe = stack.modulated()
+    def _update(self, state, probe):
         previous, state["previous"] = state["previous"], probe
-        compute = True
-        if previous is not None and previous.shape == probe.shape:
+        if previous is None:
+            return  # the first call computes (compute starts True)
+        if previous.shape == probe.shape:
             state["acc"] += float(poly(self.coefficients, relative_l1(probe, previous)))
-            compute = not state["acc"] < self.threshold
-        if compute:
+            state["compute"] = not state["acc"] < self.threshold
+        else:
+            state["compute"] = True
+        if state["compute"]:
             state["acc"] = 0.0
-        residual = state["residual"]
-        if enabled and not compute and residual is not None and residual.shape == stack.hidden.shape:
+
+    def _blocks(self, stack, parts, enabled):
+        probe, hidden = stack.modulated(self.ret_mode), stack.hidden
+        size = hidden.shape[0] // (len(parts) if self.per_entry else 1)
+        rows = [slice(None) if isinstance(k, slice) else slice(k * size, (k + 1) * size) for _, k in parts]
+        states = [self.states.setdefault(key, {"acc": 0.0, "previous": None, "residual": None, "compute": True})
+                  for key, _ in parts]
+        for state, r in zip(states, rows):
+            self._update(state, probe[r])
+        residuals = [state["residual"] for state in states]
+        if (enabled and not any(state["compute"] for state in states)
+                and all(res is not None and res.shape == hidden[r].shape for res, r in zip(residuals, rows))):
             self.skipped += 1
-            return stack.hidden + residual.to(stack.hidden.device)
+            return hidden + torch.cat([res.to(hidden.device) for res in residuals])
         self.computed += 1
         out = stack.all()
-        state["residual"] = (out - stack.hidden).to(self.cache_device or out.device)
+        for state, r in zip(states, rows):
+            state["residual"] = (out[r] - hidden[r]).to(self.cache_device or out.device)
         return out
 
 
@@ -211,8 +236,9 @@ def with_teacache(model, model_type: str, rel_l1_thresh: float, start_percent: f
     if rel_l1_thresh == 0:
         return model
     coefficients = TEACACHE_COEFFICIENTS[model_type]
+    per_entry, ret_mode = TEACACHE_ARCHS[model_type] in PER_ENTRY_ARCHS, model_type.endswith("_ret_mode")
     return _with_wrapper(model, lambda: TeaCacheState(coefficients, rel_l1_thresh, start_percent, end_percent,
-                                                      cache_device))
+                                                      cache_device, per_entry, ret_mode))
 
 
 def with_first_block_cache(model, residual_diff_threshold: float, start: float = 0.0, end: float = 1.0,
