@@ -339,3 +339,61 @@ def test_wan_model_type_needs_a_wan_model(flux, builtin_registry):
     with pytest.raises(NodeInputError, match="needs a Wan MODEL, got a flux model") as info:
         teacache(flux, builtin_registry, model_type="wan2.1_t2v_14B")
     assert info.value.input == "model_type"
+
+
+# HiDream-I1 (also an is_cfg family): the probe is the timestep embedding (before the pooled vector)
+HIDREAM_COEFFICIENTS = [-3.13605009e+04, -7.12425503e+02, 4.91363285e+01, 8.26515490e+00, 1.08053901e-01]
+
+
+@pytest.fixture(scope="module")
+def hidream():
+    from graphflow.models.hidream import HiDream
+    from graphflow.testing import hidream_config, hidream_state
+
+    net = HiDream(hidream_config()).eval()
+    net.load_state_dict(hidream_state(seed=3), strict=True)
+    return DiffusionModel(net, "hidream", prediction="flow")
+
+
+def hidream_generate(model):
+    from graphflow.testing import HIDREAM_TINY_LLAMA_DIM, HIDREAM_TINY_POOLED_DIM, HIDREAM_TINY_T5_DIM
+
+    g = torch.Generator().manual_seed(5)
+
+    def prompt():
+        return [(torch.randn(1, 5, HIDREAM_TINY_T5_DIM, generator=g),
+                 {"pooled_output": torch.randn(1, HIDREAM_TINY_POOLED_DIM, generator=g),
+                  "conditioning_llama3": torch.randn(1, 4, 7, HIDREAM_TINY_LLAMA_DIM, generator=g)})]
+    positive, negative = prompt(), prompt()
+    with torch.no_grad():
+        return sample(model, 7, STEPS, 5.0, "euler", "simple", positive, negative,
+                      {"samples": torch.zeros(1, 16, 8, 8)})["samples"]
+
+
+def test_hidream_skips_follow_the_written_out_rule(hidream, builtin_registry):
+    from graphflow.sampling.block_cache import with_teacache
+
+    plain = hidream_generate(hidream)
+    net, calls = hidream.unet, []
+    hooks = [net.t_embedder.timestep_embedder.register_forward_hook(
+                 lambda m, a, out: calls.append({"probe": out.detach().float().clone(), "ran": False})),
+             net.single_stream_blocks[-1].block.register_forward_hook(lambda *a: calls[-1].update(ran=True))]
+    try:
+        changes = hidream_generate(hidream)  # the rescaled changes of this tiny model, to pick a threshold
+        rescaled = [float(np.polyval(HIDREAM_COEFFICIENTS, float((b["probe"][:1] - a["probe"][:1]).abs().mean()
+                                                                 / a["probe"][:1].abs().mean())))
+                    for a, b in zip(calls, calls[1:])]
+        assert torch.equal(changes, plain)
+        # the polynomial is negative at this random model's large changes, so the sum only falls: a
+        # threshold between the first two changes runs the second call and skips from the third on
+        threshold = (rescaled[0] + rescaled[1]) / 2
+        assert rescaled[1] < threshold < rescaled[0]
+        calls.clear()
+        out = hidream_generate(with_teacache(hidream, "hidream_i1_full", threshold))
+    finally:
+        for h in hooks:
+            h.remove()
+    ran = [c["ran"] for c in calls]
+    assert len(calls) == STEPS and calls[0]["probe"].shape[0] == 2
+    assert ran == wan_expected_runs([c["probe"] for c in calls], HIDREAM_COEFFICIENTS, threshold, 2)
+    assert ran.count(False) >= 2 and ran.count(True) >= 2 and not torch.equal(out, plain)

@@ -369,7 +369,8 @@ class WanBlocks:
 
     def __init__(self, model, hidden, e, e6, context, pe, image_tokens, faces, hints, after, strength):
         self.model, self.hidden, self.e, self.e6, self.context, self.pe = model, hidden, e, e6, context, pe
-        self.image_tokens, self.faces, self.hints, self.after, self.strength = image_tokens, faces, hints, after, strength
+        self.image_tokens, self.faces = image_tokens, faces
+        self.hints, self.after, self.strength = hints, after, strength
 
     def modulated(self, ret_mode: bool = False):
         return self.e6 if ret_mode else self.e

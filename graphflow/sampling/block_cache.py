@@ -6,7 +6,7 @@ TeaCache (Liu et al. 2024, "Timestep Embedding Tells: It's Time to Cache for Vid
 Model"), as welltop-cn/ComfyUI-TeaCache's nodes.py (3657f7f5) does it: at each call, with m_t the
 model type's probe (FLUX: the first double block's modulated image input, (1 + scale1) *
 img_norm1(img) + shift1; Wan 2.1: the time embedding e, or in the "ret_mode" types its six-way
-projection e0),
+projection e0; HiDream: the timestep embedding),
 
     d_t   = mean|m_t - m_{t-1}| / mean|m_{t-1}|         (relative L1 change since the previous call)
     acc  += poly(d_t)                                    (poly: the model type's rescaling polynomial,
@@ -15,8 +15,8 @@ projection e0),
     otherwise            ->  run the blocks, store residual = img_out - img_in, acc = 0
 
 The first call of a run (no m_{t-1}) computes. m_{t-1} is the previous call's, computed or not.
-FLUX keeps one sum for the whole call (cond and uncond batched together), as the pack; Wan (the
-pack's "is_cfg" families) one per conditioning entry of the call, on its rows: the blocks run when
+FLUX keeps one sum for the whole call (cond and uncond batched together), as the pack; Wan and
+HiDream (the pack's "is_cfg" families) one per conditioning entry of the call, on its rows: the blocks run when
 any entry's rule says so, and each entry gets its own residual.
 Outside [start_percent, end_percent] every call computes, but acc still accumulates as in the pack.
 The percent is the step's place in the run's sigmas: index / (steps), the index of the sigma in
@@ -66,9 +66,10 @@ TEACACHE_COEFFICIENTS = {
                                      -4.17769401e-02),
 }
 # the model_types graphflow's block hook is built for, and the MODEL arch each needs
-TEACACHE_ARCHS = {"flux": "flux", **{t: "wan" for t in TEACACHE_COEFFICIENTS if t.startswith("wan2.1")}}
+TEACACHE_ARCHS = {"flux": "flux", "hidream_i1_full": "hidream",
+                  **{t: "wan" for t in TEACACHE_COEFFICIENTS if t.startswith("wan2.1")}}
 # the pack's "is_cfg" families: a state per conditioning entry (cond, uncond) of a batched call
-PER_ENTRY_ARCHS = ("wan",)
+PER_ENTRY_ARCHS = ("wan", "hidream")
 
 
 def poly(coefficients, x):
