@@ -603,8 +603,8 @@ PACK_NOTES = {
     "comfyui-tooling-nodes": "the nodes the Krita AI Diffusion plugin's workflows use; left out on purpose: "
                              + ", ".join(f"`{n}`" for n in ETN_LEFT_OUT) + "; not built yet: "
                              + ", ".join(f"`{n}`" for n in ETN_LATER),
-    "ComfyUI-TeaCache": "TeaCache with model_type `flux`, the `wan2.1_*` ones and `hidream_i1_full` (`ltxv` and "
-                        "`hunyuan_video` are refused by name, not built yet); `CompileModel` is TorchCompileModel "
+    "ComfyUI-TeaCache": "TeaCache with model_type `flux`, `ltxv`, `hidream_i1_full` and the `wan2.1_*` ones "
+                        "(`hunyuan_video` is refused by name, not built yet); `CompileModel` is TorchCompileModel "
                         "with the pack's inputs at graphflow's settings",
     "Comfy-WaveSpeed": "`ApplyFBCacheOnModel` for FLUX and SD1 / SD2 / SDXL UNets; left out on purpose: "
                        + ", ".join(f"`{n}`" for n in WAVESPEED_LEFT_OUT) + "; not built yet: "

@@ -4,14 +4,13 @@ nodes, under the pack's class names, inputs, defaults and order, read at nodes.p
 not taken: the current node has no such input) and README.md b5bdbd88.
 
 Built: TeaCache for model_type "flux" (FLUX.1 dev / schnell / Fill / Kontext), the eight Wan 2.1
-types (wan2.1_*, ret_mode included: any Wan MODEL, as the pack patches any) and hidream_i1_full (any
-HiDream-I1 MODEL), on graphflow's block hook (graphflow.models.block_runner,
+types (wan2.1_*, ret_mode included: any Wan MODEL, as the pack patches any), hidream_i1_full (any
+HiDream-I1 MODEL) and ltxv, on graphflow's block hook (graphflow.models.block_runner,
 graphflow.sampling.block_cache: the formula is there).
-Not built yet: ltxv and hunyuan_video: each needs the hook in that family's forward with the pack's
-probe (HunyuanVideo also runs each sample apart when its text masks differ, which one state per call
-would misread); choosing one is refused by name. cache_device comes from later pack versions than
-the one in the code index: read as an optional input (its values cuda / cpu, default cuda, as those
-versions' saves carry it).
+Not built yet: hunyuan_video: HunyuanVideo runs each sample apart when its text masks differ, which
+one state per call would misread; choosing it is refused by name. cache_device comes from later pack
+versions than the one in the code index: read as an optional input (its values cuda / cpu, default
+cuda, as those versions' saves carry it).
 CompileModel: graphflow's TorchCompileModel under the pack's inputs, where they mean the same.
 """
 
@@ -28,7 +27,8 @@ COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduc
 PACK_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
 
 
-FAMILY_NAMES = {"flux": "FLUX", "wan": "Wan", "hidream": "HiDream"}  # named by the model_type refusal
+# named by the refusal of a MODEL of another family than model_type's
+FAMILY_NAMES = {"flux": "FLUX", "wan": "Wan", "hidream": "HiDream", "ltxv": "LTX-Video"}
 
 
 def check_arch(model, arch: str, model_type: str):
@@ -43,14 +43,14 @@ def check_arch(model, arch: str, model_type: str):
 class TeaCache(Node):
     """TeaCache (Liu et al. 2024): skips the transformer blocks at steps where their input changed
     little since the previous step, adding the blocks' last computed residual instead. The relative
-    L1 change of the model type's probe (FLUX: the first block's modulated input; Wan 2.1 and
-    HiDream: the time embedding), rescaled by its polynomial, accumulates until it reaches
-    rel_l1_thresh (0: off; the pack suggests 0.4 for FLUX, 0.08 to 0.26 for Wan 2.1); then the
-    blocks run and the sum restarts. Only between start_percent and end_percent of the run's steps.
-    model_type: flux, the wan2.1 types and hidream_i1_full are built in graphflow; ltxv and
-    hunyuan_video are refused. cache_device: where the residual is kept (cpu saves GPU memory,
-    costs a copy a step). State is fresh each run; Wan and HiDream keep cond and uncond apart, as
-    the pack (graphflow.sampling.block_cache)."""
+    L1 change of the model type's probe (FLUX, LTX-Video: the first block's modulated input; Wan 2.1
+    and HiDream: the time embedding), rescaled by its polynomial, accumulates until it reaches
+    rel_l1_thresh (0: off; the pack suggests 0.4 for FLUX, 0.06 for LTX-Video, 0.08 to 0.26 for
+    Wan 2.1); then the blocks run and the sum restarts. Only between start_percent and end_percent
+    of the run's steps. model_type: all but hunyuan_video are built in graphflow (it is refused).
+    cache_device: where the residual is kept (cpu saves GPU memory, costs a copy a step). State is
+    fresh each run; Wan, HiDream and LTX-Video keep cond and uncond apart, as the pack
+    (graphflow.sampling.block_cache)."""
     category = "TeaCache"
     model: MODEL
     model_type: str = Choice(MODEL_TYPES, "flux")

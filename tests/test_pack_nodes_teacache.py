@@ -146,7 +146,8 @@ def test_runs_repeat_and_the_input_model_is_unchanged(flux, builtin_registry):
 
 def test_bad_inputs_are_named(flux, builtin_registry):
     from graphflow.context import NodeInputError
-    cases = [("model_type", "'ltxv' is not built", lambda: teacache(flux, builtin_registry, model_type="ltxv")),
+    cases = [("model_type", "'hunyuan_video' is not built",
+              lambda: teacache(flux, builtin_registry, model_type="hunyuan_video")),
              ("model_type", "needs a FLUX MODEL, got a sd1 model",
               lambda: teacache(DiffusionModel(flux.unet, "sd1"), builtin_registry)),
              ("model", "TeaCache", lambda: teacache("not a model", builtin_registry))]
@@ -397,3 +398,69 @@ def test_hidream_skips_follow_the_written_out_rule(hidream, builtin_registry):
     assert len(calls) == STEPS and calls[0]["probe"].shape[0] == 2
     assert ran == wan_expected_runs([c["probe"] for c in calls], HIDREAM_COEFFICIENTS, threshold, 2)
     assert ran.count(False) >= 2 and ran.count(True) >= 2 and not torch.equal(out, plain)
+
+
+# LTX-Video (an is_cfg family): the probe is the first block's attention input, the residual runs to
+# after the output norm and modulation
+LTXV_COEFFICIENTS = [2.14700694e+01, -1.28016453e+01, 2.31279151e+00, 7.92487521e-01, 9.69274326e-03]
+
+
+@pytest.fixture(scope="module")
+def ltxv():
+    from graphflow.models.ltxv import LTXV
+    from graphflow.testing import ltxv_configs
+
+    torch.manual_seed(0)
+    net = LTXV(ltxv_configs()[0]).eval()
+    with torch.no_grad():  # random tables: zeros would leave the modulation out of the probe
+        for block in net.transformer_blocks:
+            block.scale_shift_table.normal_(0, 0.1)
+    return DiffusionModel(net, "ltxv", prediction="flow")
+
+
+def ltxv_generate(model):
+    g = torch.Generator().manual_seed(5)
+    dim = model.unet.config.caption_channels
+    positive, negative = [(torch.randn(1, 6, dim, generator=g), {})], [(torch.randn(1, 6, dim, generator=g), {})]
+    with torch.no_grad():
+        return sample(model, 7, STEPS, 3.0, "euler", "simple", positive, negative,
+                      {"samples": torch.zeros(1, 128, 2, 4, 4)})["samples"]
+
+
+def ltxv_probe(model, hidden, temb):
+    """rms_norm(x) * (1 + scale_msa) + shift_msa of the first block, written out."""
+    table = model.unet.transformer_blocks[0].scale_shift_table
+    mods = table + temb.reshape(temb.shape[0], -1, 6, table.shape[-1])
+    normed = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-6)
+    return normed * (1 + mods[:, :, 1]) + mods[:, :, 0]
+
+
+def test_ltxv_skips_follow_the_written_out_rule(ltxv, builtin_registry):
+    plain = ltxv_generate(ltxv)
+    net, calls = ltxv.unet, []
+    hooks = [net.patchify_proj.register_forward_hook(
+                 lambda m, a, out: calls.append({"hidden": out.detach().clone(), "ran": False})),
+             net.adaln_single.register_forward_hook(lambda m, a, out: calls[-1].update(temb=out[0].detach().clone())),
+             net.transformer_blocks[-1].register_forward_hook(lambda *a: calls[-1].update(ran=True)),
+             net.proj_out.register_forward_pre_hook(lambda m, a: calls[-1].update(final=a[0].detach().clone()))]
+    try:
+        with torch.no_grad():
+            never = teacache(ltxv, builtin_registry, model_type="ltxv", rel_l1_thresh=1e-9)
+            assert torch.equal(ltxv_generate(never), plain)
+            calls.clear()
+            out = ltxv_generate(teacache(ltxv, builtin_registry, model_type="ltxv", rel_l1_thresh=0.3))
+            probes = [ltxv_probe(ltxv, c["hidden"], c["temb"]) for c in calls]
+    finally:
+        for h in hooks:
+            h.remove()
+    ran = [c["ran"] for c in calls]
+    assert len(calls) == STEPS and probes[0].shape[0] == 2
+    assert ran == wan_expected_runs(probes, LTXV_COEFFICIENTS, 0.3, 2)
+    assert ran.count(False) >= 2 and ran.count(True) >= 2 and not torch.equal(out, plain)
+    # a skipped call's head input: its tokens + the last computed call's (normed, modulated output - tokens)
+    last = None
+    for c in calls:
+        if c["ran"]:
+            last = c
+        else:
+            assert torch.allclose(c["final"], c["hidden"] + (last["final"] - last["hidden"]), atol=1e-5)

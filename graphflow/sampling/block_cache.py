@@ -6,7 +6,8 @@ TeaCache (Liu et al. 2024, "Timestep Embedding Tells: It's Time to Cache for Vid
 Model"), as welltop-cn/ComfyUI-TeaCache's nodes.py (3657f7f5) does it: at each call, with m_t the
 model type's probe (FLUX: the first double block's modulated image input, (1 + scale1) *
 img_norm1(img) + shift1; Wan 2.1: the time embedding e, or in the "ret_mode" types its six-way
-projection e0; HiDream: the timestep embedding),
+projection e0; HiDream: the timestep embedding; LTX-Video: the first block's attention input,
+rms_norm(x) * (1 + scale_msa) + shift_msa, its residual taken after the output norm and modulation),
 
     d_t   = mean|m_t - m_{t-1}| / mean|m_{t-1}|         (relative L1 change since the previous call)
     acc  += poly(d_t)                                    (poly: the model type's rescaling polynomial,
@@ -15,9 +16,9 @@ projection e0; HiDream: the timestep embedding),
     otherwise            ->  run the blocks, store residual = img_out - img_in, acc = 0
 
 The first call of a run (no m_{t-1}) computes. m_{t-1} is the previous call's, computed or not.
-FLUX keeps one sum for the whole call (cond and uncond batched together), as the pack; Wan and
-HiDream (the pack's "is_cfg" families) one per conditioning entry of the call, on its rows: the blocks run when
-any entry's rule says so, and each entry gets its own residual.
+FLUX keeps one sum for the whole call (cond and uncond batched together), as the pack; Wan,
+HiDream and LTX-Video (the pack's "is_cfg" families) one per conditioning entry of the call, on its
+rows: the blocks run when any entry's rule says so, and each entry gets its own residual.
 Outside [start_percent, end_percent] every call computes, but acc still accumulates as in the pack.
 The percent is the step's place in the run's sigmas: index / (steps), the index of the sigma in
 them (or of the interval that holds it), as the pack reads sample_sigmas.
@@ -66,10 +67,10 @@ TEACACHE_COEFFICIENTS = {
                                      -4.17769401e-02),
 }
 # the model_types graphflow's block hook is built for, and the MODEL arch each needs
-TEACACHE_ARCHS = {"flux": "flux", "hidream_i1_full": "hidream",
+TEACACHE_ARCHS = {"flux": "flux", "hidream_i1_full": "hidream", "ltxv": "ltxv",
                   **{t: "wan" for t in TEACACHE_COEFFICIENTS if t.startswith("wan2.1")}}
 # the pack's "is_cfg" families: a state per conditioning entry (cond, uncond) of a batched call
-PER_ENTRY_ARCHS = ("wan", "hidream")
+PER_ENTRY_ARCHS = ("wan", "hidream", "ltxv")
 
 
 def poly(coefficients, x):
