@@ -1,4 +1,4 @@
-"""welltop-cn/ComfyUI-TeaCache (the pack the brief calls welltoobado's): its TeaCache and CompileModel
+"""welltop-cn/ComfyUI-TeaCache: its TeaCache and CompileModel
 nodes, under the pack's class names, inputs, defaults and order, read at nodes.py
 3657f7f566481dafd1a4797d792649270b9abc85 (and 1a11412deac8 for the older max_skip_steps layout,
 not taken: the current node has no such input) and README.md b5bdbd88.
@@ -10,7 +10,9 @@ graphflow.sampling.block_cache: the formula is there).
 Not built yet: hunyuan_video: HunyuanVideo runs each sample apart when its text masks differ, which
 one state per call would misread; choosing it is refused by name. cache_device comes from later pack
 versions than the one in the code index: read as an optional input (its values cuda / cpu, default
-cuda, as those versions' saves carry it).
+cuda, as saves of the pack's 1.9.0 carry it, 5th of its widgets). Those versions' model types
+flux-kontext, lumina_2, hidream_i1_dev and hidream_i1_fast (named by third-party workflow builders;
+their coefficients not in the index) are refused by name.
 CompileModel: graphflow's TorchCompileModel under the pack's inputs, where they mean the same.
 """
 
@@ -22,7 +24,10 @@ COMFY_PACK = "ComfyUI-TeaCache"  # the custom node pack this module's ComfyUI cl
 
 MODEL_TYPES = ("flux", "ltxv", "hunyuan_video", "hidream_i1_full", "wan2.1_t2v_1.3B", "wan2.1_t2v_14B",
                "wan2.1_i2v_480p_14B", "wan2.1_i2v_720p_14B", "wan2.1_t2v_1.3B_ret_mode", "wan2.1_t2v_14B_ret_mode",
-               "wan2.1_i2v_480p_14B_ret_mode", "wan2.1_i2v_720p_14B_ret_mode")
+               "wan2.1_i2v_480p_14B_ret_mode", "wan2.1_i2v_720p_14B_ret_mode",
+               # later pack versions' (their saves carry them; their coefficients were not in the index):
+               # taken so such a save is refused by name, not as an unknown choice
+               "flux-kontext", "lumina_2", "hidream_i1_dev", "hidream_i1_fast")
 COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
 PACK_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
 

@@ -464,3 +464,28 @@ def test_ltxv_skips_follow_the_written_out_rule(ltxv, builtin_registry):
             last = c
         else:
             assert torch.allclose(c["final"], c["hidden"] + (last["final"] - last["hidden"]), atol=1e-5)
+
+
+def test_ui_saves_with_and_without_cache_device(builtin_registry):
+    """The editor's widgets: [model_type, rel_l1_thresh, start_percent, end_percent] at nodes.py
+    3657f7f5, with cache_device 5th in the pack's later saves (1.9.0's "cuda")."""
+    from graphflow.comfy_format import import_ui
+
+    def ui(values):
+        return {"nodes": [{"id": 1, "type": "TeaCache", "inputs": [], "outputs": [], "widgets_values": values}],
+                "links": []}
+    older = import_ui(ui(["flux", 0.4, 0, 1]), builtin_registry).nodes["1"].inputs
+    later = import_ui(ui(["wan2.1_t2v_14B", 0.2, 0.1, 0.9, "cpu"]), builtin_registry).nodes["1"].inputs
+    assert {k: older[k] for k in ("model_type", "rel_l1_thresh", "start_percent", "end_percent")} == {
+        "model_type": "flux", "rel_l1_thresh": 0.4, "start_percent": 0, "end_percent": 1}
+    assert older.get("cache_device", "cuda") == "cuda"
+    assert later == {"model_type": "wan2.1_t2v_14B", "rel_l1_thresh": 0.2, "start_percent": 0.1, "end_percent": 0.9,
+                     "cache_device": "cpu"}
+
+
+def test_later_model_types_are_refused_by_name(flux, builtin_registry):
+    from graphflow.context import NodeInputError
+    for model_type in ("flux-kontext", "lumina_2", "hidream_i1_dev", "hidream_i1_fast"):
+        with pytest.raises(NodeInputError, match=f"'{model_type}' is not built") as info:
+            teacache(flux, builtin_registry, model_type=model_type)
+        assert info.value.input == "model_type"

@@ -36,8 +36,9 @@ sigma range) and fewer than max_consecutive_cache_hits skips in a row (-1: no li
 same sigma as the previous one (cond and uncond split) are the step's later calls: each has its own
 cached tensors and skips only if the step's first call did (and its shapes match).
 
-State is fresh for every sampling run (a network wrapper's per-run state), and also reset when
-sigma rises. Each deciding call reads one number back from the device (a host sync), as the packs.
+State is fresh for every sampling run (a network wrapper's per-run state); First Block Cache's is
+also reset, as the pack's, when sigma rises or the input's shape past the batch, dtype or device
+changes. Each deciding call reads one number back from the device (a host sync), as the packs.
 """
 
 from __future__ import annotations
@@ -171,19 +172,20 @@ class FirstBlockCacheState:
 
     def __init__(self, threshold, start_sigma, end_sigma, max_hits):
         self.threshold, self.start_sigma, self.end_sigma, self.max_hits = threshold, start_sigma, end_sigma, max_hits
-        self.last_sigma, self.sequence, self.hits, self.use_cache = None, 0, 0, False
+        self.last_sigma, self.layout, self.sequence, self.hits, self.use_cache = None, None, 0, 0, False
         self.buffers = {}  # sequence number -> {"probe", "residual"}
         self.computed = self.skipped = 0
 
     def __call__(self, run, xc, sigma, channels):
         s = float(sigma.reshape(-1)[0])
-        if self.last_sigma is None or s > self.last_sigma:
+        layout = (tuple(xc.shape[1:]), xc.dtype, xc.device)  # the pack's reset keys, the batch size aside
+        if self.last_sigma is None or s > self.last_sigma or layout != self.layout:
             self.buffers, self.sequence, self.hits = {}, 0, 0
         elif s == self.last_sigma:
             self.sequence += 1  # the step's next call (cond and uncond split)
         else:
             self.sequence = 0
-        self.last_sigma = s
+        self.last_sigma, self.layout = s, layout
         with block_runner(lambda stack: self._blocks(stack, s)):
             return run(xc)
 
