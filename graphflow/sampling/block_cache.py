@@ -21,7 +21,9 @@ HiDream and LTX-Video (the pack's "is_cfg" families) one per conditioning entry 
 rows: the blocks run when any entry's rule says so, and each entry gets its own residual.
 Outside [start_percent, end_percent] every call computes, but acc still accumulates as in the pack.
 The percent is the step's place in the run's sigmas: index / (steps), the index of the sigma in
-them (or of the interval that holds it), as the pack reads sample_sigmas.
+them (or of the interval that holds it), as the pack reads sample_sigmas. One difference: under
+KSamplerAdvanced graphflow counts in its whole schedule (the sigmas a network wrapper's start_run
+gets), where ComfyUI's sample_sigmas hold only the steps it runs.
 
 First Block Cache (chengzeyi/Comfy-WaveSpeed first_block_cache.py 3ac0d83d, fbcache_nodes.py
 04f882b9): run the first block; p_t its probe (FLUX: the image tokens after the first double
