@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8188, help="port (default 8188; 0 picks a free one)")
     serve.add_argument("--db", help="SQLite file for the queue and history (default <output dir>/history.db)")
     serve.add_argument("--max-upload-mb", type=float, default=50, help="largest accepted upload (default 50)")
+    serve.add_argument("--max-model-upload-mb", type=float, default=4096,
+                       help="largest model file a client may store (PUT /api/etn/upload; default 4096)")
     serve.add_argument("--cache-max-gb", type=float, help="bound on cached outputs and loaded models (default 16)")
     serve.add_argument("--workers", type=int, default=1, help="graphs run at once on the device (default 1)")
     serve.add_argument("--enable-cors-header", nargs="?", const="*", metavar="ORIGIN",
@@ -526,7 +528,8 @@ def cmd_serve(args) -> int:
         return EXIT_USAGE
     return serve(ray=ray, host=args.host, port=args.port, db_path=args.db, max_upload_mb=args.max_upload_mb,
                  cache_max_gb=args.cache_max_gb, workers=args.workers, run_limits=_limits(args, server=True),
-                 allowed_origins=(args.enable_cors_header,) if args.enable_cors_header else ())
+                 allowed_origins=(args.enable_cors_header,) if args.enable_cors_header else (),
+                 max_model_upload_mb=args.max_model_upload_mb)
 
 
 class ProgressPrinter:

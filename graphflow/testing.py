@@ -2330,13 +2330,14 @@ def write_motion_lora(path, unet: UNetConfig | None = None, version: str = "v2",
 # -- GGUF (ComfyUI-GGUF's quantized files) ------------------------------------------------------
 
 def write_gguf(path, state: dict[str, torch.Tensor], arch: str | None, qtype: str | dict = "Q8_0",
-               orig_shapes: dict[str, tuple] | None = None, metadata: dict[str, str] | None = None) -> Path:
+               orig_shapes: dict[str, tuple] | None = None, metadata: dict[str, str | int] | None = None) -> Path:
     """`state` written as a GGUF file as ComfyUI-GGUF's converter writes one: general.architecture
     `arch` (None: none, as stable-diffusion.cpp's files), 2-D+ `.weight` tensors whose rows are whole
     blocks quantized to `qtype` (gguf.quants.quantize; a dict: by key, missing keys kept F16), 1-D
     ones F32, the rest F16. `orig_shapes`: tensors stored flattened to 2-D with their
-    comfy.gguf.orig_shape.<name> key (as the converter stores 5-D weights); `metadata`: more string
-    fields (graphflow.config for a tiny model's architecture). Returns the path."""
+    comfy.gguf.orig_shape.<name> key (as the converter stores 5-D weights); `metadata`: more fields,
+    strings or (int) UINT32s (graphflow.config for a tiny model's architecture, general.file_type).
+    Returns the path."""
     import gguf
     import numpy as np
 
@@ -2344,7 +2345,7 @@ def write_gguf(path, state: dict[str, torch.Tensor], arch: str | None, qtype: st
     if arch is None:  # GGUFWriter always writes general.architecture; drop it
         writer.kv_data[0].pop("general.architecture", None)
     for key, value in (metadata or {}).items():
-        writer.add_string(key, value)
+        (writer.add_uint32 if isinstance(value, int) else writer.add_string)(key, value)
     for key, value in state.items():
         array = value.float().numpy()
         if orig_shapes and key in orig_shapes:

@@ -30,7 +30,9 @@ nodes as they run outside Krita (the plugin replaces them with its own inputs be
 workflow): ETN_KritaCanvas, ETN_KritaSelection, ETN_KritaImageLayer, ETN_KritaMaskLayer,
 ETN_Parameter, ETN_KritaSendText;
 ETN_Translate as the pack runs without its optional translator (argostranslate): English passes,
-other languages are refused (the newest Krita plugin checks that the class exists).
+other languages are refused (the newest Krita plugin checks that the class exists); english_text is
+its body, which GET /api/etn/translate answers with too. The pack's other routes (model info, model
+upload, workflow exchange) are graphflow/server/etn_routes.py's.
 The pack's other classes are named in graphflow/comfy_format.py (ETN_LEFT_OUT with why, ETN_LATER
 not built yet). Nothing here draws random numbers.
 """
@@ -297,6 +299,22 @@ class EtnKritaSendText(Node):
 LANGUAGE_DIRECTIVE = re.compile(r"lang:\w\w")
 
 
+def english_text(text: str) -> str:
+    """The pack's translate() without its translator: the text cut at its "lang:xx" directives,
+    each piece stripped, the non-empty ones joined by single spaces; ValueError for a directive
+    naming another language than English (GET /api/etn/translate answers the same)."""
+    pieces, last = [], 0
+    for directive in LANGUAGE_DIRECTIVE.finditer(text):
+        pieces.append(text[last:directive.start()].strip())
+        last = directive.end()
+        language = directive.group(0)[5:]
+        if language != "en":
+            raise ValueError(f"{directive.group(0)} asks for a translation from {language!r}: graphflow carries no "
+                             "translator (the pack's argostranslate); expected English text, or lang:en")
+    pieces.append(text[last:].strip())
+    return " ".join(piece for piece in pieces if piece)
+
+
 class EtnTranslate(Node):
     """The prompt in English, as the pack's Translate gives it where its optional translator
     (argostranslate, which graphflow does not carry) is not installed: the text is cut at "lang:xx"
@@ -310,17 +328,10 @@ class EtnTranslate(Node):
     comfy = ComfyAlias(("ETN_Translate",))
 
     def run(self):
-        pieces, last = [], 0
-        for directive in LANGUAGE_DIRECTIVE.finditer(self.text):
-            pieces.append(self.text[last:directive.start()].strip())
-            last = directive.end()
-            language = directive.group(0)[5:]
-            if language != "en":
-                raise NodeInputError("text", f"{directive.group(0)} asks for a translation from {language!r}: "
-                                             "graphflow carries no translator (the pack's argostranslate); expected "
-                                             "English text, or lang:en")
-        pieces.append(self.text[last:].strip())
-        return " ".join(piece for piece in pieces if piece)
+        try:
+            return english_text(self.text)
+        except ValueError as e:
+            raise NodeInputError("text", str(e)) from None
 
 
 class EtnCropImage(Node):

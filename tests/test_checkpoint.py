@@ -217,6 +217,41 @@ def test_safetensors_header_that_starts_like_a_pickle(tmp_path):
         assert f.format == "safetensors" and torch.equal(f.get("x"), torch.zeros(2))
 
 
+def test_a_header_longer_than_the_format_allows_is_refused_unread(tmp_path):
+    """A file claiming a header over safetensors' 100,000,000 bytes is refused from its first 8 bytes
+    (the library refuses it too), not read into memory first: the file is sparse, all zeros."""
+    from graphflow.models.weight_files import SAFETENSORS_MAX_HEADER, WeightFile
+    claimed = SAFETENSORS_MAX_HEADER + 1
+    path = tmp_path / "huge-header.safetensors"
+    with open(path, "wb") as fh:
+        fh.write(claimed.to_bytes(8, "little"))
+        fh.truncate(8 + claimed + 16)
+    with pytest.raises(CheckpointError, match="over the format's 100000000 bytes"):
+        WeightFile(path)
+
+
+def test_an_index_over_its_bound_is_refused_unread(tmp_path):
+    from graphflow.models.weight_files import MAX_INDEX_BYTES, WeightFile
+    path = tmp_path / "model.safetensors.index.json"
+    with open(path, "wb") as fh:  # sparse: nothing to read, and reading it would take 32 MB
+        fh.truncate(MAX_INDEX_BYTES + 1)
+    with pytest.raises(CheckpointError, match=f"over the {MAX_INDEX_BYTES} an index is read to"):
+        WeightFile(path)
+
+
+@pytest.mark.parametrize("metadata", [[1], "text", 5])
+def test_a_header_whose_metadata_is_no_object_is_a_checkpoint_error(tmp_path, metadata):
+    """safetensors' __metadata__ is an object of strings; anything else is the file's fault, said so."""
+    import json
+
+    from graphflow.models.weight_files import WeightFile
+    header = json.dumps({"__metadata__": metadata, "x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header.encode() + bytes(4))
+    with pytest.raises(CheckpointError, match="__metadata__ is a"):
+        WeightFile(path)
+
+
 def test_truncated_and_garbage_files(tmp_path, checkpoints):
     data = checkpoints["sd1"].read_bytes()
     truncated = tmp_path / "truncated.safetensors"

@@ -736,6 +736,37 @@ def test_hostile_metadata_is_a_clear_error_everywhere(tmp_path, case, message):
     assert problem is not None and re.search(message, problem), problem
 
 
+def _header(tensors: int, fields: bytes = b"", field_count: int = 0, tensor_infos: bytes = b"") -> bytes:
+    """A GGUF v3 header by the format's layout (little-endian counts, u64-length names)."""
+    return b"GGUF" + (3).to_bytes(4, "little") + tensors.to_bytes(8, "little") + field_count.to_bytes(8, "little") \
+        + fields + tensor_infos + bytes(64)
+
+
+def _name(text: bytes) -> bytes:
+    return len(text).to_bytes(8, "little") + text
+
+
+@pytest.mark.parametrize("data,message", [
+    (_header(2**40), "claims 1099511627776 tensors, over the"),
+    (_header(0, field_count=2**40), "claims 1099511627776 metadata fields"),
+    # an array of u32 (type 9 of type 4) claiming 2**40 items
+    (_header(0, _name(b"a") + (9).to_bytes(4, "little") + (4).to_bytes(4, "little") + (2**40).to_bytes(8, "little"),
+             1), "claims 1099511627776 items"),
+    (_header(1, tensor_infos=_name(b"w") + (2**31).to_bytes(4, "little")), "has 2147483648 dims, over the 8"),
+    (_header(1, tensor_infos=(2**40).to_bytes(8, "little")), "claims 1099511627776 bytes"),
+])
+def test_header_counts_are_bounded_before_they_are_read(tmp_path, data, message):
+    """A header claiming more items than any real file has is refused from the claim, not looped
+    over (a 10 GB file claiming 400M tensors built 400M Python tuples)."""
+    from graphflow.models.gguf import GGUFContents, GGUFError, header_architecture
+
+    path = tmp_path / "claims.gguf"
+    path.write_bytes(data)
+    for read in (GGUFContents, header_architecture):
+        with pytest.raises(GGUFError, match=message):
+            read(path)
+
+
 @pytest.mark.parametrize("fields,q_heads,k_heads", [((), 32, 8), ((("add_head_count", 4),), 4, 4)])
 def test_llama_head_counts_where_the_file_lacks_them(tmp_path, fields, q_heads, k_heads):
     """No head counts: the pack's Llama 3 numbers (llama_permute(sd, 32, 8)); head_count without

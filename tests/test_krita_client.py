@@ -6,10 +6,15 @@ against what the plugin asks of a ComfyUI server, read from its newest source in
   file choices of the loaders it reads with nodes.options), GET /api/etn/languages, GET
   /api/etn/model_info/{folder}?offset&limit; per job PUT /api/etn/image/{id}, POST /prompt with its
   own prompt_id (a reply with another id fails the job), GET /api/etn/image/{id} for each executed
-  output image with source "http"; POST /queue {"delete"}, POST /interrupt; on the websocket
+  output image with source "http"; POST /queue {"delete"}, POST /interrupt; POST
+  /api/etn/workflow/subscribe at each websocket connect and /unsubscribe at disconnect (the
+  etn_workflow_published message shown as "name (id)"); PUT /api/etn/upload/loras/{id} for a LoRA
+  the server lacks; GET /api/etn/translate/{lang}/{text} where languages were listed; on the websocket
   status, execution_start, executing (node None ends a job), execution_cached, progress, executed,
   execution_error, execution_interrupted, and binary frames of event 1, format 2 (PNG previews).
-- ai_diffusion/resources.py, version "1.48.0" (older copies: 575356fe, 1.35.0): required_custom_nodes.
+- ai_diffusion/resources.py, version "1.48.0" (older copies: 575356fe, 1.35.0): required_custom_nodes,
+  and Arch.from_string, by which _refresh_models' parse_model_info reads model_info's answers
+  (PLUGIN_ARCH below, written out from the copy with Flux 2 Klein, Qwen and Z-Image).
 - ai_diffusion/comfy_workflow.py, the version with Flux2Scheduler, ZImageFunControlnet, EasyCache
   and ETN_LoadImageCache / ETN_SaveImageCache for images (9c8dfc0a is an older one, with
   ETN_LoadImageBase64 / ETN_SendImageWebSocket): every class_type its builder emits, with the inputs
@@ -22,8 +27,10 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from graphflow import testing
 from graphflow.server.comfyui_object_info import object_info
 from test_server import home, start  # noqa: F401
 
@@ -323,3 +330,103 @@ async def test_a_failed_job_reports_as_the_plugin_reads_it(start):
     assert error["prompt_id"] == job
     assert "not-stored" in error["exception_message"]
     assert isinstance(error["traceback"], list)
+
+
+def plugin_arch(base_model: str, model_type: str, filename: str) -> str | None:
+    """resources.py's Arch.from_string, as the plugin's names of its Arch members (None: not offered)."""
+    filename = filename.lower()
+    if base_model == "sd15":
+        return "sd15"
+    if base_model == "sdxl":
+        return "illu_v" if model_type == "v-prediction" else "sdxl"
+    if base_model == "sd3":
+        return "sd3"
+    if base_model == "flux" and "kontext" in filename:
+        return "flux_k"
+    if base_model in ("flux", "flux-schnell"):
+        return "flux"
+    if base_model == "flux2":
+        return {"klein-4b": "flux2_4b", "klein-9b": "flux2_9b"}.get(model_type)
+    if base_model == "chroma":
+        return "chroma"
+    if base_model == "qwen-image":
+        return "qwen"  # (edit / layered variants by file name)
+    return "zimage" if base_model in ("z-image", "zimage") else None
+
+
+def plugin_checkpoints(info: dict, gguf_options=()) -> dict[str, str]:
+    """comfy_client.py's _refresh_models: parse_model_info's arch for each file, leaving out unknown
+    ones, inpainting ones other than FLUX's, and refiners; then each UnetLoaderGGUF option not
+    found so taken for FLUX."""
+    found = {}
+    for name, entry in info.items():
+        arch = plugin_arch(entry["base_model"], entry.get("type", "eps"), name)
+        if arch is None or (entry.get("is_inpaint", False) and arch != "flux") or entry.get("is_refiner", False):
+            continue
+        found[name] = arch
+    for name in gguf_options:
+        found.setdefault(name, "flux")
+    return found
+
+
+@pytest.fixture(scope="module")
+def krita_checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("krita_models") / "checkpoints"
+    folder.mkdir()
+    for arch in ("sd1", "sd1_inpaint", "sdxl", "sdxl_refiner"):
+        testing.write_checkpoint(folder / f"{arch}.safetensors", arch)
+    testing.write_checkpoint(folder / "illustrious_v.safetensors", "sdxl", extra={"v_pred": torch.zeros(1)})
+    testing.write_flow_checkpoint(folder / "flux_fill.safetensors", "flux_fill")
+    testing.write_flow_checkpoint(folder / "flux_kontext_dev.safetensors", "flux_dev")
+    testing.write_lora(folder / "a_lora.safetensors", "sd1")
+    return folder
+
+
+async def test_model_discovery_as_the_plugin_pages_and_reads_it(start, home, krita_checkpoints):  # noqa: F811
+    """try_inspect's pages of 8 (offset, limit, _meta's total) over checkpoints, diffusion_models
+    and unet_gguf, then parse_model_info's reading: each file offered under the arch it is, the SD
+    inpainting model, the refiner and the LoRA left out, FLUX Fill kept."""
+    (home / "models").mkdir()
+    (home / "models" / "checkpoints").symlink_to(krita_checkpoints)
+    diffusion = home / "models" / "diffusion_models"
+    diffusion.mkdir()
+    # GGUF files named by general.architecture (the pack's inspect_gguf): Z-Image under its own arch,
+    # a Wan file (no Arch of the plugin's) left to the plugin's FLUX fallback, as with the pack
+    testing.write_gguf(diffusion / "z_image_turbo.gguf", {"cap_embedder.1.bias": torch.zeros(3840)}, "lumina2", {})
+    testing.write_gguf(diffusion / "wan.gguf", {"x.weight": torch.zeros(4, 32)}, "wan", {})
+    client = await start()
+    nodes = await (await client.get("/object_info/UnetLoaderGGUF")).json()
+    gguf_options = nodes["UnetLoaderGGUF"]["input"]["required"]["unet_name"][0]
+    assert sorted(gguf_options) == ["wan.gguf", "z_image_turbo.gguf"]
+    found = {}
+    for folder in ("checkpoints", "diffusion_models", "unet_gguf"):
+        offset, total = 0, 100
+        while offset < total:
+            answer = await client.get(f"/api/etn/model_info/{folder}?offset={offset}&limit=8")
+            assert answer.status == 200
+            page = await answer.json()
+            total = page.pop("_meta")["total"]
+            found.update(page)
+            offset += 8
+    assert plugin_checkpoints(found, gguf_options) == {
+        "sd1.safetensors": "sd15", "sdxl.safetensors": "sdxl", "illustrious_v.safetensors": "illu_v",
+        "flux_fill.safetensors": "flux", "flux_kontext_dev.safetensors": "flux_k", "graphflow-demo.safetensors": "sd15",
+        "z_image_turbo.gguf": "zimage", "wan.gguf": "flux"}
+
+
+async def test_shared_workflows_as_the_plugin_subscribes(start):  # noqa: F811
+    """_listen's subscribe after each websocket connect, the published workflow read as
+    SharedWorkflow("name (id)", workflow), disconnect's unsubscribe."""
+    client = await start()
+    ws = await client.ws_connect("/ws?clientId=krita")
+    assert (await ws.receive_json())["type"] == "status"
+    assert (await client.post("/api/etn/workflow/subscribe", json={"client_id": "krita"})).status == 200
+    workflow = {"4": {"class_type": "ETN_KritaCanvas", "inputs": {}}}
+    await client.post("/api/etn/workflow/publish", json={"name": "ComfyUI", "client_id": "tab7", "workflow": workflow})
+    while (message := await asyncio.wait_for(ws.receive_json(), 10))["type"] != "etn_workflow_published":
+        pass
+    data = message["data"]
+    assert f"{data['publisher']['name']} ({data['publisher']['id']})" == "ComfyUI (tab7)"
+    assert data["workflow"] == workflow
+    await ws.close()
+    assert (await client.post("/api/etn/workflow/unsubscribe", json={"client_id": "krita"})).status == 200

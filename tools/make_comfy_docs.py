@@ -241,7 +241,7 @@ def render() -> str:
               "previews as type-4 frames (JSON metadata naming node and prompt, then the JPEG); others get "
               "ComfyUI's type-1 frames (`SaveImageWebsocket` PNGs and `ETN_SendImageWebSocket` PNGs / JPEGs "
               "always, sampler previews with `&previews=1`).", ""]
-    lines += ["The ETN pack's image exchange (comfyui-tooling-nodes' api.py, which the Krita AI Diffusion plugin "
+    lines += ["The ETN pack's routes. Its image exchange (comfyui-tooling-nodes' api.py, which the Krita AI Diffusion plugin "
               "uses; pictures held in the server process's memory, graphflow/image_exchange.py). As the pack's: "
               "pictures go 10 minutes after they were stored or last loaded, 1 minute once fetched twice. Beyond "
               "it: ids are 1 to 128 letters, digits or `_ . : -` (400); a body over the server's upload limit "
@@ -250,6 +250,17 @@ def render() -> str:
               "(ETN_SaveImageCache refuses a batch over the cap rather than drop its own first pictures); a server "
               "running nodes on Ray workers (`--ray-workers`, `--ray-address`) refuses both routes (501): the workers don't share the "
               "server's memory.", "",
+              "The pack's other routes (graphflow/server/etn_routes.py says what each answers, and where it goes "
+              "beyond the pack): model_info names each file's base model as the pack's table does (sd15, sdxl, "
+              "flux, ...), from graphflow's reading of the file's header (graphflow/models/base_model_info.py; "
+              "GGUF files by their architecture, as the pack; remembered per file state; a file it can't read "
+              "gets its own `error`, never failing the page); an upload is a `.safetensors` file up to "
+              "`--max-model-upload-mb` (default 4096) and the folder's free space, two at once, stored whole or "
+              "not at all and never over a file of the same name; published workflows go to the subscribed "
+              "client ids over the websocket (`etn_workflow_published`): a subscriber is a client id with a "
+              "websocket open, and subscribing again sends the workflows again; translation answers as the pack "
+              "without its translator. On Ray "
+              "workers these work as without them, the uploads going to the server's model folders.", "",
               "| method | path | what it does |", "|---|---|---|"]
     lines += [f"| {method} | `{path}` | {what} |" for method, path, _, what in ETN_ROUTES]
     lines += [""]

@@ -90,6 +90,12 @@ _VALUE_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
 STRING, ARRAY = 8, 9
 INTEGER_TYPES = (0, 1, 2, 3, 4, 5, 10, 11)
 DEFAULT_ALIGNMENT = 32  # GGUF's, where general.alignment is absent
+# bounds on what a header claims, each far above real files (a diffusion model has ~2,000 tensors, a
+# vocabulary ~256k pieces): a hostile header is refused before a loop of that length builds objects
+MAX_COUNT = 2**20  # tensors, and metadata fields
+MAX_ARRAY_ITEMS = 2**24
+MAX_NAME_BYTES = 2**16  # a key or tensor name (ggml's GGML_MAX_NAME is 64)
+MAX_DIMS = 8  # ggml's GGML_MAX_DIMS is 4, but gguf-py writes a 5-D weight (Wan's patch embedding) as it is
 
 
 class _Array:
@@ -114,6 +120,9 @@ class _Header:
         if version not in (2, 3):
             raise GGUFError(f"GGUF version {version} is not read (graphflow reads versions 2 and 3, little-endian)")
         tensor_count, field_count = self._value(10), self._value(10)
+        for what, count in (("tensors", tensor_count), ("metadata fields", field_count)):
+            if count > MAX_COUNT:
+                raise GGUFError(f"it claims {count} {what}, over the {MAX_COUNT} graphflow reads")
         self.fields: dict[str, object] = {}
         for _ in range(field_count):
             key = self._text()
@@ -121,7 +130,10 @@ class _Header:
         self.tensors = []  # (name, dims as stored, ggml type id, offset in the data)
         for _ in range(tensor_count):
             name = self._text()
-            dims = tuple(self._value(10) for _ in range(self._value(4)))
+            n_dims = self._value(4)
+            if n_dims > MAX_DIMS:
+                raise GGUFError(f"tensor {name!r} has {n_dims} dims, over the {MAX_DIMS} read")
+            dims = tuple(self._value(10) for _ in range(n_dims))
             self.tensors.append((name, dims, self._value(4), self._value(10)))
         alignment = self.fields.get("general.alignment", DEFAULT_ALIGNMENT)
         if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0:
@@ -142,7 +154,10 @@ class _Header:
         return struct.unpack(fmt, self._bytes(struct.calcsize(fmt)))[0]
 
     def _text(self) -> str:
-        raw = self._bytes(self._value(10))
+        length = self._value(10)
+        if length > MAX_NAME_BYTES:
+            raise GGUFError(f"a name at byte {self.pos} claims {length} bytes, over the {MAX_NAME_BYTES} read")
+        raw = self._bytes(length)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -154,6 +169,8 @@ class _Header:
         if value_type != ARRAY:
             return self._value(value_type)
         item_type, count = self._value(4), self._value(10)
+        if count > MAX_ARRAY_ITEMS:
+            raise GGUFError(f"an array at byte {self.pos} claims {count} items, over the {MAX_ARRAY_ITEMS} read")
         array = _Array(item_type, count, self.pos)
         if item_type == STRING:
             for _ in range(count):
@@ -449,17 +466,25 @@ def _unpermute(t: torch.Tensor, heads: int) -> torch.Tensor:
     return t.reshape(heads, rows // heads // 2, 2, *t.shape[1:]).transpose(1, 2).reshape(t.shape)
 
 
-def header_architecture(path) -> str | None:
-    """general.architecture of the GGUF file `path` (None where absent), from its header alone."""
+def read_header(path) -> _Header:
+    """The GGUF file's header: its scalar fields (strings as bytes) and tensor infos (name, dims as
+    stored, ggml type, offset); its arrays are not readable after (the map is closed)."""
     import mmap
 
     try:
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            arch = _Header(mm).fields.get("general.architecture")
+            header = _Header(mm)
     except (OSError, ValueError, struct.error) as e:
         if isinstance(e, GGUFError):
             raise
         raise GGUFError(f"not a readable GGUF file ({type(e).__name__}: {e})") from None
+    header.map = None
+    return header
+
+
+def header_architecture(path) -> str | None:
+    """general.architecture of the GGUF file `path` (None where absent), from its header alone."""
+    arch = read_header(path).fields.get("general.architecture")
     if arch is not None and not isinstance(arch, bytes):
         raise GGUFError(f"its metadata general.architecture is {arch!r}, not a string")
     return None if arch is None else _text(arch, "general.architecture")

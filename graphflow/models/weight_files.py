@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,11 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a bare pickle starts with 0x80, protocol
 INDEX_SUFFIX = ".index.json"  # a sharded set's index (model.safetensors.index.json, ...)
 GGUF_MAGIC = b"GGUF"  # ggml's container (graphflow.models.gguf)
+# the safetensors library's MAX_HEADER_SIZE: it refuses longer headers, and reading one would take that
+# much memory before any check (a file claiming a 30 GB header)
+SAFETENSORS_MAX_HEADER = 100_000_000
+# a sharded set's index: a name per tensor (a large language model's is under 2 MB)
+MAX_INDEX_BYTES = 32 * 2**20
 
 
 # Smaller tensors are copied: each page fault on a mapped file brings in its neighbours too (64 KB
@@ -138,6 +144,20 @@ class ScaledFP8:
     fp8_matmul: bool
 
 
+def head_kind(path) -> str:
+    """What a weights file's first bytes say it is: "gguf", "safetensors" (an 8-byte little-endian
+    header length, any bytes, then the JSON header's '{'), "pickle" (a zip or a bare pickle) or "other"."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if head.startswith(GGUF_MAGIC):
+        return "gguf"
+    if head[8:9] == b"{":
+        return "safetensors"
+    if head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS):
+        return "pickle"
+    return "other"
+
+
 class WeightFile:
     """A weights file's (or a sharded set's index's) key names, shapes and dtypes (from the headers
     alone) and its tensors on request.
@@ -154,14 +174,10 @@ class WeightFile:
         if self.path.name.endswith(INDEX_SUFFIX):
             self._open_index()
         else:
-            with open(self.path, "rb") as fh:
-                head = fh.read(9)
-            # safetensors: an 8-byte little-endian header length (any bytes), then the JSON header's '{'
-            safetensors_like = head[8:9] == b"{"
-            pickled = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in PICKLE_PROTOCOLS)
-            if head.startswith(GGUF_MAGIC):
+            kind = head_kind(self.path)
+            if kind == "gguf":
                 self._open_gguf()
-            elif not safetensors_like and (pickled or self.path.suffix.lower() in PICKLE_SUFFIXES):
+            elif kind == "pickle" or (kind == "other" and self.path.suffix.lower() in PICKLE_SUFFIXES):
                 self._open_pickle()
             else:
                 self._open_safetensors()
@@ -224,10 +240,15 @@ class WeightFile:
                 size = int.from_bytes(fh.read(8), "little")
                 if not 2 <= size <= file_size - 8:
                     raise ValueError(f"header length {size} does not fit in the file")
+                if size > SAFETENSORS_MAX_HEADER:
+                    raise ValueError(f"header length {size} is over the format's {SAFETENSORS_MAX_HEADER} bytes")
                 header = json.loads(fh.read(size))
             if not isinstance(header, dict):
                 raise ValueError("the header is not a JSON object")
             metadata = header.pop("__metadata__", None) or {}
+            if not isinstance(metadata, dict):
+                raise ValueError(f"__metadata__ is a {type(metadata).__name__}, not an object of strings")
+            metadata = {k: str(v) for k, v in metadata.items()}
             data_size = file_size - 8 - size
             for key, entry in header.items():
                 begin, end = entry["data_offsets"]
@@ -240,7 +261,7 @@ class WeightFile:
             raise CheckpointError(
                 f"{self.path.name} is not a readable safetensors file ({type(e).__name__}: {e}); "
                 f"it may be truncated or corrupt ({file_size} bytes)") from None
-        self.metadata = {str(k): str(v) for k, v in metadata.items()}
+        self.metadata = metadata
         self._data_start = 8 + size
         self._entries = header
         self.shapes = {k: tuple(v["shape"]) for k, v in header.items()}
@@ -405,8 +426,9 @@ class WeightFile:
 
 
 def file_state(path) -> str:
-    """A weights file's identity for caches: size and modification time (hashing GBs is too slow);
-    for a sharded set's index, its shards' too."""
+    """A weights file's identity for caches: size, modification time, inode and status-change time
+    (hashing GBs is too slow; a file replaced by one of the same size and mtime, as a copy keeping
+    times makes, differs in inode or ctime); for a sharded set's index, its shards' too."""
     path = Path(path)
     files = [path]
     if path.name.endswith(INDEX_SUFFIX):
@@ -414,13 +436,24 @@ def file_state(path) -> str:
             files += [path.parent / shard for shard in sorted(set(read_index(path).values()))]
         except CheckpointError:
             pass  # the loader says what is wrong with it
-    return ":".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" if p.is_file() else "missing" for p in files)
+    return ":".join(_stat_state(p) for p in files)
+
+
+def _stat_state(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}" if stat.S_ISREG(st.st_mode) else "missing"
 
 
 def read_index(path) -> dict[str, str]:
     """A sharded set's weight_map: tensor name -> the shard file (in the index's folder) holding it."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_INDEX_BYTES:
+            raise ValueError(f"it is {size} bytes, over the {MAX_INDEX_BYTES} an index is read to")
         weight_map = json.loads(path.read_text()).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map or not all(
                 isinstance(v, str) and "/" not in v and "\\" not in v for v in weight_map.values()):

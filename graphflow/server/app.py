@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from graphflow.cache import OutputCache
-from graphflow.folders import UnsafePathError, folders
+from graphflow.folders import MODEL_KINDS, UnsafePathError, folders
 from graphflow.registry import Registry, default_registry
 from graphflow.resource_limits import SERVER_LIMITS, RunLimits
 
@@ -26,8 +26,9 @@ from graphflow.server import (comfyui_routes, editor_routes, etn_routes, file_ro
                               system_routes, user_workflows)
 from graphflow.server.json_api import error_response
 from graphflow.server.server import SERVER, WEB_DIR, Server, ServerConfig, is_loopback
-from graphflow.server.uploads import RequestError, UploadLimits
+from graphflow.server.uploads import RequestError, UploadLimits, sweep_staged
 
+log = logging.getLogger(__name__)
 
 def _host_name(host_header: str) -> str:
     if host_header.startswith("["):
@@ -68,6 +69,16 @@ def _granted(origin: str | None, allowed: tuple[str, ...]) -> bool:
     return origin is not None and origin != "null" and ("*" in allowed or origin in allowed)
 
 
+async def _sweep_staged_files(app) -> None:
+    """The staged uploads a killed server left where uploads are written: the model folders' first
+    directories (the ETN model upload) and the input, output and temp folders (/upload/image)."""
+    directories = [folders.model_dirs(kind)[0] for kind in MODEL_KINDS] + [folders.inputs, folders.outputs,
+                                                                            folders.temp]
+    removed = await asyncio.to_thread(sweep_staged, directories)
+    if removed:
+        log.info("removed %d unfinished upload(s) a stopped server left", removed)
+
+
 async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Every answer to a granted origin, errors too, tells the browser it may read it (a page of another
     origin reads nothing without these, however the server answered)."""
@@ -101,7 +112,8 @@ def _guard(server: Server):
 def create_app(registry: Registry | None = None, db_path: str | Path | None = None, *,
                host: str = "127.0.0.1", workers: int = 1, cache: OutputCache | None = None,
                cache_max_bytes: int | None = None, max_upload_bytes: int = 50 * 2**20,
-               max_image_side: int = 8192, paused: bool = False, web_dir: Path | None = WEB_DIR,
+               max_image_side: int = 8192, max_model_upload_bytes: int = 4 * 2**30, paused: bool = False,
+               web_dir: Path | None = WEB_DIR,
                allowed_origins: tuple[str, ...] = (), outbox_limit: int = 256, send_timeout: float = 10.0,
                shutdown_timeout: float = 10.0, run_limits: RunLimits | None = None,
                dispatcher=None) -> web.Application:
@@ -117,11 +129,16 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
     config = ServerConfig(
         db_path=Path(db_path) if db_path is not None else folders.outputs / "history.db",
         host=host, workers=workers, limits=UploadLimits(max_upload_bytes, max_image_side),
-        outbox_limit=outbox_limit, send_timeout=send_timeout, allowed_origins=tuple(allowed_origins), shutdown_timeout=shutdown_timeout,
+        model_upload_max_bytes=max_model_upload_bytes,
+        outbox_limit=outbox_limit, send_timeout=send_timeout, allowed_origins=tuple(allowed_origins),
+        shutdown_timeout=shutdown_timeout,
         web_dir=web_dir, run_limits=run_limits if run_limits is not None else SERVER_LIMITS)
     server = Server(registry, config, cache, paused=paused, dispatcher=dispatcher)
     app = web.Application(middlewares=[_guard(server)], client_max_size=max_upload_bytes + 2**20)
     app[SERVER] = server
+    app[etn_routes.EXCHANGE] = etn_routes.WorkflowExchange(server.hub)
+    app[etn_routes.MODEL_UPLOADS] = asyncio.Semaphore(etn_routes.MAX_MODEL_UPLOADS)
+    app.on_startup.append(_sweep_staged_files)
     app.on_response_prepare.append(_cors_headers)
     app.on_startup.append(server.start)
     app.on_shutdown.append(server.stop)
@@ -161,7 +178,7 @@ def create_app(registry: Registry | None = None, db_path: str | Path | None = No
         for full in (path, "/api" + path):
             if full == path or (method, full) not in ours:
                 r.add_get(full, handler) if method == "GET" else r.add_route(method, full, handler)
-    for method, path, handler, _ in etn_routes.ROUTES:  # the ETN pack's image exchange (Krita AI Diffusion)
+    for method, path, handler, _ in etn_routes.ROUTES:  # the ETN pack's routes (Krita AI Diffusion)
         r.add_route(method, path, handler)
     r.add_get("/", editor_routes.index)
     if web_dir is not None and web_dir.is_dir():
@@ -177,7 +194,7 @@ def _url(host: str, port: int) -> str:
 def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | None = None,
           max_upload_mb: float = 50, cache_max_gb: float | None = None, workers: int = 1,
           registry: Registry | None = None, run_limits: RunLimits | None = None, ray: dict | None = None,
-          allowed_origins: tuple[str, ...] = ()) -> int:
+          allowed_origins: tuple[str, ...] = (), max_model_upload_mb: float = 4096) -> int:
     """Run the server until SIGINT/SIGTERM; prints the URL. Returns the exit code. `ray`: the
     options of graphflow.cluster.WorkerPool (workers, address, gpus_per_worker) to run on Ray;
     `allowed_origins`: pages of these origins ("*": any) may call it from a browser (CORS)."""
@@ -192,7 +209,8 @@ def serve(host: str = "127.0.0.1", port: int = 8188, *, db_path: str | Path | No
         dispatcher = RayDispatcher(WorkerPool(**ray, cache_max_bytes=cache_max_bytes, limits=limits))
     return asyncio.run(_serve(host, port, db_path=db_path, max_upload_bytes=int(max_upload_mb * 2**20),
                               cache_max_bytes=cache_max_bytes, workers=workers, registry=registry,
-                              run_limits=run_limits, dispatcher=dispatcher, allowed_origins=allowed_origins))
+                              run_limits=run_limits, dispatcher=dispatcher, allowed_origins=allowed_origins,
+                              max_model_upload_bytes=int(max_model_upload_mb * 2**20)))
 
 
 async def _serve(host, port, **options) -> int:

@@ -191,6 +191,21 @@ class Hub:
                 item = item or Outgoing(message(kind, data), rank, replaces)
                 client.push(item)
 
+    def client_ids(self) -> set[str]:
+        """The client ids with a websocket open."""
+        return {client.client_id for client in self.clients}
+
+    def send_to(self, client_ids, kind: str, data: dict) -> None:
+        """A message for these client ids alone (every socket each has open), as ComfyUI's send_json
+        with a sid: nobody gets it where none is connected. Encoded once, and only where some id
+        has a socket. Never dropped."""
+        wanted = set(client_ids)
+        item = None
+        for client in list(self.clients):
+            if client.client_id in wanted:
+                item = item or Outgoing(message(kind, data))
+                client.push(item)
+
     def send_frame(self, frame: bytes, client_id: str | None = None) -> None:
         """A preview frame of a run submitted by `client_id`: ours to our clients, ComfyUI's framing
         (type 4 with metadata to those that asked for it, else type 1) to the ComfyUI clients that

@@ -39,6 +39,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     workers: int = 1
     limits: UploadLimits = field(default_factory=UploadLimits)
+    # a model file a client stores (PUT /api/etn/upload: the Krita plugin's LoRAs), apart from the picture limit
+    model_upload_max_bytes: int = 4 * 2**30
     preview_max_side: int = 512
     outbox_limit: int = 256
     send_timeout: float = 10.0

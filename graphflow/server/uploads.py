@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,6 +205,72 @@ def check_video(data: bytes, declared_type: str, limits: UploadLimits) -> dict:
     return {"format": fmt, "width": width, "height": height}
 
 
+STAGED_PREFIX = ".upload-"  # a file being written: hidden, so no loader or listing offers it
+STALE_AFTER = 3600  # seconds: a staged file left by a killed server (one being written is newer)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def staged_file(directory: Path):
+    """(file open for writing, its path): a hidden temporary file in `directory` with the mode a
+    new file gets under the umask (mkstemp's own is 0600: a stored model or picture would be
+    unreadable to the other users of a shared folder). Removed on leaving unless published."""
+    fd, name = tempfile.mkstemp(prefix=STAGED_PREFIX, dir=directory)
+    temp = Path(name)
+    try:
+        file = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        temp.unlink(missing_ok=True)
+        raise
+    try:
+        os.fchmod(file.fileno(), 0o666 & ~_UMASK)
+        yield file, temp
+    finally:
+        file.close()
+        temp.unlink(missing_ok=True)
+
+
+def publish_file(temp: Path, target: Path, overwrite: bool) -> bool:
+    """Give the written staged file its name: replacing what is there (overwrite), or only where the
+    name is free, told by os.link failing (no race between a check and the rename). False where
+    the name was taken."""
+    if overwrite:
+        os.replace(temp, target)
+        return True
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links: the check and the rename, a moment apart
+        if target.exists():
+            return False
+        os.replace(temp, target)
+    return True
+
+
+def sweep_staged(directories) -> int:
+    """Remove the staged files a killed server left in `directories` (not their subfolders):
+    those older than STALE_AFTER. Returns how many."""
+    import time
+
+    removed = 0
+    for directory in directories:
+        try:
+            staged = [p for p in Path(directory).glob(STAGED_PREFIX + "*") if p.is_file()]
+        except OSError:
+            continue
+        for path in staged:
+            try:
+                if time.time() - path.stat().st_mtime > STALE_AFTER:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def store_upload(data: bytes, filename: str, subfolder: str, fmt: str, overwrite: bool, kind: str = "input") -> dict:
     """Write an upload into <kind's folder>/<subfolder>/ atomically (kind: ComfyUI's `type`,
     input, output or temp); returns the upload response."""
@@ -231,14 +298,10 @@ def store_upload(data: bytes, filename: str, subfolder: str, fmt: str, overwrite
         raise RequestError(400, str(e)) from None
     if target.exists() and not target.is_file():
         raise RequestError(400, f"{name!r} exists and is not a file")
-    fd, temp = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with staged_file(target.parent) as (f, temp):
+        f.write(data)
+        f.close()
+        publish_file(temp, target, overwrite=True)  # the name is free, this upload's to replace, or the same file
     path = f"{subfolder}/{name}" if subfolder else name
     if kind != "input":  # LoadImage's value for a file in another folder: ComfyUI's annotated name
         path = f"{path} [{kind}]"
