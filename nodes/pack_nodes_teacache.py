@@ -72,6 +72,9 @@ class TeaCache(Node):
             raise NodeInputError("model_type", f"{self.model_type!r} is not built in graphflow yet: TeaCache runs "
                                                f"with {', '.join(TEACACHE_ARCHS)}")
         check_arch(self.model, TEACACHE_ARCHS[self.model_type], self.model_type)
+        if self.start_percent > self.end_percent:  # the pack takes it and never skips
+            raise NodeInputError("end_percent", f"{self.end_percent} is before start_percent {self.start_percent}: "
+                                                "TeaCache would never skip")
         return with_teacache(self.model, self.model_type, self.rel_l1_thresh, self.start_percent, self.end_percent,
                              "cpu" if self.cache_device == "cpu" else None)
 
@@ -79,7 +82,9 @@ class TeaCache(Node):
 class TeaCacheCompileModel(Node):
     """Compile Model (TeaCache pack): torch.compile of the diffusion model when it samples, as
     TorchCompileModel does. graphflow compiles with its own settings: backend inductor or cudagraphs,
-    mode default, fullgraph and dynamic off; other values are refused by name."""
+    mode default, fullgraph and dynamic off; other values are refused by name. fullgraph cannot hold:
+    TeaCache and First Block Cache decide outside the compiled graph (a graph break each call);
+    dynamic: graphflow compiles one graph per latent size, not a size-generic one."""
     category = "TeaCache"
     model: MODEL
     mode: str = Choice(COMPILE_MODES, "default")

@@ -52,5 +52,7 @@ class ApplyFBCacheOnModel(Node):
         if self.model.arch not in FBCACHE_ARCHS:
             raise NodeInputError("model", f"First Block Cache is built for FLUX and SD UNets in graphflow, not "
                                           f"{self.model.arch} yet")
+        if self.start > self.end:  # the pack takes it and never skips
+            raise NodeInputError("end", f"{self.end} is before start {self.start}: First Block Cache would never skip")
         return with_first_block_cache(self.model, self.residual_diff_threshold, self.start, self.end,
                                       self.max_consecutive_cache_hits)

@@ -15,7 +15,10 @@ rms_norm(x) * (1 + scale_msa) + shift_msa, its residual taken after the output n
     acc < rel_l1_thresh  ->  skip: img + residual        (residual of the last computed call)
     otherwise            ->  run the blocks, store residual = img_out - img_in, acc = 0
 
-The first call of a run (no m_{t-1}) computes. m_{t-1} is the previous call's, computed or not.
+Precision: the pack evaluates the mean, the polynomial and the running sum as tensors in the
+model's dtype (bf16 for FLUX and Wan in ComfyUI); graphflow takes the means in float32 and keeps
+the sum as a Python float, so a sum within a bf16 rounding of rel_l1_thresh may decide the other
+way than in the pack. The first call of a run (no m_{t-1}) computes. m_{t-1} is the previous call's, computed or not.
 FLUX keeps one sum for the whole call (cond and uncond batched together), as the pack; Wan,
 HiDream and LTX-Video (the pack's "is_cfg" families) one per conditioning entry of the call, on its
 rows: the blocks run when any entry's rule says so, and each entry gets its own residual.
@@ -38,18 +41,27 @@ sigma range) and fewer than max_consecutive_cache_hits skips in a row (-1: no li
 same sigma as the previous one (cond and uncond split) are the step's later calls: each has its own
 cached tensors and skips only if the step's first call did (and its shapes match).
 
-State is fresh for every sampling run (a network wrapper's per-run state); First Block Cache's is
+State is fresh for every sampling run (a network wrapper's per-run state) and its tensors are let
+go when the run ends (end_run: the MODEL keeps only the counts in `last`); First Block Cache's is
 also reset, as the pack's, when sigma rises or the input's shape past the batch, dtype or device
-changes. Each deciding call reads one number back from the device (a host sync), as the packs.
+changes. A stack that changes size inside First Block Cache's span (Deep Shrink at input block 0
+or 1) has no residual to add: those calls compute. Each deciding call reads one number back from
+the device (a host sync), as the packs; under torch.compile the decision and the bookkeeping run
+outside the graph (torch.compiler.disable, as WaveSpeed's), so the graphs of skipping and of
+computing are made once, not recompiled each step.
+
+One block cache per MODEL: a later one replaces an earlier (ComfyUI runs only the last unet
+function wrapper). Before TiledDiffusion one is refused: its state would take each tile for the
+next step of the same picture.
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from graphflow.models.block_runner import block_runner
+
+from .step_cache import _check, restarted, with_per_run
 
 # welltop-cn/ComfyUI-TeaCache nodes.py (3657f7f566481dafd1a4797d792649270b9abc85) SUPPORTED_MODELS_COEFFICIENTS:
 # the rescaling polynomial's coefficients per model_type, highest power first
@@ -117,25 +129,61 @@ def _parts(per_entry: bool) -> list[tuple]:
 class TeaCacheState:
     """One sampling run's TeaCache (see the module docstring); `computed` / `skipped` count calls."""
 
+    name = "TeaCache"
+    inside_network = True  # its state is one picture's: a tiling wrapper inside it is refused
+
     def __init__(self, coefficients, threshold, start_percent, end_percent, cache_device, per_entry, ret_mode):
         self.coefficients, self.threshold = coefficients, threshold
         self.start_percent, self.end_percent, self.cache_device = start_percent, end_percent, cache_device
         self.per_entry, self.ret_mode = per_entry, ret_mode
         self.sigmas = None
         self.states = {}
+        self.parts, self.enabled, self.rows, self.current = None, True, [], []  # the current call's
         self.computed = self.skipped = 0
 
     def start_run(self, sigmas):
         self.sigmas = sigmas
 
+    def end_run(self):
+        # the MODEL keeps `last` (in the executor's cache): no hidden states past the run
+        self.states, self.current, self.sigmas = {}, [], None
+
     def __call__(self, run, xc, sigma, channels):
         s = float(sigma.reshape(-1)[0])
-        enabled = True
+        self.enabled = True
         if self.sigmas is not None and len(self.sigmas) > 1:
-            enabled = self.start_percent <= step_index(self.sigmas, s) / (len(self.sigmas) - 1) <= self.end_percent
-        parts = _parts(self.per_entry)
-        with block_runner(lambda stack: self._blocks(stack, parts, enabled)):
+            self.enabled = self.start_percent <= step_index(self.sigmas, s) / (len(self.sigmas) - 1) <= self.end_percent
+        self.parts = _parts(self.per_entry)
+        with block_runner(self._blocks):
             return run(xc)
+
+    def _blocks(self, stack):
+        hidden = stack.hidden
+        residual = self._cached(stack.modulated(self.ret_mode), hidden)
+        if residual is not None:
+            return hidden + residual
+        out = stack.all()
+        self._store(out, hidden)
+        return out
+
+    # The decision and the bookkeeping run outside torch.compile (as WaveSpeed's get_can_use_cache and
+    # set_buffer): traced, their host numbers and dicts would be guarded on and recompiled every step.
+    @torch.compiler.disable
+    def _cached(self, probe, hidden):
+        """The residual to add to `hidden` when this call skips, else None."""
+        size = hidden.shape[0] // (len(self.parts) if self.per_entry else 1)
+        self.rows = [slice(None) if isinstance(k, slice) else slice(k * size, (k + 1) * size) for _, k in self.parts]
+        self.current = [self.states.setdefault(key, {"acc": 0.0, "previous": None, "residual": None, "compute": True})
+                        for key, _ in self.parts]
+        for state, r in zip(self.current, self.rows):
+            self._update(state, probe[r])
+        residuals = [state["residual"] for state in self.current]
+        if (self.enabled and not any(state["compute"] for state in self.current)
+                and all(res is not None and res.shape == hidden[r].shape for res, r in zip(residuals, self.rows))):
+            self.skipped += 1
+            return torch.cat([res.to(hidden.device) for res in residuals])
+        self.computed += 1
+        return None
 
     def _update(self, state, probe):
         previous, state["previous"] = state["previous"], probe
@@ -149,50 +197,53 @@ class TeaCacheState:
         if state["compute"]:
             state["acc"] = 0.0
 
-    def _blocks(self, stack, parts, enabled):
-        probe, hidden = stack.modulated(self.ret_mode), stack.hidden
-        size = hidden.shape[0] // (len(parts) if self.per_entry else 1)
-        rows = [slice(None) if isinstance(k, slice) else slice(k * size, (k + 1) * size) for _, k in parts]
-        states = [self.states.setdefault(key, {"acc": 0.0, "previous": None, "residual": None, "compute": True})
-                  for key, _ in parts]
-        for state, r in zip(states, rows):
-            self._update(state, probe[r])
-        residuals = [state["residual"] for state in states]
-        if (enabled and not any(state["compute"] for state in states)
-                and all(res is not None and res.shape == hidden[r].shape for res, r in zip(residuals, rows))):
-            self.skipped += 1
-            return hidden + torch.cat([res.to(hidden.device) for res in residuals])
-        self.computed += 1
-        out = stack.all()
-        for state, r in zip(states, rows):
+    @torch.compiler.disable
+    def _store(self, out, hidden):
+        for state, r in zip(self.current, self.rows):
             state["residual"] = (out[r] - hidden[r]).to(self.cache_device or out.device)
-        return out
 
 
 class FirstBlockCacheState:
     """One sampling run's First Block Cache (see the module docstring)."""
 
+    name = "First Block Cache"
+    inside_network = True
+
     def __init__(self, threshold, start_sigma, end_sigma, max_hits):
         self.threshold, self.start_sigma, self.end_sigma, self.max_hits = threshold, start_sigma, end_sigma, max_hits
         self.last_sigma, self.layout, self.sequence, self.hits, self.use_cache = None, None, 0, 0, False
+        self.sigma = None  # the current call's
         self.buffers = {}  # sequence number -> {"probe", "residual"}
         self.computed = self.skipped = 0
+
+    def end_run(self):
+        self.buffers = {}
 
     def __call__(self, run, xc, sigma, channels):
         s = float(sigma.reshape(-1)[0])
         layout = (tuple(xc.shape[1:]), xc.dtype, xc.device)  # the pack's reset keys, the batch size aside
-        if self.last_sigma is None or s > self.last_sigma or layout != self.layout:
+        if restarted(self.last_sigma, s, self.layout, layout):
             self.buffers, self.sequence, self.hits = {}, 0, 0
         elif s == self.last_sigma:
             self.sequence += 1  # the step's next call (cond and uncond split)
         else:
             self.sequence = 0
-        self.last_sigma, self.layout = s, layout
-        with block_runner(lambda stack: self._blocks(stack, s)):
+        self.last_sigma, self.layout, self.sigma = s, layout, s
+        with block_runner(self._blocks):
             return run(xc)
 
-    def _blocks(self, stack, s):
+    def _blocks(self, stack):
         after_first, probe = stack.first()
+        residual = self._cached(after_first, probe)
+        if residual is not None:
+            return after_first + residual
+        out = stack.rest()
+        self._store(out, after_first)
+        return out
+
+    @torch.compiler.disable  # as TeaCacheState._cached
+    def _cached(self, after_first, probe):
+        """The residual to add to `after_first` when this call skips, else None (the probe kept)."""
         cached = self.buffers.setdefault(self.sequence, {})
         previous = cached.get("probe")
         use = False
@@ -202,60 +253,67 @@ class FirstBlockCacheState:
                 self.use_cache = self.use_cache and similar  # follows the step's first call
             else:
                 similar = similar and float(relative_l1(probe, previous)) < self.threshold
-                similar = similar and self.end_sigma <= s <= self.start_sigma
+                similar = similar and self.end_sigma <= self.sigma <= self.start_sigma
                 similar = similar and (self.max_hits < 0 or self.hits < self.max_hits)
                 self.hits = self.hits + 1 if similar else 0
                 self.use_cache = similar
             use = self.use_cache
-        if use and cached.get("residual") is not None and cached["residual"].shape == after_first.shape:
+        residual = cached.get("residual")
+        if use and residual is not None and residual.shape == after_first.shape:
             self.skipped += 1
-            return after_first + cached["residual"]
+            return residual
         self.computed += 1
         cached["probe"] = probe
-        out = stack.rest()
-        cached["residual"] = out - after_first
-        return out
+        return None
+
+    @torch.compiler.disable
+    def _store(self, out, after_first):
+        cached = self.buffers[self.sequence]
+        # a stack that changes the size inside it (Deep Shrink at input block 0 or 1) has no residual
+        # to add: its calls always compute
+        cached["residual"] = out - after_first if out.shape == after_first.shape else None
 
 
-class BlockCache:
-    """A MODEL's block cache: a factory of per-run states (a network wrapper); the last run's state
-    stays readable as `last`."""
-
-    def __init__(self, make):
-        self.make, self.last = make, None
-
-    def __call__(self):
-        self.last = self.make()
-        return self.last
-
-
-def _with_wrapper(model, make):
-    patched = copy.copy(model)
-    patched.network_wrappers = (*getattr(model, "network_wrappers", ()), BlockCache(make))
-    return patched
+BLOCK_CACHE = "block cache"  # the PerRun kind: a later block cache replaces an earlier one
 
 
 def with_teacache(model, model_type: str, rel_l1_thresh: float, start_percent: float = 0.0,
                   end_percent: float = 1.0, cache_device: str | None = None):
     """A copy of `model` whose blocks go through TeaCache with `model_type`'s polynomial
-    (TEACACHE_COEFFICIENTS); rel_l1_thresh 0 returns the model itself, as the pack does."""
+    (TEACACHE_COEFFICIENTS; the types in TEACACHE_ARCHS are built); rel_l1_thresh 0 returns the
+    model itself, as the pack does. It replaces a block cache the model had."""
+    if model_type not in TEACACHE_ARCHS:
+        raise ValueError(f"TeaCache: model_type {model_type!r} is not built in graphflow; built: "
+                         f"{', '.join(TEACACHE_ARCHS)}")
+    _check("TeaCache", None, start_percent, end_percent)  # any threshold: the ret_mode polynomials go below 0
+    if start_percent > end_percent:  # the pack takes it and never skips
+        raise ValueError(f"TeaCache: start_percent {start_percent} is after end_percent {end_percent}")
     if rel_l1_thresh == 0:
         return model
     coefficients = TEACACHE_COEFFICIENTS[model_type]
     per_entry, ret_mode = TEACACHE_ARCHS[model_type] in PER_ENTRY_ARCHS, model_type.endswith("_ret_mode")
-    return _with_wrapper(model, lambda: TeaCacheState(coefficients, rel_l1_thresh, start_percent, end_percent,
-                                                      cache_device, per_entry, ret_mode))
+    return with_per_run(model, "network_wrappers",
+                        lambda: TeaCacheState(coefficients, rel_l1_thresh, start_percent, end_percent, cache_device,
+                                              per_entry, ret_mode), BLOCK_CACHE)
 
 
 def with_first_block_cache(model, residual_diff_threshold: float, start: float = 0.0, end: float = 1.0,
                            max_consecutive_cache_hits: int = -1):
     """A copy of `model` whose blocks go through First Block Cache; threshold 0 or
-    max_consecutive_cache_hits 0 return the model itself, as the pack does."""
+    max_consecutive_cache_hits 0 return the model itself, as the pack does. It replaces a block
+    cache the model had."""
     from .flow_sampling import model_sampling_for
 
-    if residual_diff_threshold <= 0 or max_consecutive_cache_hits == 0:
+    _check("First Block Cache", residual_diff_threshold, start, end, "residual_diff_threshold", "start and end")
+    if start > end:  # the pack takes it and never skips
+        raise ValueError(f"First Block Cache: start {start} is after end {end}")
+    if max_consecutive_cache_hits < -1:
+        raise ValueError(f"First Block Cache: max_consecutive_cache_hits must be -1 (no limit) or more, got "
+                         f"{max_consecutive_cache_hits}")
+    if residual_diff_threshold == 0 or max_consecutive_cache_hits == 0:
         return model
     schedule = model_sampling_for(model)
     start_sigma, end_sigma = schedule.percent_to_sigma(start), schedule.percent_to_sigma(end)
-    return _with_wrapper(model, lambda: FirstBlockCacheState(residual_diff_threshold, start_sigma, end_sigma,
-                                                             max_consecutive_cache_hits))
+    return with_per_run(model, "network_wrappers",
+                        lambda: FirstBlockCacheState(residual_diff_threshold, start_sigma, end_sigma,
+                                                     max_consecutive_cache_hits), BLOCK_CACHE)
