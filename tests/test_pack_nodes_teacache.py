@@ -305,9 +305,9 @@ def test_per_entry_states_decide_together():
         def modulated(self, ret_mode=False):
             return self.probe
 
-        def all(self):
+        def all(self):  # each row its own residual: h + 1 for cond's, 2h + 7 for uncond's
             self.ran = True
-            return self.hidden * 2 + 1
+            return self.hidden * torch.tensor([[2.0], [3.0]]) + torch.tensor([[1.0], [7.0]])
 
     coefficients = [1.0, 0.0]  # poly(d) = d: the sums are the relative changes themselves
     state = TeaCacheState(coefficients, 0.25, 0.0, 1.0, None, True, False)
@@ -317,7 +317,7 @@ def test_per_entry_states_decide_together():
     probes = [(1.0, 1.0), (1.05, 1.05), (1.1025, 1.365), (1.157625, 1.365)]
     ran, outs = [], []
     for step, (a, b) in enumerate(probes):
-        hidden = torch.full((2, 3), float(step))
+        hidden = torch.tensor([[float(step)], [10.0 * step]]).expand(2, 3)
         stack = Stack(hidden, torch.tensor([[a], [b]]))
         token = unet_rows.set(UNetRows(torch.tensor([1.0 - step / 10]), None, conds))
         try:
@@ -326,8 +326,9 @@ def test_per_entry_states_decide_together():
             unet_rows.reset(token)
         ran.append(stack.ran)
     assert ran == [True, False, True, False]
-    assert torch.equal(outs[1], torch.full((2, 3), 1.0) + (torch.full((2, 3), 0.0) + 1))  # step 0's residual: h + 1
-    assert torch.equal(outs[3], torch.full((2, 3), 3.0) + (torch.full((2, 3), 2.0) + 1))  # step 2's: h + 1 (h = 2)
+    # a skip adds each row the residual of its own rows at the last computed step (h0: 0 and 0, h2: 2 and 20)
+    assert torch.equal(outs[1], torch.tensor([[1.0 + 0 + 1], [10.0 + 0 + 7]]).expand(2, 3))
+    assert torch.equal(outs[3], torch.tensor([[3.0 + 2 + 1], [30.0 + 2 * 20 + 7]]).expand(2, 3))
 
 
 def run_blocks_of(stack):
