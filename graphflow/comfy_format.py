@@ -604,8 +604,10 @@ PACK_NOTES = {
                              + ", ".join(f"`{n}`" for n in ETN_LEFT_OUT) + "; not built yet: "
                              + ", ".join(f"`{n}`" for n in ETN_LATER),
     "ComfyUI-TeaCache": "TeaCache with model_type `flux`, `ltxv`, `hidream_i1_full` and the `wan2.1_*` ones "
-                        "(`hunyuan_video` is refused by name, not built yet); `CompileModel` is TorchCompileModel "
-                        "with the pack's inputs at graphflow's settings",
+                        "(`hunyuan_video` is refused by name, not built yet; so are the later pack versions' "
+                        "`flux-kontext`, `lumina_2`, `hidream_i1_dev` and `hidream_i1_fast`, whose coefficients "
+                        "were not read); `CompileModel` is TorchCompileModel with the pack's inputs at graphflow's "
+                        "settings",
     "Comfy-WaveSpeed": "`ApplyFBCacheOnModel` for FLUX and SD1 / SD2 / SDXL UNets; left out on purpose: "
                        + ", ".join(f"`{n}`" for n in WAVESPEED_LEFT_OUT) + "; not built yet: "
                        + ", ".join(f"`{n}`" for n in WAVESPEED_LATER),
