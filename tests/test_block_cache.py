@@ -2,7 +2,8 @@
 graphflow on a tiny random FLUX and SD1 UNet: torch.compile makes the same graphs however many steps
 run (the decisions stay outside the graph), Deep Shrink resizing inside First Block Cache's span,
 TiledDiffusion after a block cache refused, a later block cache replacing an earlier one, nothing
-held past the run, the library functions' refusals."""
+held past the run, the library functions' refusals; skips by the packs' rules with a ControlNet
+(First Block Cache on the UNet) and with Kontext reference tokens (TeaCache on FLUX)."""
 
 import copy
 
@@ -178,3 +179,61 @@ def test_library_refusals(flux, builtin_registry):
     with pytest.raises(NodeInputError, match="before start 0.9: First Block Cache would never skip") as info:
         fbcache(flux, builtin_registry, start=0.9, end=0.1)
     assert info.value.input == "end"
+
+
+def test_first_block_cache_with_a_controlnet_skips_by_the_rule(unet, builtin_registry):
+    """A ControlNet's residuals go into the blocks after the first (middle and output blocks): the
+    skips still follow the pack's rule on the first blocks' probe, and a skipped call adds the
+    residual of the last computed call, which held the control's part."""
+    from graphflow.models.controlnet import ControlApplied, ControlNet, ControlNetConfig
+    from test_pack_nodes_wavespeed import STEPS, Recorder, expected_runs
+
+    torch.manual_seed(3)
+    net = ControlNet(ControlNetConfig(unet=unet.unet.config))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.05)
+    g = torch.Generator().manual_seed(0)
+    context = torch.randn(1, 5, 32, generator=g)
+    control = ControlApplied(net, torch.rand(1, 128, 128, 3, generator=g), 1.0)
+    patched = fbcache(unet, builtin_registry, residual_diff_threshold=0.3)
+
+    def run(model, positive):
+        recorder = Recorder(unet)
+        try:
+            with torch.no_grad():
+                out = sample(model, 3, STEPS, 1.0, "euler", "karras", positive, [(context * 0, {})],
+                             {"samples": torch.zeros(1, 4, 16, 16)})["samples"]
+        finally:
+            recorder.close()
+        return out, recorder
+
+    controlled, recorder = run(patched, [(context, {"control": control})])
+    plain, _ = run(patched, [(context, {})])
+    runs = [c["ran"] for c in recorder.calls]
+    assert runs == expected_runs(recorder.probes(), [c["sigma"] for c in recorder.calls], 1, 0.3)
+    assert not all(runs) and (controlled - plain).abs().max() > 1e-3
+
+
+def test_teacache_with_kontext_reference_tokens_skips_by_the_rule(flux, builtin_registry, monkeypatch):
+    """Kontext's reference latents join the image tokens before the blocks: the probe and the
+    residual cover them, as the pack's (its img is concatenated before its TeaCache probe), and the
+    skips follow the rule written out on the recorded tokens."""
+    from test_pack_nodes_teacache import Recorder, expected_runs, teacache
+
+    g = torch.Generator().manual_seed(5)
+    cfg = flux.unet.config
+    reference = torch.randn(1, 16, 8, 8, generator=g)
+    positive = [[torch.randn(1, 5, cfg.context_in_dim, generator=g),
+                 {"pooled_output": torch.randn(1, cfg.vec_in_dim, generator=g), "reference_latents": [reference]}]]
+    patched = teacache(flux, builtin_registry, rel_l1_thresh=0.6)
+    recorder = Recorder(flux, monkeypatch)
+    try:
+        with torch.no_grad():
+            sample(patched, 3, 10, 1.0, "euler", "simple", positive, positive, {"samples": torch.zeros(1, 16, 16, 16)})
+    finally:
+        recorder.close()
+    assert recorder.calls[0]["img"].shape[1] == 8 * 8 + 4 * 4  # the latent's tokens and the reference's
+    runs = [c["ran"] for c in recorder.calls]
+    assert runs == expected_runs(flux, recorder.calls, 0.6, [True] * len(runs))
+    assert not all(runs)
