@@ -278,7 +278,7 @@ def test_skips_only_inside_the_window(caplog, patch, first):
         generate(patched, steps=20)
     skipped = [float(m) for m in re.findall(r"skipping the step at sigma (\S+)", caplog.text)]
     assert len(skipped) == cache.last.skipped >= 2
-    assert all(cache.end_sigma < s <= cache.start_sigma for s in skipped)
+    assert all(cache.last.end_sigma < s <= cache.last.start_sigma for s in skipped)
     sigmas = compute_sigmas(DiscreteSchedule.for_model(model), "karras", 20, 1.0)[:-1].tolist()
-    inside = [s for s in sigmas if cache.end_sigma < s <= cache.start_sigma]
+    inside = [s for s in sigmas if cache.last.end_sigma < s <= cache.last.start_sigma]
     assert skipped[0] == pytest.approx(inside[first - 1], rel=1e-3)  # threshold 3 skips as soon as it can

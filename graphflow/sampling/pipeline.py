@@ -492,7 +492,12 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             # the samplers that take them, over their own
             accepted = inspect.signature(sample).parameters
             options.update({name: value for name, value in overrides.items() if name in accepted})
-        x = sample(denoiser, x, sigmas, callback=on_step, **options)
+        try:
+            x = sample(denoiser, x, sigmas, callback=on_step, **options)
+        finally:  # a block cache lets go of the run's hidden states (its state stays on the MODEL as `last`)
+            for wrapper in model_denoiser.network_wrappers:
+                if hasattr(wrapper, "end_run"):
+                    wrapper.end_run()
         if hasattr(schedule, "inverse_noise_scaling"):  # flow: leftover noise back to the noise_scaling convention
             end = sigmas[-1]
             if sampler_name in UNI_PC_SAMPLERS and end == 0:
