@@ -32,16 +32,13 @@ COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduc
 PACK_BACKENDS = ("inductor", "cudagraphs", "eager", "aot_eager")
 
 
-# named by the refusal of a MODEL of another family than model_type's
-FAMILY_NAMES = {"flux": "FLUX", "wan": "Wan", "hidream": "HiDream", "ltxv": "LTX-Video"}
-
-
 def check_arch(model, arch: str, model_type: str):
     """Refuses a MODEL of another family than model_type's."""
+    from graphflow.models.architectures import ARCHITECTURES
     from nodes.model_speed import _check_sampled_model
     _check_sampled_model(model, "TeaCache")
     if getattr(model, "arch", None) != arch:
-        raise NodeInputError("model_type", f"TeaCache with model_type {model_type!r} needs a {FAMILY_NAMES[arch]} "
+        raise NodeInputError("model_type", f"TeaCache with model_type {model_type!r} needs a {ARCHITECTURES[arch].short} "
                                            f"MODEL, got a {getattr(model, 'arch', '?')} model")
 
 

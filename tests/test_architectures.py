@@ -101,6 +101,9 @@ ALLOWED = {
     ("graphflow/models/architecture.py", "locate_towers"): "the order SD text-encoder layouts are tried in",
     ("graphflow/models/diffusers_layout.py", "read_folder"): "diffusers folders: text_encoder/ slots per family",
     ("graphflow/sampling/preview.py", "TAESD_FOR_FAMILY"): "keyed by latent format",
+    # where a feature is built: the networks whose forwards First Block Cache splits (FluxBlocks, UNetBlocks);
+    # SVD's and Stable Cascade's UNets are not among them
+    ("nodes/pack_nodes_wavespeed.py", "FBCACHE_ARCHS"): "First Block Cache's networks",
     # CLIPLoader / DualCLIPLoader types: ComfyUI's CLIPType names, some of which are architecture names
     ("graphflow/models/flow_text.py", "T5_ALONE"): "CLIP types",
     ("graphflow/models/flow_text.py", "T5_ALONE_NAMES"): "CLIP types",

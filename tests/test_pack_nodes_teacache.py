@@ -338,7 +338,7 @@ def run_blocks_of(stack):
 
 def test_wan_model_type_needs_a_wan_model(flux, builtin_registry):
     from graphflow.context import NodeInputError
-    with pytest.raises(NodeInputError, match="needs a Wan MODEL, got a flux model") as info:
+    with pytest.raises(NodeInputError, match="needs a Wan 2.1 MODEL, got a flux model") as info:
         teacache(flux, builtin_registry, model_type="wan2.1_t2v_14B")
     assert info.value.input == "model_type"
 

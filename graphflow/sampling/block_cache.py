@@ -84,8 +84,9 @@ TEACACHE_COEFFICIENTS = {
 # the model_types graphflow's block hook is built for, and the MODEL arch each needs
 TEACACHE_ARCHS = {"flux": "flux", "hidream_i1_full": "hidream", "ltxv": "ltxv",
                   **{t: "wan" for t in TEACACHE_COEFFICIENTS if t.startswith("wan2.1")}}
-# the pack's "is_cfg" families: a state per conditioning entry (cond, uncond) of a batched call
-PER_ENTRY_ARCHS = ("wan", "hidream", "ltxv")
+# the pack's "is_cfg" path, every family it caches but FLUX: a state per conditioning entry (cond,
+# uncond) of a batched call
+PER_ENTRY_ARCHS = frozenset(TEACACHE_ARCHS.values()) - {"flux"}
 
 
 def poly(coefficients, x):
