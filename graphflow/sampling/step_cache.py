@@ -76,6 +76,10 @@ class _Window:
         s, c = torch.stack([s.to(candidate.device), candidate.float()]).tolist()
         return s, c
 
+    def end_run(self):
+        # the MODEL keeps `last` (in the executor's cache): only the counts outlive the run, not its tensors
+        self.reset()
+
 
 class EasyCacheState(_Window):
     """One sampling run's EasyCache state (see the module docstring)."""
