@@ -4,7 +4,6 @@ color, Depth Anything V2 on a tiny random-weight file), the ControlNet file it n
 detect_controlnet rules (713f6de7: sdxl skips t2i and lllite files), the override, the refusal of
 names whose models graphflow lacks, and an API-format prompt through the executor, run twice."""
 
-import numpy as np
 import pytest
 import torch
 
