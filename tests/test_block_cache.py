@@ -12,30 +12,12 @@ import torch
 
 from graphflow.context import NodeInputError
 from graphflow.models.deep_shrink import apply_deep_shrink
-from graphflow.models.diffusion_model import DiffusionModel
-from graphflow.models.flux import Flux
-from graphflow.models.unet import UNet, UNetConfig
 from graphflow.sampling.block_cache import with_first_block_cache, with_teacache
 from graphflow.sampling.flow_sampling import model_sampling_for
 from graphflow.sampling.guidance import unet_rows
 from graphflow.sampling.pipeline import sample
-from graphflow.testing import flow_model_config
 from test_nodes_image_mask import call
-from test_pack_nodes_wavespeed import fbcache, generate
-
-
-@pytest.fixture(scope="module")
-def flux():
-    torch.manual_seed(0)
-    return DiffusionModel(Flux(flow_model_config("flux_dev")).eval(), "flux", prediction="flow")
-
-
-@pytest.fixture(scope="module")
-def unet():
-    torch.manual_seed(0)
-    config = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(1, 1),
-                        transformer_depth_middle=1, context_dim=32, num_heads=-1, num_head_channels=32)
-    return DiffusionModel(UNet(config).eval(), "sd1")
+from test_pack_nodes_wavespeed import fbcache, flux, generate, unet  # noqa: F401 (flux, unet: fixtures)
 
 
 def flux_conds(model, seed):
