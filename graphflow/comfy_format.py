@@ -259,7 +259,6 @@ ART_VENTURE_LEFT_OUT = {
     **dict.fromkeys(("BLIPLoader", "BLIPCaption", "DownloadAndLoadBlip"),
                     "it runs (or downloads) Salesforce's BLIP captioning model"),
     "DeepDanbooruCaption": "it runs (and downloads) the DeepDanbooru tagging model",
-    "AV_ControlNetPreprocessor": "it runs comfyui_controlnet_aux's preprocessors, whose models download at run time",
     **dict.fromkeys(("AV_OpenAIApi", "AV_OpenRouterApi", "AV_ClaudeApi", "AV_GeminiApi", "AV_AwsBedrockClaudeApi",
                      "AV_AwsBedrockMistralApi", "AV_LLMApiConfig", "AV_NanoBananaApiConfig", "AV_LLMMessage",
                      "AV_LLMTextMessage", "AV_LLMImageMessage", "AV_LLMChat", "AV_LLMCompletion"),
@@ -403,12 +402,26 @@ ICLIGHT_NATIVE_LEFT_OUT = {
                      "through a UNet wrapper; graphflow runs IC-Light through kijai's LoadAndApplyICLightUnet and "
                      "ICLightConditioning (the same offset, the latent carried by the conditioning)",
 }
+# kijai's ComfyUI-DepthAnythingV2 (nodes/pack_nodes_depth_anything_v2.py, nodes.py 047a4ecf): both its classes
+DEPTH_ANYTHING_V2_CLASSES = ("DownloadAndLoadDepthAnythingV2Model", "DepthAnything_V2")
 # shiimizu's ComfyUI-TiledDiffusion (nodes/pack_nodes_tiled_diffusion.py), whole names: "TiledDiffusion" starts
 # its other classes' names
 TILED_DIFFUSION_CLASSES = ("TiledDiffusion", "SpotDiffusionParams_TiledDiffusion", "TiledDiffusionParams_TiledDiffusion",
                            # its Tiled VAE (nodes/pack_nodes_tiled_vae.py)
                            "VAEEncodeTiled_TiledDiffusion", "VAEDecodeTiled_TiledDiffusion")
 TILED_DIFFUSION_LEFT_OUT: dict[str, str] = {}
+# welltop-cn's ComfyUI-TeaCache (nodes/pack_nodes_teacache.py, nodes.py 3657f7f5): both its classes are ours;
+# whole names, "CompileModel" being generic
+TEACACHE_CLASSES = ("TeaCache", "CompileModel")
+# chengzeyi's Comfy-WaveSpeed (nodes/pack_nodes_wavespeed.py; its class list from __init__.py ff9e0699)
+WAVESPEED_CLASSES = ("ApplyFBCacheOnModel",)
+WAVESPEED_LEFT_OUT = dict.fromkeys(
+    ("VelocatorLoadAndQuantizeDiffusionModel", "VelocatorLoadAndQuantizeClip", "VelocatorQuantizeModel",
+     "VelocatorCompileModel"),
+    "it quantizes or compiles through WaveSpeed's closed `velocator` package, which graphflow does not carry")
+WAVESPEED_LATER = dict.fromkeys(
+    ("ApplyFBCacheOnModelAdvanced", "EnhancedLoadDiffusionModel", "EnhancedCompileModel"),
+    "not built yet: the index holds the class name in the pack's list; its source was not read for this round")
 WHOLE_NAMES = frozenset((*TILED_DIFFUSION_CLASSES, *TILED_DIFFUSION_LEFT_OUT,
                          *WAS_CLASSES, *WAS_LEFT_OUT, *MASQUERADE_CLASSES, *LOGIC_CLASSES, *IMAGE_SAVER_CLASSES,
                          *IMAGE_FILTERS_LEFT_OUT, *DERFUU_FIRST_CLASSES, *FIZZ_CLASSES, *ADV_CLIP_CLASSES,
@@ -417,7 +430,9 @@ WHOLE_NAMES = frozenset((*TILED_DIFFUSION_CLASSES, *TILED_DIFFUSION_LEFT_OUT,
                          *DYNAMIC_PROMPTS_LEFT_OUT, *EXPERIMENTS_CLASSES, *SDXL_STYLER_CLASSES, *ALLOR_LEFT_OUT,
                          *ALLOR_LATER, *LAYERSTYLE_ADVANCE_LEFT_OUT,
                          *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT,
-                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT))
+                         *ICLIGHT_CLASSES, *ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT,
+                         *DEPTH_ANYTHING_V2_CLASSES,
+                         *TEACACHE_CLASSES, *WAVESPEED_CLASSES, *WAVESPEED_LEFT_OUT, *WAVESPEED_LATER))
 
 # Well-known custom node packs, by a class-name prefix or whole name, so that an unknown class
 # can be named as coming from its pack rather than just being unknown.
@@ -463,7 +478,7 @@ CUSTOM_PACKS = {
                                "TTPlanet_Tile", "InpaintPreprocessor", "ScribblePreprocessor", "Scribble_XDoG_Preprocessor",
                                "ImageLuminanceDetector", "ImageIntensityDetector", "PixelPerfectResolution",
                                "ImageGenResolutionFrom", "HintImageEnchance", "ControlNetPreprocessorSelector",
-                               "PyraCannyPreprocessor", "LineartStandardPreprocessor"),
+                               "PyraCannyPreprocessor", "LineartStandardPreprocessor", "DepthAnythingV2Preprocessor"),
     "ComfyUI_IPAdapter_plus": ("IPAdapter", "PrepImageForClipVision", "PrepImageForInsightFace", "IPAAdapterFaceIDBatch"),
     "ComfyUI-KJNodes": ("GetNode", "SetNode", "ImageResizeKJ", "ConditioningMultiCombine", "GetImageSizeAndCount",
                         "INTConstant", "FloatConstant", "StringConstant", "BOOLConstant", "GetImageRangeFromBatch",
@@ -538,8 +553,11 @@ CUSTOM_PACKS = {
     "comfyui-art-venture": ("AV_", *ART_VENTURE_CLASSES, *ART_VENTURE_LEFT_OUT),
     "ComfyUI-IC-Light": ICLIGHT_CLASSES,
     "ComfyUI-IC-Light-Native": (*ICLIGHT_NATIVE_CLASSES, *ICLIGHT_NATIVE_LEFT_OUT),
+    "ComfyUI-DepthAnythingV2": DEPTH_ANYTHING_V2_CLASSES,
     # Acly's comfyui-tooling-nodes (nodes/pack_nodes_etn.py): every class starts "ETN_"
     "comfyui-tooling-nodes": ("ETN_",),
+    "ComfyUI-TeaCache": TEACACHE_CLASSES,
+    "Comfy-WaveSpeed": (*WAVESPEED_CLASSES, *WAVESPEED_LEFT_OUT, *WAVESPEED_LATER),
 }
 # ComfyUI_LayerStyle's classes left out on purpose (nodes/pack_nodes_layerstyle.py), names as its
 # NODE_CLASS_MAPPINGS give them (its model classes now live in ComfyUI_LayerStyle_Advance, above)
@@ -576,7 +594,7 @@ LEFT_OUT = {**DYNAMIC_PROMPTS_LEFT_OUT, **WAS_LEFT_OUT, **JPS_LEFT_OUT, **MIKEY_
             **LAYERSTYLE_LEFT_OUT, **LAYERSTYLE_ADVANCE_LEFT_OUT,
             **ART_VENTURE_LEFT_OUT,
             **ICLIGHT_NATIVE_LEFT_OUT, **TILED_DIFFUSION_LEFT_OUT,
-            **FILL_LEFT_OUT, **ETN_LEFT_OUT, **ETN_LATER}
+            **FILL_LEFT_OUT, **ETN_LEFT_OUT, **ETN_LATER, **WAVESPEED_LEFT_OUT, **WAVESPEED_LATER}
 # what docs/comfyui.md's pack list says of a pack beyond its names
 PACK_NOTES = {
     "ComfyUI-post-processing-nodes": "its `Blur` is graphflow's `PostProcBlur`, read so where a UI save's node "
@@ -588,6 +606,14 @@ PACK_NOTES = {
     "comfyui-tooling-nodes": "the nodes the Krita AI Diffusion plugin's workflows use; left out on purpose: "
                              + ", ".join(f"`{n}`" for n in ETN_LEFT_OUT) + "; not built yet: "
                              + ", ".join(f"`{n}`" for n in ETN_LATER),
+    "ComfyUI-TeaCache": "TeaCache with model_type `flux`, `ltxv`, `hidream_i1_full` and the `wan2.1_*` ones "
+                        "(`hunyuan_video` is refused by name, not built yet; so are the later pack versions' "
+                        "`flux-kontext`, `lumina_2`, `hidream_i1_dev` and `hidream_i1_fast`, whose coefficients "
+                        "were not read); `CompileModel` is TorchCompileModel with the pack's inputs at graphflow's "
+                        "settings",
+    "Comfy-WaveSpeed": "`ApplyFBCacheOnModel` for FLUX and SD1 / SD2 / SDXL UNets; left out on purpose: "
+                       + ", ".join(f"`{n}`" for n in WAVESPEED_LEFT_OUT) + "; not built yet: "
+                       + ", ".join(f"`{n}`" for n in WAVESPEED_LATER),
 }
 
 

@@ -71,7 +71,9 @@ MODEL_KINDS = ("checkpoints", "diffusion_models", "loras", "vae", "text_encoders
                "clip_vision", "style_models", "embeddings", "hypernetworks", "gligen", "ipadapter", "vae_approx",
                "photomaker", "model_patches", "animatediff_models",
                "animatediff_motion_lora",
-               "inpaint")  # comfyui-inpaint-nodes' folder (Fooocus head / patch, LaMa): nodes/pack_nodes_inpaint.py
+               "inpaint",  # comfyui-inpaint-nodes' folder (Fooocus head / patch, LaMa): nodes/pack_nodes_inpaint.py
+               "annotators",  # comfyui_controlnet_aux's preprocessor weights: nodes/pack_nodes_controlnet_aux_depth.py
+               "depthanything")  # kijai's ComfyUI-DepthAnythingV2 models: nodes/pack_nodes_depth_anything_v2.py
 
 # kinds whose models are folders, not files (a diffusers model_index.json and its parts' subfolders)
 FOLDER_KINDS = ("diffusers",)

@@ -7,7 +7,8 @@ for the component by offloading least-recently-used ones to CPU RAM (kept, not f
 the component alone does not fit, it is partially loaded: the blocks (modules that own
 parameters) that fit stay on the device, each of the rest gets a forward pre-hook that moves
 it in and a post-hook that moves it out again, so the result is the same as a full load.
-Text encoders leave the device when their work is done; the VAE and the diffusion model stay
+Text encoders (and the other TRANSIENT kinds: CLIP vision, style models, annotators) leave the
+device when their work is done; the VAE and the diffusion model stay
 until something else needs the room. A component pinned to the CPU (`pin_to_cpu`: CLIPLoader's
 device "cpu", for a T5-XXL that would crowd a small GPU) never goes to the device: it stays in
 CPU RAM, computes there, and takes no device room.
@@ -86,7 +87,7 @@ from torch import nn
 from graphflow.device import compute_device, free_memory
 
 VRAM_MODES = ("normal", "low", "none")
-TRANSIENT = ("text_encoder", "clip_vision", "style_model", "model_patch")  # kinds that leave the device as soon as their work is done
+TRANSIENT = ("text_encoder", "clip_vision", "style_model", "model_patch", "annotator")  # kinds that leave the device as soon as their work is done
 GiB = 1024 ** 3
 RAM_MARGIN = GiB  # RAM left to everything else when the system's available memory is asked
 DEVICE_MARGIN = GiB  # CUDA memory left to activations when a cached patched weight would take room
@@ -201,7 +202,7 @@ def run_locks(holders):
 @dataclass
 class Component:
     name: str
-    kind: str  # diffusion_model | text_encoder | vae | control | motion_model | upscale_model | other
+    kind: str  # diffusion_model | text_encoder | vae | control | motion_model | upscale_model | annotator | other
     module: weakref.ref
     size: int
     state: str = "offloaded"  # offloaded | loaded | partial | dropped (from RAM, re-read when needed)

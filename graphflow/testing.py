@@ -632,6 +632,29 @@ def write_esrgan(path, num_filters: int = 8, num_blocks: int = 1, scale: int = 4
     return Path(path)
 
 
+def write_depth_anything(path, dim: int = 64, depth: int = 12, features: int = 16,
+                         out_channels: tuple = (8, 16, 32, 64), swiglu: bool = False, grid: int = 37,
+                         seed: int = 0, dtype=torch.float32) -> Path:
+    """A random-weight Depth Anything in the original key layout (pretrained.*, depth_head.*), as
+    the released depth_anything_v2_vit*.pth / depth_anything_vit*14.pth hold it: a .pth (torch.save
+    of the state dict) or, by the suffix, a safetensors conversion. Heads are 64 wide, as the loader
+    takes them; 12, 24 or 40 blocks. The depth's last bias is 1, so the ReLU'd depth is not all 0."""
+    from .models.depth_anything import HEAD_WIDTH, V2_LAYERS, DepthAnything, DepthAnythingConfig
+
+    config = DepthAnythingConfig(dim, depth, dim // HEAD_WIDTH, features, tuple(out_channels), V2_LAYERS[depth],
+                                 swiglu=swiglu, grid=grid)
+    with torch.device("meta"):
+        shapes = _module_shapes(DepthAnything(config))
+    state = random_state(shapes, seed, dtype)
+    state["depth_head.scratch.output_conv2.2.bias"] = torch.ones(1, dtype=dtype)
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
 def write_controlnet(path, arch: str = "sd1", seed: int = 0, scaled_down: bool = True, dtype=torch.float16,
                      layout: str = "original") -> Path:
     """A random-weight ControlNet for write_checkpoint(arch)'s UNet, in the original layout

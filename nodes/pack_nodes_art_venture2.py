@@ -27,7 +27,10 @@ outputs and categories. Read from the pack's files in the code index:
   1138a1f4d96f6cfa64752ceaaf78dace26e163b9 (the Fooocus samplers' sharpness);
 - modules/controlnet/__init__.py at 10ff95d0d319f40cc2bc9de136e8478319cca817 and
   controlnet/preprocessors.py at 200f6252e5d50282fa6fb2a39afb787bf7244227 (the ControlNet loaders,
-  their preprocessor choices and the arguments they call comfyui_controlnet_aux's nodes with).
+  their preprocessor choices and the arguments they call comfyui_controlnet_aux's nodes with). The
+  stackers' "Auto:" choice follows the later detect_controlnet, at 713f6de76130f2e0101a2f46597a233113f6c23e,
+  which round 4's AV_ControlNetPreprocessor uses too (one rule for the pack): for sdxl it passes over
+  files naming t2i or lllite, where 10ff95d0 passed over sdxl_t2i files only.
 
 Nodes here: PrepareImageAndMaskForInpaint, OverlayInpaintedImage, CreateExpandedCanvasForOutpaint,
 AV_CheckpointMerge, MergeModels, AV_CheckpointSave, Fooocus_KSampler, Fooocus_KSamplerAdvanced,
@@ -754,6 +757,7 @@ def _controlnet(name: str, override: str, keyframe):
     return _keyframed(net, keyframe)
 
 
+SDXL_LEFT_OUT = ("t2i", "lllite")  # detect_controlnet skips these files for sdxl (10ff95d0: "sdxl_t2i" only)
 # the pack's detect_controlnet rules, in its order: the preprocessors each takes, and what the file
 # name must hold (None: the preprocessor's own name)
 DETECTION_RULES = ((("canny", "scribble", "mlsd"), None), (("scribble", "scribble_hed"), "scribble"),
@@ -765,12 +769,13 @@ DETECTION_RULES = ((("canny", "scribble", "mlsd"), None), (("scribble", "scribbl
 
 
 def _detected(preprocessor: str, version: str) -> str:
-    """The pack's detect_controlnet: among the files naming the SD version (sdxl: not sdxl_t2i),
+    """The pack's detect_controlnet (713f6de7's, which its stackers and AV_ControlNetPreprocessor
+    share): among the files naming the SD version (for sdxl, none holding a word of SDXL_LEFT_OUT),
     the first one each matching rule finds ("None" where none). Its rules share one pass over the
     files, so for scribble, which two rules take, the second finds the scribble file after the
     first's, as the pack's does."""
     names = iter([n for n in folders.list_models("controlnet") if version in n
-                  and not (version == "sdxl" and "sdxl_t2i" in n)])
+                  and not (version == "sdxl" and any(word in n for word in SDXL_LEFT_OUT))])
     found = "None"
     for preprocessors, key in DETECTION_RULES:
         if preprocessor in preprocessors:
@@ -889,9 +894,10 @@ class AVControlNetEfficientStacker(Node):
     ControlNet Loader) and its hint preprocessed: the stack given plus (ControlNet, image,
     strength, start_percent, end_percent); "None", or enabled off, adds nothing. "Auto: sd15 /
     sdxl / sdxl_t2i" needs a preprocessor and picks the first file of models/controlnet/ naming
-    that version and the preprocessor's kind, by the pack's rules (e.g. depth_zoe: "depth", hed:
-    "softedge"; scribble: the second scribble file, as the pack's shared pass over the files
-    gives); none found adds nothing, for any preprocessor, as the pack's.""" + PREPROCESSOR_HELP
+    that version (for sdxl, not t2i or lllite files) and the preprocessor's kind, by the pack's
+    rules (e.g. depth_zoe: "depth", hed: "softedge"; scribble: the second scribble file, as the
+    pack's shared pass over the files gives); none found adds nothing, for any preprocessor, as
+    the pack's.""" + PREPROCESSOR_HELP
     category = LOADERS
     control_net_name: str = _controlnet_choice(("None", *AUTO))
     image: IMAGE

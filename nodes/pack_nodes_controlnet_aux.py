@@ -31,12 +31,13 @@ define_preprocessor_inputs era, detector at 2e4e7f68df6378a3e13685d0144dfc24497a
 BinaryPreprocessor, ColorPreprocessor, ShufflePreprocessor, TilePreprocessor,
 TTPlanet_TileSimple_Preprocessor, InpaintPreprocessor, ScribblePreprocessor, Scribble_XDoG_Preprocessor,
 ImageLuminanceDetector, ImageIntensityDetector, PixelPerfectResolution, ImageGenResolutionFromImage,
-ImageGenResolutionFromLatent, HintImageEnchance, AIO_Preprocessor (these preprocessors only) and
-ControlNetPreprocessorSelector.
+ImageGenResolutionFromLatent, HintImageEnchance, AIO_Preprocessor (these preprocessors and Depth
+Anything) and ControlNetPreprocessorSelector. Depth Anything V1 / V2 run on weight files the user
+brings: nodes/pack_nodes_controlnet_aux_depth.py.
 
-Left out: every preprocessor that downloads model weights (HED, PiDiNet, lineart, MiDaS, Zoe,
-Depth Anything, DWPose, OpenPose, ...: they stay unknown classes, and AIO_Preprocessor refuses them
-by name); TTPlanet_TileGF_Preprocessor (its FastGuidedFilter lives in a file of the pack that the
+Left out: the other preprocessors that download model weights (HED, PiDiNet, lineart, MiDaS, Zoe,
+DWPose, OpenPose, ...: they stay unknown classes, and AIO_Preprocessor refuses them by name);
+TTPlanet_TileGF_Preprocessor (its FastGuidedFilter lives in a file of the pack that the
 reference index does not hold, so its numbers could not be matched); ExecuteAllControlNetPreprocessors
 and ControlNetAuxSimpleAddText (a graph expansion over every preprocessor, and a font file).
 """
@@ -869,12 +870,15 @@ AIO_NODES = {
     "ScribblePreprocessor": ScribblePreprocessor, "Scribble_XDoG_Preprocessor": ScribbleXDoGPreprocessor,
     "ImageLuminanceDetector": ImageLuminanceDetector, "ImageIntensityDetector": ImageIntensityDetector,
 }
+# The Depth Anything nodes (nodes/pack_nodes_controlnet_aux_depth.py, which imports this module:
+# aio_nodes() reads them when asked), on the weight files the user brings.
+AIO_DEPTH = ("DepthAnythingPreprocessor", "DepthAnythingV2Preprocessor")
 # The pack's other image-to-image preprocessors (they need model weights, or TileGF's filter):
 # offered so that saved workflows naming them read, refused with their name when run.
 AIO_NOT_HERE = (
     "AnimalPosePreprocessor", "AnimeFace_SemSegPreprocessor", "AnimeLineArtPreprocessor",
-    "AnyLineArtPreprocessor_aux", "BAE-NormalMapPreprocessor", "DensePosePreprocessor", "DepthAnythingPreprocessor",
-    "DepthAnythingV2Preprocessor", "DSINE-NormalMapPreprocessor", "DWPreprocessor", "FakeScribblePreprocessor",
+    "AnyLineArtPreprocessor_aux", "BAE-NormalMapPreprocessor", "DensePosePreprocessor", "DSINE-NormalMapPreprocessor",
+    "DWPreprocessor", "FakeScribblePreprocessor",
     "HEDPreprocessor", "LeReS-DepthMapPreprocessor", "LineArtPreprocessor",
     "M-LSDPreprocessor", "Manga2Anime_LineArt_Preprocessor", "MediaPipe-FaceMeshPreprocessor",
     "MeshGraphormer-DepthMapPreprocessor", "Metric3D-DepthMapPreprocessor", "Metric3D-NormalMapPreprocessor",
@@ -884,7 +888,13 @@ AIO_NOT_HERE = (
     "TTPlanet_TileGF_Preprocessor", "UniFormer-SemSegPreprocessor", "Zoe-DepthMapPreprocessor",
     "Zoe_DepthAnythingPreprocessor",
 )
-PREPROCESSOR_OPTIONS = ("none", *AIO_NODES, *AIO_NOT_HERE)
+PREPROCESSOR_OPTIONS = ("none", *AIO_NODES, *sorted((*AIO_DEPTH, *AIO_NOT_HERE), key=str.lower))
+
+
+def aio_nodes() -> dict:
+    """Every preprocessor AIO_Preprocessor runs here, by the pack's class name."""
+    from nodes.pack_nodes_controlnet_aux_depth import DEPTH_NODES
+    return {**AIO_NODES, **DEPTH_NODES}
 
 
 def aio_estimate(widgets, inputs):
@@ -895,12 +905,12 @@ def aio_estimate(widgets, inputs):
         return Estimate(inputs.get("image"))
     if chosen is None:
         estimates = [Estimate(inputs.get("image"))] + [preprocessor_estimate(node, widgets, inputs)
-                                                       for node in AIO_NODES.values()]
+                                                       for node in aio_nodes().values()]
         if any(e.size is None for e in estimates):
             return Estimate(None)
         least = min(estimates, key=lambda e: e.size.batch * e.size.pixels)
         return Estimate(least.size, memory=min(e.memory for e in estimates))
-    node = AIO_NODES.get(chosen)
+    node = aio_nodes().get(chosen)
     return Estimate(None) if node is None else preprocessor_estimate(node, widgets, inputs)
 
 
@@ -913,8 +923,9 @@ def preprocessor_estimate(node, widgets, inputs) -> Estimate:
 class AIOPreprocessor(Node):
     """Run the chosen preprocessor, as comfyui_controlnet_aux's AIO Aux Preprocessor: with
     `resolution` (where it takes one) and its own defaults for its other inputs; "none" gives the
-    image back. Only the model-free preprocessors run here; choosing one that needs model weights
-    (HED, DWPose, Depth Anything, ...) is refused with its name."""
+    image back. The model-free preprocessors run here, and Depth Anything (V1 and V2, with their
+    default ckpt_name, the file in models/annotators/); choosing one that needs other model weights
+    (HED, DWPose, ...) is refused with its name."""
     display_name = "AIO Aux Preprocessor"
     category = TOP
     image: IMAGE
@@ -924,15 +935,23 @@ class AIOPreprocessor(Node):
     comfy = ComfyAlias(("AIO_Preprocessor",), optional=("preprocessor", "resolution"))
     estimate = classmethod(lambda cls, widgets, inputs: aio_estimate(widgets, inputs))
 
+    @classmethod
+    def fingerprint(cls, preprocessor=None, **widgets):
+        # a depth preprocessor reads its default weights file: its state belongs in the cache key
+        node = aio_nodes().get(preprocessor) if preprocessor in AIO_DEPTH else None
+        return None if node is None else node.fingerprint(ckpt_name=node.input_specs["ckpt_name"].default)
+
     def run(self):
         if self.preprocessor == "none":
             return self.image
-        node = AIO_NODES.get(self.preprocessor)
+        nodes = aio_nodes()
+        node = nodes.get(self.preprocessor)
         if node is None:
             raise NodeInputError("preprocessor", f"{self.preprocessor} needs model weights (or a filter) graphflow "
-                                                 f"does not have; expected one of: none, {', '.join(AIO_NODES)}")
+                                                 f"does not have; expected one of: none, {', '.join(nodes)}")
         given = {"resolution": self.resolution} if "resolution" in node.input_specs else {}
-        return _core(node, {"pyrUp_iters": "preprocessor", "scale_factor": "preprocessor"}, image=self.image, **given)
+        return _core(node, {"pyrUp_iters": "preprocessor", "scale_factor": "preprocessor", "ckpt_name": "preprocessor"},
+                     image=self.image, **given)
 
 
 class ControlNetPreprocessorSelector(Node):

@@ -178,6 +178,8 @@ class TiledDiffusionWrapper:
 class TiledRun:
     """One sampling run's tiling (see the module docstring)."""
 
+    tiles_network = True
+
     def __init__(self, settings: TiledDiffusionWrapper):
         self.settings = settings
         self.sigmas = self.shifts = None
@@ -307,10 +309,11 @@ class TiledDiffusion(Node):
     pixel); a tile larger than the latent is cut to it. ControlNet / T2I-Adapter hints and
     inpainting channels are cut to each tile. UNet (SD1.x, SD2.x, SDXL) and flow models (SD3,
     FLUX) are tiled. Differs from the pack: a small latent whose tile equals the overlap gives one
-    tile (the pack divides by zero). Refused: video and Stable Cascade models; at sampling, GLIGEN
-    boxes, ControlNets with a whole-image mask, a network wrapper (EasyCache) applied after this
-    node, and Self-Attention Guidance. Not built yet: ControlNets that take a VAE (SD3, FLUX
-    InstantX / Union) and Redux attention masks. Reference latents (Kontext) go whole to each tile.
+    tile (the pack divides by zero). Refused: video and Stable Cascade models, a block cache
+    (TeaCache, First Block Cache) applied before this node; at sampling, GLIGEN boxes, ControlNets
+    with a whole-image mask, a network wrapper (EasyCache) applied after this node, and
+    Self-Attention Guidance. Not built yet: ControlNets that take a VAE (SD3, FLUX InstantX /
+    Union) and Redux attention masks. Reference latents (Kontext) go whole to each tile.
     A second Tiled Diffusion replaces the first (which runs outside its sigma range)."""
     category = "_for_testing"
     model: MODEL
@@ -331,6 +334,11 @@ class TiledDiffusion(Node):
         if self.tile_batch_size < 1:
             raise NodeInputError("tile_batch_size", f"must be at least 1, got {self.tile_batch_size}")
         _check_model(self.model)
+        from graphflow.sampling.block_cache import BLOCK_CACHE
+        if any(getattr(w, "kind", None) == BLOCK_CACHE for w in getattr(self.model, "network_wrappers", ())):
+            # its one state would take each tile for the next step of the same picture
+            raise NodeInputError("model", "the model has a block cache (TeaCache, First Block Cache), which would "
+                                          "compare one tile with another: use one or the other")
         wrapper = TiledDiffusionWrapper(self.method, self.tile_width, self.tile_height, self.tile_overlap,
                                         self.tile_batch_size)
         # a Tiled Diffusion already last on the model is replaced (kept for steps outside this one's range), as

@@ -100,6 +100,9 @@ ALLOWED = {
     ("graphflow/models/configs.py", "LAYER_NORM_HIDDEN"): "the SD families' text encoders",
     ("graphflow/models/architecture.py", "locate_towers"): "the order SD text-encoder layouts are tried in",
     ("graphflow/models/diffusers_layout.py", "read_folder"): "diffusers folders: text_encoder/ slots per family",
+    # where a feature is built: the networks whose forwards First Block Cache splits (FluxBlocks, UNetBlocks);
+    # SVD's and Stable Cascade's UNets are not among them
+    ("nodes/pack_nodes_wavespeed.py", "FBCACHE_ARCHS"): "First Block Cache's networks",
     # CLIPLoader / DualCLIPLoader types: ComfyUI's CLIPType names, some of which are architecture names
     ("graphflow/models/flow_text.py", "T5_ALONE"): "CLIP types",
     ("graphflow/models/flow_text.py", "T5_ALONE_NAMES"): "CLIP types",

@@ -35,6 +35,7 @@ WRITERS = {  # file -> (writer, expected folder, words the kind's name must hold
     "redux.safetensors": (lambda p: t.write_redux(p), "style_models", "Redux"),
     "uso.safetensors": (lambda p: t.write_uso_projector(p), "model_patches", "USO style projector"),
     "gligen.safetensors": (lambda p: t.write_gligen(p), "gligen", "GLIGEN"),
+    "depth_anything_v2_vits.pth": (lambda p: t.write_depth_anything(p), "annotators", "Depth Anything"),
     "hypernetwork.safetensors": (lambda p: t.write_hypernetwork(p), "hypernetworks", "hypernetwork"),
     "embedding.safetensors": (lambda p: save_file({"emb_params": torch.zeros(3, 768)}, str(p)), "embeddings",
                               "embedding"),

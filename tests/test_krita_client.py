@@ -200,12 +200,12 @@ LEFT_OUT = {
     "INPAINT_ColorMatch": "comfyui-inpaint-nodes' newest node: its source is not in the code index",
 }
 
-# resources.py's required_custom_nodes; DepthAnythingV2Preprocessor (a depth model, not built) and
-# INPAINT_ColorMatch (above) are required too, so the plugin refuses the server unless its
-# "check server resources" setting is off
+# resources.py's required_custom_nodes (DepthAnythingV2Preprocessor among them: built, on a weight
+# file the user brings); INPAINT_ColorMatch (above) is required too, so the plugin refuses the server
+# unless its "check server resources" setting is off
 REQUIRED_NODES = ["InpaintPreprocessor", "IPAdapterModelLoader", "IPAdapter", "ETN_LoadImageCache",
                   "ETN_SaveImageCache", "ETN_Translate", "INPAINT_LoadFooocusInpaint", "INPAINT_ShrinkMask",
-                  "INPAINT_StabilizeMask"]
+                  "INPAINT_StabilizeMask", "DepthAnythingV2Preprocessor"]
 
 # (class, input) whose choices connect() reads as the server's model files (nodes.options)
 MODEL_LISTS = [("DualCLIPLoader", "clip_name1"), ("VAELoader", "vae_name"), ("ControlNetLoader", "control_net_name"),

@@ -822,3 +822,21 @@ def test_efficient_sampler_sharpens_the_model_its_hires_script_loads(registry, t
     run_graph(registry, graph, outputs=["5"])
     [model] = hires_models
     assert [type(w) for w in model.network_wrappers] == [SharpnessPatch]
+
+
+def test_auto_sdxl_passes_over_t2i_and_lllite_files(registry, nets):
+    """The pack's detect_controlnet at 713f6de7, shared by its stackers and AV_ControlNetPreprocessor:
+    for sdxl, files naming t2i or lllite are passed over (10ff95d0 passed over sdxl_t2i files only)."""
+    from graphflow.testing import write_controlnet
+    from nodes.pack_nodes_art_venture2 import _detected
+
+    folder = nets.models / "controlnet"
+    # listed before cn_sdxl_canny, each naming sdxl and canny
+    write_controlnet(folder / "bdsqlsz_controllllite_sdxl_canny.safetensors", "sd1", seed=7)
+    write_controlnet(folder / "a_t2i-adapter_sdxl_canny.safetensors", "sd1", seed=8)
+    assert _detected("canny", "sdxl") == "cn_sdxl_canny.safetensors"
+    [(net, *_)] = call(registry, "AVControlNetEfficientStacker", control_net_name="Auto: sdxl", image=_hint(),
+                       preprocessor="canny", resolution=64)
+    wanted = call(registry, "LoadControlNet", control_net_name="cn_sdxl_canny.safetensors")
+    (key, weight), = list(net.state_dict().items())[:1]
+    assert torch.equal(weight, wanted.state_dict()[key])

@@ -336,8 +336,8 @@ def test_aio_runs_the_chosen_preprocessor_with_its_defaults(registry):
     assert torch.equal(tile, call(registry, "TTPlanet_TileSimple_Preprocessor", image=image))
     assert call(registry, "AIO_Preprocessor", image=image, preprocessor="none") is image
     with pytest.raises(NodeInputError) as caught:
-        call(registry, "AIO_Preprocessor", image=image, preprocessor="DepthAnythingPreprocessor")
-    assert caught.value.input == "preprocessor" and "DepthAnythingPreprocessor" in str(caught.value)
+        call(registry, "AIO_Preprocessor", image=image, preprocessor="HEDPreprocessor")
+    assert caught.value.input == "preprocessor" and "HEDPreprocessor" in str(caught.value)
 
 
 def test_bad_inputs_are_named(registry):

@@ -278,7 +278,28 @@ def test_skips_only_inside_the_window(caplog, patch, first):
         generate(patched, steps=20)
     skipped = [float(m) for m in re.findall(r"skipping the step at sigma (\S+)", caplog.text)]
     assert len(skipped) == cache.last.skipped >= 2
-    assert all(cache.end_sigma < s <= cache.start_sigma for s in skipped)
+    assert all(cache.last.end_sigma < s <= cache.last.start_sigma for s in skipped)
     sigmas = compute_sigmas(DiscreteSchedule.for_model(model), "karras", 20, 1.0)[:-1].tolist()
-    inside = [s for s in sigmas if cache.end_sigma < s <= cache.start_sigma]
+    inside = [s for s in sigmas if cache.last.end_sigma < s <= cache.last.start_sigma]
     assert skipped[0] == pytest.approx(inside[first - 1], rel=1e-3)  # threshold 3 skips as soon as it can
+
+
+@pytest.mark.parametrize("patch", [with_easycache, with_lazycache])
+def test_the_model_keeps_the_counts_of_its_last_run_but_no_tensors(patch):
+    """The patched MODEL lives on in the executor's cache: after sampling its `last` state holds the
+    run's counts, not its inputs, outputs and differences (the latent's size, each, on the device)."""
+    patched = patch(unet_model(), reuse_threshold=3.0, start_percent=0.0, end_percent=1.0)
+    cache = (getattr(patched, "network_wrappers", ()) + getattr(patched, "prediction_wrappers", ()))[0]
+    generate(patched, steps=8)
+    state = cache.last
+    assert state.calls > 0 and state.skipped >= 1
+
+    def tensors(value):
+        if torch.is_tensor(value):
+            return 1
+        if isinstance(value, dict):
+            return sum(tensors(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(tensors(v) for v in value)
+        return 0
+    assert {name: tensors(value) for name, value in vars(state).items() if tensors(value)} == {}

@@ -34,7 +34,8 @@ def model_file_problem(kind: str, path: Path) -> str | None:
 # the kinds of file (file_kind folders) each models folder's loader takes besides its own
 ALSO_LOADS = {"checkpoints": ("diffusion_models",), "diffusion_models": ("checkpoints",),
               "vae": ("checkpoints", "vae_approx"), "text_encoders": ("checkpoints", "clip_vision"),
-              "clip_vision": ("checkpoints",), "upscale_models": ()}
+              "clip_vision": ("checkpoints",), "upscale_models": (),
+              "depthanything": ("annotators",)}  # kijai's Depth Anything V2 files are comfyui_controlnet_aux's
 
 
 def _problem(kind: str, path: Path) -> str | None:

@@ -177,6 +177,9 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return controlnet
     if _has(shapes, "position_net."):
         return FileKind("GLIGEN text-box model", "gligen", "LoadGLIGEN")
+    if _has(shapes, "pretrained.patch_embed.") and _has(shapes, "depth_head."):
+        return FileKind("Depth Anything depth model (V1 or V2)", "annotators",
+                        "DepthAnythingV2Preprocessor / DepthAnythingPreprocessor")
     if _has(shapes, "image_proj.") and _has(shapes, "ip_adapter."):
         return FileKind("IP-Adapter", "ipadapter", "IPAdapterModelLoader")
     if _has(shapes, "fuse_module.mlp1.") and _has(shapes, "visual_projection_2."):  # before LoRA: v1 files carry one

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .block_runner import run_blocks
 from .configs import FluxConfig, flux_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .cast_layers import Linear
 from .mmdit import layer_norm, pad_to_patches, timestep_embedding
@@ -264,6 +265,50 @@ def reference_positions(sizes: list[tuple[int, int]], image_hw: tuple[int, int],
     return out
 
 
+class FluxBlocks:
+    """Flux's double then single blocks on the image tokens, for graphflow.models.block_runner.
+    first() is the first double block; its probe is the image tokens after it (First Block Cache
+    compares those, not a residual). ControlNet residuals join after each block, as without a cache."""
+
+    def __init__(self, model, img, txt, vec, pe, mask, control):
+        self.model, self.hidden, self.txt, self.vec, self.pe, self.mask = model, img, txt, vec, pe, mask
+        self.double, self.single = (control or {}).get("input") or (), (control or {}).get("output") or ()
+
+    def modulated(self, ret_mode: bool = False):
+        """The first double block's image input after its norm and modulation (TeaCache's probe)."""
+        block = self.model.double_blocks[0]
+        shift, scale = block.img_mod(self.vec)[:2]
+        return (1 + scale) * block.img_norm1(self.hidden) + shift
+
+    def _double(self, i, img):
+        img, self.txt = self.model.double_blocks[i](img, self.txt, self.vec, self.pe, self.mask)
+        add = self.double[i] if i < len(self.double) else None
+        if add is not None:  # the noisy image's tokens (reference ones follow)
+            img = torch.cat([img[:, :add.shape[1]] + add, img[:, add.shape[1]:]], dim=1)
+        return img
+
+    def first(self):
+        self._after_first = self._double(0, self.hidden)
+        return self._after_first, self._after_first
+
+    def rest(self):
+        img = self._after_first
+        for i in range(1, len(self.model.double_blocks)):
+            img = self._double(i, img)
+        n = self.txt.shape[1]
+        x = torch.cat([self.txt, img], dim=1)
+        for i, block in enumerate(self.model.single_blocks):
+            x = block(x, self.vec, self.pe, self.mask)
+            if i < len(self.single) and self.single[i] is not None:
+                m = n + self.single[i].shape[1]
+                x = torch.cat([x[:, :n], x[:, n:m] + self.single[i], x[:, m:]], dim=1)
+        return x[:, n:]
+
+    def all(self):
+        self.first()
+        return self.rest()
+
+
 class Flux(nn.Module):
     post_input_patches: tuple = ()
 
@@ -307,19 +352,8 @@ class Flux(nn.Module):
         if attention_mask is not None and txt.shape[1] != n_txt:
             raise ValueError("an attention mask (StyleModelApply's attn_bias) cannot be combined with a patch that "
                              "adds text tokens (USOStyleReference)")
-        double, single = (control or {}).get("input") or (), (control or {}).get("output") or ()
-        for i, block in enumerate(self.double_blocks):
-            img, txt = block(img, txt, vec, pe, attention_mask)
-            if i < len(double) and double[i] is not None:  # the noisy image's tokens (reference ones follow)
-                img = torch.cat([img[:, :double[i].shape[1]] + double[i], img[:, double[i].shape[1]:]], dim=1)
-        n = txt.shape[1]
-        x = torch.cat([txt, img], dim=1)
-        for i, block in enumerate(self.single_blocks):
-            x = block(x, vec, pe, attention_mask)
-            if i < len(single) and single[i] is not None:
-                m = n + single[i].shape[1]
-                x = torch.cat([x[:, :n], x[:, n:m] + single[i], x[:, m:]], dim=1)
-        return self.final_layer(x[:, n:], vec)
+        stack = FluxBlocks(self, img, txt, vec, pe, attention_mask, control)
+        return self.final_layer(run_blocks(stack), vec)
 
     def forward(self, x, sigma, context, y, guidance=None, concat=None, control=None, attention_mask=None,
                 reference_latents=None, reference_method: str = "offset", **unused):

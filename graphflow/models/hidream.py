@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .block_runner import run_blocks
 from .cast_layers import Linear
 from .configs import HiDreamConfig, hidream_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .flux import LastLayer, apply_rope, image_ids, patchify, rope_table, unpatchify
@@ -215,19 +216,51 @@ class HiDream(nn.Module):
         x = pad_to_patches(x, p)
         h, w = x.shape[-2] // p, x.shape[-1] // p
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(b)
-        vec = self.t_embedder.timestep_embedder(1000 * sigma.float(), dtype)
-        vec = vec + self.p_embedder.pooled_embedder(y.to(dtype).expand(b, -1))
+        t_emb = self.t_embedder.timestep_embedder(1000 * sigma.float(), dtype)
+        vec = t_emb + self.p_embedder.pooled_embedder(y.to(dtype).expand(b, -1))
         img = self.x_embedder.proj(patchify(x, p, channels_last=True))  # features (row, column, channel)
         llama = [self.caption_projection[i].linear(llama_states[:, layer].to(dtype)).expand(b, -1, -1)
                  for i, layer in enumerate(cfg.llama_layers)]
         t5 = self.caption_projection[-1].linear(context.to(dtype)).expand(b, -1, -1)
         txt = torch.cat([t5, llama[-1]], dim=1)  # carried through the double blocks
         pe = self.rope_table(h, w, txt.shape[1] + llama[0].shape[1], x.device)
-        for i, holder in enumerate(self.double_stream_blocks):
-            img, txt = holder.block(img, torch.cat([txt, llama[i]], dim=1), vec, pe)
-            txt = txt[:, :t5.shape[1] + llama[-1].shape[1]]
-        n, x_seq = img.shape[1], torch.cat([img, txt], dim=1)
-        for i, holder in enumerate(self.single_stream_blocks, start=cfg.num_layers):
-            x_seq = holder.block(torch.cat([x_seq, llama[i]], dim=1), vec, pe)[:, :x_seq.shape[1]]
-        out = self.final_layer(x_seq[:, :n], vec)
+        stack = HiDreamBlocks(self, img, txt, llama, vec, pe, t_emb)
+        out = self.final_layer(run_blocks(stack), vec)
         return -unpatchify(out, h, w, p, channels_last=True)[..., :H, :W]
+
+
+class HiDreamBlocks:
+    """HiDream's double- then single-stream blocks on the image tokens (a Llama layer's states joining
+    each), for graphflow.models.block_runner. TeaCache's probe (modulated) is the timestep embedding,
+    as the pack compares; first() is the first double block (its probe the image tokens after it)."""
+
+    def __init__(self, model, img, txt, llama, vec, pe, t_emb):
+        self.model, self.hidden, self.txt, self.llama, self.vec, self.pe, self.t_emb = \
+            model, img, txt, llama, vec, pe, t_emb
+        self.text_tokens = txt.shape[1]  # T5's and the last Llama layer's, carried through the double blocks
+
+    def modulated(self, ret_mode: bool = False):
+        return self.t_emb
+
+    def _double(self, i, img):
+        img, txt = self.model.double_stream_blocks[i].block(img, torch.cat([self.txt, self.llama[i]], dim=1),
+                                                            self.vec, self.pe)
+        self.txt = txt[:, :self.text_tokens]
+        return img
+
+    def first(self):
+        self._after_first = self._double(0, self.hidden)
+        return self._after_first, self._after_first
+
+    def rest(self):
+        img = self._after_first
+        for i in range(1, len(self.model.double_stream_blocks)):
+            img = self._double(i, img)
+        n, x_seq = img.shape[1], torch.cat([img, self.txt], dim=1)
+        for i, holder in enumerate(self.model.single_stream_blocks, start=len(self.model.double_stream_blocks)):
+            x_seq = holder.block(torch.cat([x_seq, self.llama[i]], dim=1), self.vec, self.pe)[:, :x_seq.shape[1]]
+        return x_seq[:, :n]
+
+    def all(self):
+        self.first()
+        return self.rest()

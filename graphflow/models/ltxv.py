@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .block_runner import run_blocks
 from .cast_layers import Linear
 from .configs import LTXVConfig, ltxv_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .mmdit import LinearTimestepEmbedder
@@ -183,9 +184,41 @@ class LTXV(nn.Module):
         mask = None
         if attention_mask is not None:
             mask = ((1 - attention_mask.to(hidden.dtype)) * -10000.0)[:, None, None, :]
-        for block in self.transformer_blocks:
-            hidden = block(hidden, context, temb, pe, mask)
-        shift, scale = (self.scale_shift_table.to(embedded)[None, None] + embedded[:, :, None]).unbind(2)
-        hidden = F.layer_norm(hidden, (hidden.shape[-1],), eps=1e-6) * (1 + scale) + shift
-        out = self.proj_out(hidden)
+        out = self.proj_out(run_blocks(LTXVBlocks(self, hidden, context, temb, embedded, pe, mask)))
         return out.transpose(1, 2).reshape(b, c, f, h, w)
+
+
+class LTXVBlocks:
+    """LTX-Video's transformer blocks and the output norm with its modulation after them (the pack's
+    TeaCache caches the residual up to there), for graphflow.models.block_runner. TeaCache's probe
+    (modulated) is the first block's attention input, rms_norm(x) * (1 + scale_msa) + shift_msa;
+    first() is the first block (its probe the tokens after it)."""
+
+    def __init__(self, model, hidden, context, temb, embedded, pe, mask):
+        self.model, self.hidden, self.context, self.temb, self.embedded = model, hidden, context, temb, embedded
+        self.pe, self.mask = pe, mask
+
+    def modulated(self, ret_mode: bool = False):
+        block = self.model.transformer_blocks[0]
+        mods = block.scale_shift_table.to(self.temb) + self.temb.unflatten(-1, (6, -1))
+        shift_msa, scale_msa = mods[:, :, 0], mods[:, :, 1]
+        return rms_norm(self.hidden) * (1 + scale_msa) + shift_msa
+
+    def _run(self, hidden, start, stop):
+        for block in self.model.transformer_blocks[start:stop]:
+            hidden = block(hidden, self.context, self.temb, self.pe, self.mask)
+        return hidden
+
+    def first(self):
+        self._after_first = self._run(self.hidden, 0, 1)
+        return self._after_first, self._after_first
+
+    def rest(self):
+        hidden = self._run(self._after_first, 1, len(self.model.transformer_blocks))
+        table = self.model.scale_shift_table.to(self.embedded)
+        shift, scale = (table[None, None] + self.embedded[:, :, None]).unbind(2)
+        return F.layer_norm(hidden, (hidden.shape[-1],), eps=1e-6) * (1 + scale) + shift
+
+    def all(self):
+        self.first()
+        return self.rest()

@@ -50,6 +50,7 @@ from torch import nn
 
 from .attention import attention, kernels
 from .cast_layers import Linear
+from .clip_vision import CLIP_MEAN, CLIP_STD  # OpenAI CLIP's normalisation, which Qwen2-VL's image processor uses
 from .llama import (DecoderTextEncoder, LlamaBody, LlamaConfig, RMSNorm, decoder_from_state_dict, decoder_from_weights,
                     llama_config_from_state_dict, marker_prefix, rotate_half)
 from .tokenizer import tiktoken_ranks
@@ -161,8 +162,6 @@ def qwen25vl_config_from_state_dict(shapes: dict[str, tuple]) -> Qwen25VLConfig:
 VISION_HEAD_DIM = 80  # 1280 wide in 16 heads (ComfyUI's fixed numbers)
 FULL_ATTENTION_EVERY = 8  # blocks 7, 15, 23, 31 attend over the whole picture, the others within windows
 PATCH, TEMPORAL_PATCH, MERGE, WINDOW = 14, 2, 2, 112  # pixels; frames; patches merged per side; window pixels
-# OpenAI CLIP's normalisation, which Qwen2-VL's image processor uses
-IMAGE_MEAN, IMAGE_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 MIN_PIXELS, MAX_PIXELS = 3136, 12845056
 IMAGE_PAD = 151655  # <|image_pad|>: where a picture's tokens go
 
@@ -202,7 +201,7 @@ def picture_patches(image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, 
         beta = math.sqrt(MIN_PIXELS / (height * width))
         h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
     x = F.interpolate(image[:1, :, :, :3].movedim(-1, 1).float(), size=(h, w), mode="bilinear", align_corners=False)[0]
-    x = (x - torch.tensor(IMAGE_MEAN)[:, None, None]) / torch.tensor(IMAGE_STD)[:, None, None]
+    x = (x - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
     gh, gw = h // PATCH, w // PATCH
     x = x[None].expand(TEMPORAL_PATCH, -1, -1, -1)  # [2, 3, H, W]: one picture, two frames
     x = x.reshape(TEMPORAL_PATCH, 3, gh // MERGE, MERGE, PATCH, gw // MERGE, MERGE, PATCH)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .block_runner import run_blocks
 from .configs import UNetConfig, unet_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 
 
@@ -389,31 +390,62 @@ class UNet(nn.Module):
 
         # Layout: activations follow the weights' memory format. Channels-last activations with
         # plain weights measured 1.3x slower on CPU (oneDNN reorders every weight on every call).
-        h = x.to(device, dtype)
-        control = control or {}
-        skips = []
+        stack = UNetBlocks(self, x.to(device, dtype), emb, context, control or {}, timesteps, frames)
+        return self.out(run_blocks(stack))
+
+
+class UNetBlocks:
+    """The UNet's input, middle and output blocks, for graphflow.models.block_runner. first() runs
+    input blocks 0 (conv_in) and 1; its probe is block 1's residual (what First Block Cache compares,
+    as the pack does); rest() the other blocks, up to the output head. Skip connections, ControlNet
+    residuals and the block patches (Deep Shrink, FreeU) apply as without a cache."""
+
+    def __init__(self, unet, x, emb, context, control, timesteps, frames):
+        self.unet, self.hidden, self.emb, self.context, self.control = unet, x, emb, context, control
+        self.timesteps, self.frames, self.skips = timesteps, frames, []
+
+    def _input(self, k, h):
+        unet = self.unet
+        h = unet.input_blocks[k](h, self.emb, self.context, temporal=unet._temporal("input", k, self.frames))
+        h = _add_control(h, self.control.get("input"), k)
         # Deep Shrink (graphflow.models.deep_shrink): patch(h, block index, timesteps) -> h, set on a
         # shallow copy, before or after the block's output is kept as a skip connection
-        input_patches = getattr(self, "input_block_patches", ())
-        after_skip_patches = getattr(self, "input_block_patches_after_skip", ())
-        for k, block in enumerate(self.input_blocks):
-            h = block(h, emb, context, temporal=self._temporal("input", k, frames))
-            h = _add_control(h, control.get("input"), k)
-            for patch in input_patches:
-                h = patch(h, k, timesteps)
-            skips.append(h)
-            for patch in after_skip_patches:
-                h = patch(h, k, timesteps)
-        h = self.middle_block(h, emb, context, temporal=self._temporal("middle", 0, frames))
+        for patch in getattr(unet, "input_block_patches", ()):
+            h = patch(h, k, self.timesteps)
+        self.skips.append(h)
+        for patch in getattr(unet, "input_block_patches_after_skip", ()):
+            h = patch(h, k, self.timesteps)
+        return h
+
+    def _first(self):
+        self._before = self._input(0, self.hidden)
+        self._after_first = self._input(1, self._before) if len(self.unet.input_blocks) > 1 else self._before
+
+    def first(self):
+        self._first()
+        after, before = self._after_first, self._before
+        # Deep Shrink may resize between the two: then the output stands for the residual
+        return after, after - before if after.shape == before.shape else after
+
+    def rest(self):
+        unet, h, skips, context, emb = self.unet, self._after_first, self.skips, self.context, self.emb
+        control = self.control
+        for k in range(len(skips), len(unet.input_blocks)):
+            h = self._input(k, h)
+        h = unet.middle_block(h, emb, context, temporal=unet._temporal("middle", 0, self.frames))
         for k in range(len(control.get("middle") or ())):
             h = _add_control(h, control["middle"], k)
-        patches = getattr(self, "output_block_patches", ())  # FreeU: set on a shallow copy (graphflow.models.freeu)
-        for k, block in enumerate(self.output_blocks):
+        patches = getattr(unet, "output_block_patches", ())  # FreeU: set on a shallow copy (graphflow.models.freeu)
+        for k, block in enumerate(unet.output_blocks):
             # ControlNet residuals join the skip before any patch sees it, as in ComfyUI
             skip = _add_control(skips.pop(), control.get("output"), len(skips))
             for patch in patches:
                 h, skip = patch(h, skip)
             h = torch.cat([h, skip], dim=1)
             # Any multiple of 8 pixels works: a block that upsamples goes to the next skip's size.
-            h = block(h, emb, context, skips[-1].shape[2:] if skips else None, self._temporal("output", k, frames))
-        return self.out(h)
+            h = block(h, emb, context, skips[-1].shape[2:] if skips else None, unet._temporal("output", k, self.frames))
+        return h
+
+    def all(self):
+        self._first()
+        return self.rest()

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .block_runner import run_blocks
 from .cast_layers import Linear
 from .configs import WanConfig, wan_config_from_state_dict  # noqa: F401 (configs.py: torch-free)
 from .mmdit import timestep_embedding
@@ -330,16 +331,8 @@ class Wan(nn.Module):
             after = {layer: k for k, layer in enumerate(range(0, cfg.depth, cfg.depth // cfg.vace_layers))}
             if len(vace_strength) != n:
                 raise ValueError(f"{n} VACE inputs but {len(vace_strength)} strengths")
-        video = hidden
-        for i, block in enumerate(self.blocks):
-            hidden = block(hidden, e6, context, pe, image_tokens)
-            if faces is not None and i % FACE_EVERY == 0:
-                hidden = hidden + self.face_adapter.fuser_blocks[i // FACE_EVERY](hidden, faces)
-            if i in after:
-                for k in range(len(hints)):
-                    skip, hints[k] = self.vace_blocks[after[i]](hints[k], video, e6, context, pe, image_tokens)
-                    hidden = hidden + skip * vace_strength[k]
-        out = self.head(hidden, e)  # [B, F h w, pt ph pw C]
+        stack = WanBlocks(self, hidden, e, e6, context, pe, image_tokens, faces, hints, after, vace_strength)
+        out = self.head(run_blocks(stack), e)  # [B, F h w, pt ph pw C]
         if ref is not None:
             out = out[:, ref.shape[1]:]
         out = out.reshape(b, *grid, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
@@ -367,3 +360,40 @@ class Wan(nn.Module):
             raise ValueError(f"face_pixel_values must be [B, 3, frames, H, W], got {tuple(faces.shape)}")
         tokens = face_tokens(self.motion_encoder, self.face_encoder, faces.to(hidden.dtype), frames)
         return hidden, tokens
+
+
+class WanBlocks:
+    """Wan's blocks, with the face adapter (Animate) and VACE hints between them, for
+    graphflow.models.block_runner. TeaCache's probe (modulated) is the time embedding e, or e0, its
+    six-way projection, in the pack's "ret mode"; first() is block 0 (its probe the tokens after it)."""
+
+    def __init__(self, model, hidden, e, e6, context, pe, image_tokens, faces, hints, after, strength):
+        self.model, self.hidden, self.e, self.e6, self.context, self.pe = model, hidden, e, e6, context, pe
+        self.image_tokens, self.faces = image_tokens, faces
+        self.hints, self.after, self.strength = hints, after, strength
+
+    def modulated(self, ret_mode: bool = False):
+        return self.e6 if ret_mode else self.e
+
+    def _run(self, hidden, start, stop):
+        model, e6, context, pe, tokens = self.model, self.e6, self.context, self.pe, self.image_tokens
+        for i in range(start, stop):
+            hidden = model.blocks[i](hidden, e6, context, pe, tokens)
+            if self.faces is not None and i % FACE_EVERY == 0:
+                hidden = hidden + model.face_adapter.fuser_blocks[i // FACE_EVERY](hidden, self.faces)
+            if i in self.after:  # VACE: each control input's hint, run beside the video's tokens
+                for k in range(len(self.hints)):
+                    skip, self.hints[k] = model.vace_blocks[self.after[i]](self.hints[k], self.hidden, e6, context,
+                                                                          pe, tokens)
+                    hidden = hidden + skip * self.strength[k]
+        return hidden
+
+    def first(self):
+        self._after_first = self._run(self.hidden, 0, 1)
+        return self._after_first, self._after_first
+
+    def rest(self):
+        return self._run(self._after_first, 1, len(self.model.blocks))
+
+    def all(self):
+        return self._run(self.hidden, 0, len(self.model.blocks))

@@ -445,8 +445,9 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
         if getattr(model, "context_windows", None) is not None:  # ContextWindowsManual (context_windows.py)
             model_denoiser.context_windows = model.context_windows.for_run(sigmas)
         denoiser = guider.denoiser(model_denoiser, prepare)
-        for make in getattr(model, "prediction_wrappers", ()):  # LazyCache: fresh state per run
-            denoiser = WrappedDenoiser(denoiser, make())
+        prediction_wrappers = [make() for make in getattr(model, "prediction_wrappers", ())]  # LazyCache: fresh
+        for wrapper in prediction_wrappers:  # state per run
+            denoiser = WrappedDenoiser(denoiser, wrapper)
         if denoise_mask is not None:
             blend_noise = inpaint_noise(shape, seed).to(device) if sampler_name in RANDOM_INPAINT_NOISE else noise
             mask_fn = None
@@ -492,7 +493,12 @@ def _sample_with_sigmas(model, sigmas: torch.Tensor, noise: torch.Tensor, latent
             # the samplers that take them, over their own
             accepted = inspect.signature(sample).parameters
             options.update({name: value for name, value in overrides.items() if name in accepted})
-        x = sample(denoiser, x, sigmas, callback=on_step, **options)
+        try:
+            x = sample(denoiser, x, sigmas, callback=on_step, **options)
+        finally:  # a step or block cache lets go of the run's tensors (its state stays on the MODEL as `last`)
+            for wrapper in (*model_denoiser.network_wrappers, *prediction_wrappers):
+                if hasattr(wrapper, "end_run"):
+                    wrapper.end_run()
         if hasattr(schedule, "inverse_noise_scaling"):  # flow: leftover noise back to the noise_scaling convention
             end = sigmas[-1]
             if sampler_name in UNI_PC_SAMPLERS and end == 0:

@@ -76,6 +76,10 @@ class _Window:
         s, c = torch.stack([s.to(candidate.device), candidate.float()]).tolist()
         return s, c
 
+    def end_run(self):
+        # the MODEL keeps `last` (in the executor's cache): only the counts outlive the run, not its tensors
+        self.reset()
+
 
 class EasyCacheState(_Window):
     """One sampling run's EasyCache state (see the module docstring)."""
@@ -126,8 +130,8 @@ class EasyCacheState(_Window):
                 candidate = self.accumulated + self.rate * input_change / self.o_norm
         s, accumulated = self.read(sigma, candidate)
         layout = (tuple(x.shape[1:]), size, x.dtype, x.device)
-        if (self.last_sigma is not None and s > self.last_sigma) or (self.layout not in (None, layout)):
-            self.reset()  # sigma rose (the sampler restarted) or the latent changed: start again
+        if restarted(self.last_sigma, s, self.layout, layout):
+            self.reset()
             self.leader, input_change, accumulated = keys[0], None, None
             lead = slice(0, size)
             x_lead = _subsample(x[lead])
@@ -194,7 +198,7 @@ class LazyCacheState(_Window):
                 candidate = self.accumulated + self.rate * input_change / self.o_norm
         s, accumulated = self.read(sigma, candidate)
         layout = (tuple(x.shape), x.dtype, x.device)
-        if (self.last_sigma is not None and s > self.last_sigma) or self.layout not in (None, layout):
+        if restarted(self.last_sigma, s, self.layout, layout):
             self.reset()
             input_change = accumulated = None
         self.layout, self.last_sigma = layout, s
@@ -223,28 +227,40 @@ class LazyCacheState(_Window):
         return output
 
 
-class StepCache:
-    """A MODEL's step cache: a factory of per-run states, called once per sampling run (so no
-    state leaks between runs); the last run's state stays readable as `last` (calls, skipped)."""
+class PerRun:
+    """A MODEL's per-run wrapper: make() once per sampling run (so no state leaks between runs);
+    the last run's state stays readable as `last` (calls, skipped). kind: the wrappers of one kind
+    replace each other (block caches: a later one is the one that runs, as ComfyUI's last unet
+    function wrapper)."""
 
-    def __init__(self, state_class, name: str, threshold: float, start_percent: float, end_percent: float,
-                 verbose: bool, schedule):
-        self.state_class, self.name, self.threshold, self.verbose = state_class, name, threshold, verbose
-        self.start_sigma = schedule.percent_to_sigma(start_percent)
-        self.end_sigma = schedule.percent_to_sigma(end_percent)
-        self.last = None
+    def __init__(self, make, kind: str | None = None):
+        self.make, self.kind, self.last = make, kind, None
 
     def __call__(self):
-        self.last = self.state_class(self.name, self.threshold, self.start_sigma, self.end_sigma, self.verbose)
+        self.last = self.make()
         return self.last
 
 
-def _check(name, threshold, start_percent, end_percent):
+def with_per_run(model, slot: str, make, kind: str | None = None):
+    """A copy of `model` with PerRun(make) last in its `slot` (network_wrappers, prediction_wrappers),
+    an earlier wrapper of the same kind taken out."""
+    earlier = tuple(w for w in getattr(model, slot, ()) if kind is None or getattr(w, "kind", None) != kind)
+    patched = copy.copy(model)
+    setattr(patched, slot, (*earlier, PerRun(make, kind)))
+    return patched
+
+
+def restarted(last_sigma: float | None, sigma: float, last_layout, layout) -> bool:
+    """Whether a cache starts again: sigma rose (the sampler restarted) or the input's layout changed."""
+    return (last_sigma is not None and sigma > last_sigma) or last_layout not in (None, layout)
+
+
+def _check(name, threshold, start_percent, end_percent, threshold_name="reuse_threshold",
+           percents="start_percent and end_percent"):
     if not 0.0 <= start_percent <= 1.0 or not 0.0 <= end_percent <= 1.0:
-        raise ValueError(f"{name}: start_percent and end_percent must lie in [0, 1], got {start_percent} and "
-                         f"{end_percent}")
-    if threshold < 0:
-        raise ValueError(f"{name}: reuse_threshold must be at least 0, got {threshold}")
+        raise ValueError(f"{name}: {percents} must lie in [0, 1], got {start_percent} and {end_percent}")
+    if threshold is not None and threshold < 0:
+        raise ValueError(f"{name}: {threshold_name} must be at least 0, got {threshold}")
 
 
 def with_easycache(model, reuse_threshold: float = 0.2, start_percent: float = 0.15, end_percent: float = 0.95,
@@ -265,10 +281,9 @@ def _with_cache(model, state, name: str, slot: str, reuse_threshold, start_perce
     from .flow_sampling import model_sampling_for
 
     _check(name, reuse_threshold, start_percent, end_percent)
-    cache = StepCache(state, name, reuse_threshold, start_percent, end_percent, verbose, model_sampling_for(model))
-    patched = copy.copy(model)
-    setattr(patched, slot, (*getattr(model, slot, ()), cache))
-    return patched
+    schedule = model_sampling_for(model)
+    start_sigma, end_sigma = schedule.percent_to_sigma(start_percent), schedule.percent_to_sigma(end_percent)
+    return with_per_run(model, slot, lambda: state(name, reuse_threshold, start_sigma, end_sigma, verbose))
 
 
 def wrapped_network(wrappers, run, xc: torch.Tensor, sigma: torch.Tensor, channels: int, **tiles) -> torch.Tensor:
@@ -282,6 +297,10 @@ def wrapped_network(wrappers, run, xc: torch.Tensor, sigma: torch.Tensor, channe
         raise ValueError("a network wrapper (EasyCache, ...) applied after TiledDiffusion would see its tiles as "
                          "whole pictures: apply TiledDiffusion last")
     first, rest = wrappers[0], wrappers[1:]
+    if getattr(first, "inside_network", False) and any(getattr(w, "tiles_network", False) for w in rest):
+        # its one state would take each tile for the next step of the same picture
+        raise ValueError(f"a block cache ({first.name}) applied before TiledDiffusion would compare one tile with "
+                         "another: use one or the other")
     return first(lambda xc_, **tiles_: wrapped_network(rest, run, xc_, sigma, channels, **tiles_), xc, sigma, channels)
 
 

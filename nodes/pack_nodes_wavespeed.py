@@ -1,0 +1,58 @@
+"""chengzeyi/Comfy-WaveSpeed: its ApplyFBCacheOnModel (First Block Cache), under the pack's class
+name, inputs, defaults and order, read at fbcache_nodes.py 04f882b935e70c4ec85aacba97186d6ab3bf2078
+and first_block_cache.py 3ac0d83d789ceb5bf51428d245ab2faffeaf101b (its class list: __init__.py
+ff9e06997bb2).
+
+Built for the families the pack patches by class that graphflow runs: FLUX (its "Flux" forward:
+the first double block, then the rest) and the SD UNets (its "UNetModel" forward: input blocks 0 and
+1, then the other input, middle and output blocks), on graphflow's block hook
+(graphflow.models.block_runner; the rule in graphflow.sampling.block_cache). Other families the pack
+reaches through its generic block-list swap are refused by name. object_to_patch: the pack's
+get_model_object name; graphflow's MODEL has one network, so only "diffusion_model" is taken.
+
+Not built yet (graphflow/comfy_format.py WAVESPEED_LATER): ApplyFBCacheOnModelAdvanced,
+EnhancedLoadDiffusionModel, EnhancedCompileModel (their sources, misc_nodes.py and the advanced
+node, were not read for this round); left out (WAVESPEED_LEFT_OUT): the Velocator nodes, which run
+the closed `velocator` package.
+"""
+
+from __future__ import annotations
+
+from graphflow.api import MODEL, ComfyAlias, Float, Int, Node, NodeInputError, Text
+
+COMFY_PACK = "Comfy-WaveSpeed"  # the custom node pack this module's ComfyUI classes come from
+
+FBCACHE_ARCHS = ("flux", "sd1", "sd2", "sdxl", "sdxl_refiner")
+
+
+class ApplyFBCacheOnModel(Node):
+    """Apply First Block Cache: runs the model's first block each step; when its output changed
+    less than residual_diff_threshold (relative mean absolute difference; 0: off) since the last
+    step that ran every block, the other blocks are skipped and their cached residual added. Only
+    between start and end (fractions of the model's sigma range) and at most
+    max_consecutive_cache_hits skips in a row (-1: no limit, 0: off). For FLUX and SD1 / SD2 / SDXL
+    UNets. State is fresh each run; cond and uncond split into two calls each keep their cache."""
+    category = "wavespeed"
+    model: MODEL
+    object_to_patch: str = Text("diffusion_model")
+    residual_diff_threshold: float = Float(0.0, min=0.0, max=1.0, step=0.001)
+    start: float = Float(0.0, min=0.0, max=1.0, step=0.01)
+    end: float = Float(1.0, min=0.0, max=1.0, step=0.01)
+    max_consecutive_cache_hits: int = Int(-1, min=-1)
+    outputs = {"model": MODEL}
+    comfy = ComfyAlias(("ApplyFBCacheOnModel",))
+
+    def run(self):
+        from graphflow.sampling.block_cache import with_first_block_cache
+        from nodes.model_speed import _check_sampled_model
+        _check_sampled_model(self.model, "ApplyFBCacheOnModel")
+        if self.object_to_patch != "diffusion_model":
+            raise NodeInputError("object_to_patch", f"{self.object_to_patch!r}: graphflow's MODEL patches its one "
+                                                    "network, \"diffusion_model\"")
+        if self.model.arch not in FBCACHE_ARCHS:
+            raise NodeInputError("model", f"First Block Cache is built for FLUX and SD UNets in graphflow, not "
+                                          f"{self.model.arch} yet")
+        if self.start > self.end:  # the pack takes it and never skips
+            raise NodeInputError("end", f"{self.end} is before start {self.start}: First Block Cache would never skip")
+        return with_first_block_cache(self.model, self.residual_diff_threshold, self.start, self.end,
+                                      self.max_consecutive_cache_hits)

@@ -1,0 +1,223 @@
+"""chengzeyi/Comfy-WaveSpeed's ApplyFBCacheOnModel (nodes/pack_nodes_wavespeed.py) on a tiny random
+FLUX and UNet: which calls run the blocks after the first follows the rule written out here from
+the pack's first_block_cache.py (3ac0d83d) and fbcache_nodes.py (04f882b9) on the first block's
+outputs recorded during the run; threshold 0 (or max_consecutive_cache_hits 0) is the model
+itself; a threshold that never skips gives the unpatched sampling bit for bit; the start / end
+window and the consecutive-hit limit; cond and uncond batched or split; fresh state per run; the
+demo model's API-format workflow through the executor."""
+
+import pytest
+import torch
+
+from graphflow.models.diffusion_model import DiffusionModel
+from graphflow.models.flux import Flux
+from graphflow.models.unet import UNet, UNetConfig
+from graphflow.sampling.flow_sampling import model_sampling_for
+from graphflow.sampling.pipeline import sample
+from graphflow.testing import flow_model_config
+from test_nodes_image_mask import call
+
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def flux():
+    torch.manual_seed(0)
+    return DiffusionModel(Flux(flow_model_config("flux_dev")).eval(), "flux", prediction="flow")
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    config = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(1, 1),
+                        transformer_depth_middle=1, context_dim=32, num_heads=-1, num_head_channels=32)
+    return DiffusionModel(UNet(config).eval(), "sd1")
+
+
+class Recorder:
+    """Per network call: the sigma, the first block's probe as the pack takes it (FLUX: the image
+    tokens after double block 0; UNet: input block 1's output minus block 0's) from forward hooks,
+    and whether the last block ran."""
+
+    def __init__(self, model):
+        self.calls, net = [], model.unet
+        if isinstance(net, Flux):
+            firsts, last = [net.double_blocks[0]], net.single_blocks[-1]
+        else:
+            firsts, last = [net.input_blocks[0], net.input_blocks[1]], net.output_blocks[-1]
+        self.hooks = [net.register_forward_pre_hook(self.start)]
+        self.hooks += [m.register_forward_hook(self.first) for m in firsts]
+        self.hooks.append(last.register_forward_hook(lambda *a: self.calls[-1].update(ran=True)))
+
+    def start(self, module, args):
+        self.calls.append({"sigma": float(args[1].reshape(-1)[0]), "outs": [], "ran": False})
+
+    def first(self, module, args, out):
+        self.calls[-1]["outs"].append((out[0] if isinstance(out, tuple) else out).detach().clone())
+
+    def probes(self):
+        return [c["outs"][0] if len(c["outs"]) == 1 else c["outs"][1] - c["outs"][0] for c in self.calls]
+
+    def close(self):
+        for h in self.hooks:
+            h.remove()
+
+
+def rel(current, previous):
+    return float((previous.double() - current.double()).abs().mean() / previous.double().abs().mean())
+
+
+def expected_runs(probes, sigmas, calls_per_step, threshold, start_sigma=float("inf"), end_sigma=0.0, max_hits=-1):
+    """The pack's rule: a step's first call decides on its probe against the last computed one, in
+    the window and under the hit limit; the step's later calls follow, each with its own cache."""
+    previous, hits, use_cache, runs = {}, 0, False, []
+    for i, (probe, sigma) in enumerate(zip(probes, sigmas)):
+        seq = i % calls_per_step
+        use = False
+        if seq in previous:
+            if seq == 0:
+                use_cache = (rel(probe, previous[0]) < threshold and end_sigma <= sigma <= start_sigma
+                             and (max_hits < 0 or hits < max_hits))
+                hits = hits + 1 if use_cache else 0
+            use = use_cache
+        if not use:
+            previous[seq] = probe
+        runs.append(not use)
+    return runs
+
+
+def conds(dim, tokens, seed, pooled=None):
+    g = torch.Generator().manual_seed(seed)
+    options = {} if pooled is None else {"pooled_output": torch.randn(1, pooled, generator=g)}
+    return [[torch.randn(1, tokens, dim, generator=g), options]]
+
+
+def generate(model, cfg=1.0, negative_tokens=5):
+    if model.is_flow:
+        cfg_ = model.unet.config
+        dim, pooled, size, scheduler = cfg_.context_in_dim, cfg_.vec_in_dim, 16, "simple"
+    else:
+        dim, pooled, size, scheduler = 32, None, 16, "karras"
+    latent = {"samples": torch.zeros(1, model.latent_format.channels, size, size)}
+    with torch.no_grad():
+        return sample(model, 3, STEPS, cfg, "euler", scheduler, conds(dim, 5, 1, pooled),
+                      conds(dim, negative_tokens, 2, pooled), latent)["samples"]
+
+
+def fbcache(model, builtin_registry, **settings):
+    inputs = {"object_to_patch": "diffusion_model", "residual_diff_threshold": 0.1, "start": 0.0, "end": 1.0,
+              "max_consecutive_cache_hits": -1, **settings}
+    return call(builtin_registry, "ApplyFBCacheOnModel", model=model, **inputs)
+
+
+def recorded_run(model, patched, **kwargs):
+    recorder = Recorder(model)
+    try:
+        out = generate(patched, **kwargs)
+    finally:
+        recorder.close()
+    return out, recorder
+
+
+@pytest.mark.parametrize("family", ["flux", "unet"])
+@pytest.mark.parametrize("settings", [{"residual_diff_threshold": 0.0}, {"max_consecutive_cache_hits": 0},
+                                      {"residual_diff_threshold": 1e-9}])
+def test_never_skipping_is_the_unpatched_sampling(request, builtin_registry, family, settings):
+    model = request.getfixturevalue(family)
+    plain = generate(model)
+    patched = fbcache(model, builtin_registry, **settings)
+    assert (patched is model) == ("residual_diff_threshold" not in settings or settings["residual_diff_threshold"] == 0)
+    assert torch.equal(generate(patched), plain)
+
+
+@pytest.mark.parametrize("family, threshold", [("flux", 0.2), ("unet", 0.3)])
+def test_skips_follow_the_written_out_rule(request, builtin_registry, family, threshold):
+    model = request.getfixturevalue(family)
+    plain = generate(model)
+    patched = fbcache(model, builtin_registry, residual_diff_threshold=threshold)
+    out, recorder = recorded_run(model, patched)
+    ran = [c["ran"] for c in recorder.calls]
+    assert ran == expected_runs(recorder.probes(), [c["sigma"] for c in recorder.calls], 1, threshold)
+    assert ran.count(False) >= 2
+    state = patched.network_wrappers[-1].last
+    assert (state.skipped, state.computed) == (ran.count(False), ran.count(True))
+    assert 0 < float((out - plain).abs().max())
+
+
+def test_window_and_hit_limit(flux, builtin_registry):
+    schedule = model_sampling_for(flux)
+    for start, end, hits in ((0.3, 0.8, -1), (0.0, 1.0, 1)):
+        patched = fbcache(flux, builtin_registry, residual_diff_threshold=0.2, start=start, end=end,
+                          max_consecutive_cache_hits=hits)
+        _, recorder = recorded_run(flux, patched)
+        ran, sigmas = [c["ran"] for c in recorder.calls], [c["sigma"] for c in recorder.calls]
+        start_sigma, end_sigma = schedule.percent_to_sigma(start), schedule.percent_to_sigma(end)
+        assert ran == expected_runs(recorder.probes(), sigmas, 1, 0.2, start_sigma, end_sigma, hits)
+        assert ran.count(False) >= 1
+        assert all(r for r, s in zip(ran, sigmas) if not end_sigma <= s <= start_sigma)
+        assert not any(not a and not b for a, b in zip(ran, ran[1:])) or hits < 0
+
+
+def test_cond_and_uncond_batched_and_split(unet, builtin_registry):
+    """cfg 5: prompts of equal length run as one call per step; 5 and 77 tokens as two, the
+    second following the first's decision with its own cached residual."""
+    patched = fbcache(unet, builtin_registry, residual_diff_threshold=0.3)
+    for negative_tokens, calls_per_step in ((5, 1), (77, 2)):
+        _, recorder = recorded_run(unet, patched, cfg=5.0, negative_tokens=negative_tokens)
+        assert len(recorder.calls) == STEPS * calls_per_step
+        ran = [c["ran"] for c in recorder.calls]
+        assert ran == expected_runs(recorder.probes(), [c["sigma"] for c in recorder.calls], calls_per_step, 0.3)
+        assert ran.count(False) >= 2
+
+
+def test_runs_repeat_and_the_input_model_is_unchanged(flux, builtin_registry):
+    plain = generate(flux)
+    patched = fbcache(flux, builtin_registry, residual_diff_threshold=0.2)
+    first, second = generate(patched), generate(patched)
+    assert torch.equal(first, second) and not torch.equal(first, plain)
+    assert torch.equal(generate(flux), plain)
+
+
+def test_bad_inputs_are_named(flux, builtin_registry):
+    from graphflow.context import NodeInputError
+    cases = [("object_to_patch", "'model'", lambda: fbcache(flux, builtin_registry, object_to_patch="model")),
+             ("model", "not sd3 yet", lambda: fbcache(DiffusionModel(flux.unet, "sd3", prediction="flow"),
+                                                      builtin_registry)),
+             ("model", "ApplyFBCacheOnModel", lambda: fbcache("not a model", builtin_registry))]
+    for input_name, match, run in cases:
+        with pytest.raises(NodeInputError, match=match) as info:
+            run()
+        assert info.value.input == input_name
+
+
+def test_api_workflow_with_the_pack_class_name(builtin_registry, tmp_folders, monkeypatch):
+    """The demo model (an SD1 UNet) through ApplyFBCacheOnModel at 0.3 in a ComfyUI API prompt:
+    fewer calls run the UNet's later blocks; the picture moves but still draws the prompt."""
+    from graphflow.models.unet import UNetBlocks
+    from test_comfy_core_demo import base_graph, described, run as run_graph
+
+    runs = []
+    rest = UNetBlocks.rest
+    monkeypatch.setattr(UNetBlocks, "rest", lambda self: runs.append(1) or rest(self))
+    graph = base_graph(width=64)
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
+    plain = run_graph(builtin_registry, graph).values["8"][0][0]
+    assert len(runs) == 10
+    graph["20"] = {"class_type": "ApplyFBCacheOnModel",
+                   "inputs": {"model": ["4", 0], "object_to_patch": "diffusion_model", "residual_diff_threshold": 0.3,
+                              "start": 0.0, "end": 1.0, "max_consecutive_cache_hits": -1}}
+    graph["3"]["inputs"]["model"] = ["20", 0]
+    runs.clear()
+    image = run_graph(builtin_registry, graph).values["8"][0][0]
+    assert len(runs) <= 8
+    assert 0 < float((image - plain).abs().mean()) < 0.02
+    assert described(image) == described(plain)
+
+
+def test_the_packs_other_classes_are_named_with_why(builtin_registry):
+    from graphflow.comfy_format import custom_pack, unknown_type_hint
+    assert builtin_registry.comfy_node("ApplyFBCacheOnModel") is not None
+    for name, says in (("VelocatorQuantizeModel", "velocator"), ("EnhancedCompileModel", "not built yet"),
+                       ("ApplyFBCacheOnModelAdvanced", "not built yet")):
+        assert builtin_registry.comfy_node(name) is None and custom_pack(name) == "Comfy-WaveSpeed"
+        assert says in unknown_type_hint(name)
