@@ -184,6 +184,9 @@ def test_save_keeps_the_markers_and_a_bare_unet_reads_them(ckpt, tmp_path):
 def test_taesd_preview_decodes_playground_latents_in_sdxls_space(tmp_folders):
     from safetensors.torch import save_file
 
+    from dataclasses import replace
+
+    from graphflow.models.latent_formats import SDXL
     from graphflow.models.taesd import Decoder, TAESDConfig, load_half
     from graphflow.sampling import preview
 
@@ -196,16 +199,20 @@ def test_taesd_preview_decodes_playground_latents_in_sdxls_space(tmp_folders):
     save_file(decoder.state_dict(), str(approx / "taesdxl_decoder.safetensors"))
     x = torch.randn(1, 4, 6, 6)
     sdxl_space = (x * STD / VAE_SCALING + MEAN) * 0.13025  # the raw VAE latent, scaled as SDXL samples it
+    # a diffusers SDXL folder's latents_mean / latents_std give the same space under SDXL's name
+    folder_format = replace(SDXL.with_scale(VAE_SCALING), channel_mean=PLAYGROUND_2_5.channel_mean,
+                            channel_std=PLAYGROUND_2_5.channel_std)
     was = preview.preview_method()
     preview.set_preview_method("taesd")
     try:
-        got = preview.make_preview(x, PLAYGROUND_2_5)
+        got = [preview.make_preview(x, fmt) for fmt in (PLAYGROUND_2_5, folder_format)]
     finally:
         preview.set_preview_method(was)
     with torch.no_grad():
         expected = load_half(approx / "taesdxl_decoder.safetensors", "decoder")(sdxl_space)
-    assert got.shape == (1, 48, 48, 3)
-    torch.testing.assert_close(got, expected.float().clamp(0, 1).permute(0, 2, 3, 1), rtol=1e-3, atol=1e-3)
+    assert got[0].shape == (1, 48, 48, 3)
+    for image in got:
+        torch.testing.assert_close(image, expected.float().clamp(0, 1).permute(0, 2, 3, 1), rtol=1e-3, atol=1e-3)
 
 
 @pytest.fixture(scope="module")
