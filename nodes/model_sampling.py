@@ -123,7 +123,8 @@ class ModelSamplingContinuousEDM(Node):
     sigma_min and sigma_max, the UNet told 0.25 ln(sigma) as its timestep. sampling is what the
     model predicts: v_prediction (CosXL), edm (Karras et al.'s F-prediction), edm_playground_v2.5
     (edm with Playground v2.5's latent space: each channel standardised, as ComfyUI), eps or
-    cosmos_rflow (Cosmos-Predict2's rectified flow)."""
+    cosmos_rflow (Cosmos-Predict2's rectified flow). A Playground v2.5 checkpoint is loaded so
+    already (sigmas 0.002 .. 80), from its edm_mean / edm_std marker keys."""
     category = "advanced/model"
     model: MODEL
     sampling: str = Choice(list(EDM_SAMPLING), "v_prediction")

@@ -100,7 +100,6 @@ ALLOWED = {
     ("graphflow/models/configs.py", "LAYER_NORM_HIDDEN"): "the SD families' text encoders",
     ("graphflow/models/architecture.py", "locate_towers"): "the order SD text-encoder layouts are tried in",
     ("graphflow/models/diffusers_layout.py", "read_folder"): "diffusers folders: text_encoder/ slots per family",
-    ("graphflow/sampling/preview.py", "TAESD_FOR_FAMILY"): "keyed by latent format",
     # where a feature is built: the networks whose forwards First Block Cache splits (FluxBlocks, UNetBlocks);
     # SVD's and Stable Cascade's UNets are not among them
     ("nodes/pack_nodes_wavespeed.py", "FBCACHE_ARCHS"): "First Block Cache's networks",

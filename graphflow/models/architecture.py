@@ -7,6 +7,21 @@ v-prediction cannot be seen in weights. It is taken, first match wins, from: the
 argument; graphflow.config; the ModelSpec metadata `modelspec.prediction_type`; a `v_pred`
 marker key (ComfyUI's convention); for 4-channel SD2 only, ComfyUI's heuristic (std of
 output_blocks.11.1.transformer_blocks.0.norm1.bias > 0.09 means the 768-v model); else eps.
+
+Playground v2.5 (an SDXL file with ComfyUI's `edm_mean` and `edm_std` marker keys) is told by its
+markers as ComfyUI's SDXL.model_type tells it (comfyanonymous/ComfyUI comfy/supported_models.py,
+commit c4d1a8d3567a1363db63e8212b99a1a6bffb5719, whose order is both Playground markers, then
+edm_vpred.sigma_max, then v_pred: a file with Playground's markers and edm_vpred keys is Playground;
+005e370254d42fcc07904b607b2354dc091f814f has no edm_vpred branch): prediction "edm" (Karras et
+al.'s F-prediction, sigma_data 0.5) on continuous sigmas 0.002 .. 80 (sigma_range), latent format
+PLAYGROUND_2_5. One marker alone is plain SDXL (noted), as ComfyUI asks for both.
+The markers' values are not read (ComfyUI's constants are the format's; diffusers' converter,
+loaders/single_file_utils.py of diffusers 0.42.1, copies the values into its VAE config as
+latents_mean / latents_std with scaling_factor 0.5). sigma_data 0.5 goes with "edm" in
+graphflow.sampling.model_sampling.ContinuousSchedule, as ComfyUI's ModelSamplingContinuousEDM node
+sets it for "edm" and "edm_playground_v2.5" (1.0 otherwise; its io-schema version in
+comfy_extras/nodes_model_advanced.py, read in the code index, and the older
+048426796c7330fc901cf1638f9895a1ffe300c5 for edm_playground_v2.5).
 """
 
 from collections import Counter
@@ -16,7 +31,7 @@ from .architectures import ARCHITECTURES
 from .configs import (ARCH_TOWERS, HF, TowerSpec, UNetConfig, VAEConfig, unet_config_from_state_dict,
                       vae_config_from_state_dict)
 from .flow_architecture import FlowInfo, detect_flow_model
-from .latent_formats import SD1, SD_X4, SDXL, LatentFormat
+from .latent_formats import PLAYGROUND_2_5, SD1, SD_X4, SDXL, LatentFormat
 from .weight_files import CONFIG_KEY, CONFIG_SECTIONS, CheckpointError, read_graphflow_config
 from .zero123 import CAMERA_WIDTH, CC_PROJECTION, is_zero123
 
@@ -24,6 +39,10 @@ UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 # ComfyUI's keys for an EDM-style v-prediction model's sigma range (CosXL; read for SDXL)
 EDM_VPRED_MAX, EDM_VPRED_MIN = "edm_vpred.sigma_max", "edm_vpred.sigma_min"
+# ComfyUI's markers of Playground v2.5 (both needed; read for SDXL): EDM in its own latent space,
+# with ComfyUI's SDXL sampling_settings for it (sigma_data 0.5 comes with prediction "edm")
+PLAYGROUND_MARKERS = ("edm_mean", "edm_std")
+PLAYGROUND_SIGMAS = (0.002, 80.0)
 VAE_PARTS = ("encoder", "decoder", "quant_conv", "post_quant_conv")  # a VAE file's other keys (loss.*) are not read
 
 # -- key prefixes ------------------------------------------------------------------------------
@@ -73,7 +92,7 @@ class ArchInfo:
     """What a checkpoint is, as far as its keys, shapes and metadata tell."""
 
     arch: str  # sd1 | sd2 | sdxl | sdxl_refiner
-    prediction: str  # eps | v
+    prediction: str  # eps | v | edm (Playground v2.5: continuous sigmas, sigma_range)
     prediction_source: str
     unet: UNetConfig
     vae: VAEConfig | None
@@ -86,6 +105,7 @@ class ArchInfo:
     unclip: bool = False  # SD2.1-unCLIP: y is a noise-augmented CLIP image embedding (graphflow.models.unclip)
     upscaler: bool = False  # Stability's x4 upscaler: 4 + 3 low-res image channels, noise-level label (models.x4_upscaler)
     zero123: bool = False  # Stable Zero123: image + camera context through cc_projection, image latent concat (models.zero123)
+    sigma_range: tuple[float, float] | None = None  # continuous EDM sampling's (sigma_min, sigma_max): Playground
 
     @property
     def inpaint(self) -> bool:
@@ -113,7 +133,8 @@ class ArchInfo:
                 + (" x4 upscaler" if self.upscaler else "")
                 + (" Stable Zero123" if self.zero123 else "")
                 + (" inpainting" if self.inpaint else "")
-                + (" (v-prediction)" if self.prediction == "v" else ""))
+                + (" (v-prediction)" if self.prediction == "v" else "")
+                + (" (EDM, Playground v2.5)" if self.prediction == "edm" else ""))
 
 
 def _tower_present(shapes, spec: TowerSpec) -> bool:
@@ -213,12 +234,6 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
     if unknown_sections:
         notes.append(f"ignored unknown {CONFIG_KEY} sections {sorted(unknown_sections)}")
 
-    if "edm_mean" in shapes or "edm_std" in shapes:
-        # Playground v2.5: an SDXL UNet trained with EDM (sigma_data 0.5, continuous sigmas) on
-        # latents normalised by per-channel mean/std. Sampled as plain SDXL it gives wrong pictures.
-        raise CheckpointError("this is a Playground v2.5-style checkpoint ('edm_mean'/'edm_std' keys: EDM sampling on "
-                              "per-channel normalised latents), which graphflow does not sample yet; as plain SDXL it "
-                              "would give wrong pictures, so it is refused")
     unet_shapes = {k[len(UNET_PREFIX):]: s for k, s in shapes.items() if k.startswith(UNET_PREFIX)}
     if not unet_shapes:
         raise CheckpointError(f"no UNet keys under {UNET_PREFIX}; found prefixes: {format_prefixes(prefixes)}."
@@ -280,7 +295,10 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
 
     # SD2 text encoder, a noise-level label table and 4 + 3 input channels: Stability's x4 upscaler
     upscaler = arch == "sd2" and bool(unet.num_classes) and unet.in_channels == SD_X4.channels + 3
-    latent_format = SDXL if arch.startswith("sdxl") else SD_X4 if upscaler else SD1
+    playground = arch == "sdxl" and all(k in shapes for k in PLAYGROUND_MARKERS)
+    if arch == "sdxl" and not playground and any(k in shapes for k in PLAYGROUND_MARKERS):
+        notes.append("only one of edm_mean/edm_std: read as plain SDXL (ComfyUI needs both)")
+    latent_format = PLAYGROUND_2_5 if playground else SDXL if arch.startswith("sdxl") else SD_X4 if upscaler else SD1
     lf = config.get("latent_format") or {}
     if lf:
         latent_format = latent_format.with_scale(float(lf["scale_factor"]), lf.get("shift_factor"))
@@ -294,8 +312,12 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
         raise CheckpointError(f"the UNet takes {unet.in_channels} input channels; expected {latent_format.channels} "
                               f"(or {2 * latent_format.channels + 1} for inpainting)")
 
+    sigma_range = None
     if upscaler and prediction is None and "prediction" not in config:
         pred, source = "v", "the x4 upscaler is a v-prediction model"
+    elif playground and prediction is None and "prediction" not in config:
+        # ComfyUI's SDXL.model_type: EDM on sigmas 0.002 .. 80; the latent format above whatever the prediction
+        pred, source, sigma_range = "edm", "'edm_mean'/'edm_std' marker keys (Playground v2.5)", PLAYGROUND_SIGMAS
     else:
         pred, source = _detect_prediction(arch, unet, shapes, metadata, config, prediction, get_tensor)
     zsnr = "ztsnr" in shapes and pred == "v"  # ComfyUI reads the marker with v-prediction only
@@ -303,7 +325,7 @@ def detect_architecture(shapes: dict[str, tuple], metadata: dict[str, str] | Non
         notes.append("'ztsnr' marker key: sampled on the zero-terminal-SNR schedule")
     return ArchInfo(arch=arch, prediction=pred, prediction_source=source, unet=unet, vae=vae, towers=towers,
                     latent_format=latent_format, tower_overrides=tower_overrides, prefixes=prefixes, notes=notes,
-                    zero_terminal_snr=zsnr, unclip=unclip, upscaler=upscaler, zero123=zero123)
+                    zero_terminal_snr=zsnr, unclip=unclip, upscaler=upscaler, zero123=zero123, sigma_range=sigma_range)
 
 
 def _check_zero123(shapes, unet: UNetConfig) -> None:

@@ -13,7 +13,7 @@ pack finds no UNet config in them); a file graphflow takes for a diffusion model
 as one is "unknown" with an "error" saying why, and so is the Z-Image layout (Lumina 2's, 3840
 wide), which graphflow does not run. type: SDXL's ComfyUI ModelType as the pack names it
 (sdxl_type: "eps", "v-prediction", "v-prediction-edm" for CosXL, "edm" for Playground v2.5,
-which graphflow names but refuses to sample), the pack's "t2v" / "i2v" / "t2i" / "control2v" from
+which graphflow samples so too), the pack's "t2v" / "i2v" / "t2i" / "control2v" from
 the class names of Wan 2.1 and Cosmos. Differences from the pack, on purpose: an SDXL file
 without ComfyUI's marker keys whose graphflow.config or modelspec.prediction_type says v is
 "v-prediction" (graphflow samples it so; the pack says eps); is_inpaint (SD1.5 / SDXL with more
@@ -141,10 +141,8 @@ def _detected(f: WeightFile) -> dict:
     other = _other_families(shapes)
     if other is not None:
         return other
-    # Playground v2.5's EDM markers: graphflow refuses to sample it, the pack names it SDXL "edm"
-    unmarked = {k: v for k, v in shapes.items() if k not in ("edm_mean", "edm_std")}
     try:
-        return base_model(detect_architecture(unmarked, f.metadata, get_tensor=f.get), shapes)
+        return base_model(detect_architecture(shapes, f.metadata, get_tensor=f.get), shapes)
     except CheckpointError:
         kind = identify(shapes)
         if kind is None or kind.folder not in ("checkpoints", "diffusion_models"):

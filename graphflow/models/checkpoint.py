@@ -407,9 +407,12 @@ def _read_checkpoint(path, device, dtype, prediction, weight_dtype, parts, clip_
             unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype)
             model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
             model.zsnr = info.zero_terminal_snr  # ComfyUI's 'ztsnr' marker key
-            if info.arch == "sdxl" and prediction is None and EDM_VPRED_MAX in f.shapes:
+            if info.sigma_range is not None:  # Playground v2.5's markers: continuous EDM sampling
+                model = model.with_continuous_sampling(info.prediction, *info.sigma_range)
+            if info.arch == "sdxl" and prediction is None and EDM_VPRED_MAX in f.shapes and info.sigma_range is None:
                 # ComfyUI's marker of an EDM-style v model (CosXL; its CheckpointSave of one):
-                # continuous v sampling, sigma_min 0.002 unless given (ComfyUI's default)
+                # continuous v sampling, sigma_min 0.002 unless given (ComfyUI's default); Playground's
+                # markers win over it, as in ComfyUI's SDXL.model_type (architecture's docstring)
                 sigma_min = float(f.get(EDM_VPRED_MIN)) if EDM_VPRED_MIN in f.shapes else 0.002
                 model = model.with_continuous_sampling("v", sigma_min, float(f.get(EDM_VPRED_MAX)))
                 model.edm_v_file, model.model_type = True, "v_edm"
@@ -514,6 +517,8 @@ def _read_diffusion_model(path, device, dtype, weight_dtype) -> DiffusionModel:
         unet = build_unet(f.view(UNET_PREFIX), info.unet, unet_device, unet_dtype,
                           rounded_through=_fp8_storage(weight_dtype))
         model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
+        if info.sigma_range is not None:  # Playground v2.5's markers beside a bare UNet
+            model = model.with_continuous_sampling(info.prediction, *info.sigma_range)
         if info.zero123:
             from .zero123 import cc_projection_from
 

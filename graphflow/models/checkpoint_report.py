@@ -54,8 +54,12 @@ def inspect_report(path) -> str:
                  f"architecture: {info.name} [{info.arch}]{_scaled_fp8(f)}",
                  f"prediction: {info.prediction} ({info.prediction_source})",
                  f"latent: {info.latent_channels} channels, scaling factor {info.latent_format.scale_factor}"
-                 + (f", shift {info.latent_format.shift_factor}" if info.latent_format.shift_factor else ""),
+                 + (f", shift {info.latent_format.shift_factor}" if info.latent_format.shift_factor else "")
+                 + (", each channel standardised by its mean and std first" if info.latent_format.channel_mean else ""),
                  "components:"]
+        if info.sigma_range is not None:
+            lines.insert(3, f"sampling: continuous EDM, sigmas {info.sigma_range[0]} .. {info.sigma_range[1]}, "
+                            f"sigma_data {0.5 if info.prediction == 'edm' else 1.0}")
         used = set()
         unet_keys = [k for k in f.shapes if k.startswith(UNET_PREFIX)]
         used.update(unet_keys)

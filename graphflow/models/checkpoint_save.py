@@ -78,6 +78,8 @@ def model_state(model: DiffusionModel, dtype: torch.dtype | None = None) -> dict
     As in ComfyUI, `v_pred` marks a model read as v-prediction (its model type, whatever
     ModelSamplingDiscrete set since; `ztsnr` then follows the sampling's zsnr), the edm_vpred
     keys a model sampled as continuous-time EDM v (ModelSamplingContinuousEDM v_prediction).
+    A model read as Playground v2.5 keeps its edm_mean / edm_std markers (beyond ComfyUI, whose
+    save drops them and so loads its own save back as plain SDXL).
     `dtype` (art-venture's float16 save): the network's floating weights cast to it, fp8 ones (and
     their scales) kept."""
     state = {UNET_PREFIX + k: v for k, v in manager().weights(model.unet, model.patches).items()}
@@ -92,6 +94,11 @@ def model_state(model: DiffusionModel, dtype: torch.dtype | None = None) -> dict
         state["v_pred"] = torch.tensor([])
         if model.zsnr:
             state["ztsnr"] = torch.tensor([])
+    fmt = model.read_latent_format
+    if model.model_type == "edm" and model.arch == "sdxl" and fmt.channel_mean is not None:
+        # read as Playground v2.5: its markers, or it loads back as plain SDXL (ComfyUI's save drops them)
+        state["edm_mean"] = torch.tensor(fmt.channel_mean).view(1, -1, 1, 1)
+        state["edm_std"] = torch.tensor(fmt.channel_std).view(1, -1, 1, 1)
     if model.prediction == "v" and model.edm is not None and model.continuous_timestep == "log":  # EDM-style v
         # (CosXL, SVD, ModelSamplingContinuousEDM v_prediction; not ModelSamplingContinuousV, which ComfyUI does not mark)
         sigma_min, sigma_max = model.edm
@@ -127,7 +134,8 @@ def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]
     """ComfyUI's modelspec keys (the architecture for SDXL, its refiner, SVD and SD3; the
     prediction for every model read as eps or v, by its model type, as ComfyUI: a sampling node's
     choice is not written), and graphflow.config for the UNet families (flow models are known by
-    their key names and shapes alone)."""
+    their key names and shapes alone) with the latent format the model was read with, not one a
+    sampling node set (ModelSamplingContinuousEDM's edm_playground_v2.5 on a plain SDXL)."""
     metadata = {}
     trained = model.model_type if model.model_type in ("eps", "v") else None
     arch = ARCHITECTURES[model.arch]
@@ -138,7 +146,7 @@ def model_metadata(model: DiffusionModel, path="", **sections) -> dict[str, str]
             prediction=trained,  # lcm / x0 / EDM sampling is a sampling choice, not stored (as in ComfyUI)
             unet={"num_heads": unet.num_heads, "num_head_channels": unet.num_head_channels,
                   "norm_groups": unet.norm_groups},
-            latent_format=_latent_format_config(model.latent_format), **sections)
+            latent_format=_latent_format_config(model.read_latent_format), **sections)
     # ComfyUI's modelspec.architecture, written (with sai_model_spec, implementation and title) for
     # some families only; SD1.x / SD2.x files get none (ComfyUI's list leaves them out)
     if arch.modelspec is not None:

@@ -8,11 +8,19 @@ scheduler/scheduler_config.json. UNet and VAE keys are renamed to the LDM layout
 checkpoint would be. What weights cannot show comes from the components' config.json: attention
 heads and GroupNorm groups, the VAE's scaling factor, the text encoders' activation; and from
 scheduler_config.json the prediction type (epsilon / v_prediction) and rescale_betas_zero_snr
-(sampled on the zero-terminal-SNR schedule). The family: text_encoder + text_encoder_2 -> SDXL
-base, text_encoder_2 alone -> SDXL refiner, else the text encoder's activation (quick_gelu -> SD1,
-gelu -> SD2). An SD2 UNet with 7 input channels and a class-label table (class_embedding) is the
-x4 upscaler (StableDiffusionUpscalePipeline's folder: graphflow.models.x4_upscaler), sampled and
-its low-res image noised on its own schedule; scheduler/ and low_res_scheduler/ schedules and
+(sampled on the zero-terminal-SNR schedule). An SDXL folder's vae/config.json latents_mean /
+latents_std (4 numbers each, std above 0) standardise each latent channel before its scaling
+factor, as StableDiffusionXLPipeline applies them whatever the scheduler. An EDM scheduler
+(EDMEulerScheduler, EDMDPMSolverMultistepScheduler) on SDXL samples in continuous time on its
+sigma_min .. sigma_max: prediction_type epsilon (diffusers' name for EDM's F-prediction) with
+sigma_data 0.5 and the latent statistics is Playground v2.5's folder, sampled as its single file;
+v_prediction with sigma_data 1.0 is CosXL's, sampled as its single file's edm_vpred keys
+(ContinuousSchedule's v, sigma_data 1.0). Any other EDM folder is refused, naming what does not
+fit, not sampled on SD's schedule. The family: text_encoder + text_encoder_2 -> SDXL base,
+text_encoder_2 alone -> SDXL refiner, else the text encoder's activation (quick_gelu -> SD1, gelu
+-> SD2). An SD2 UNet with 7 input channels and a class-label table (class_embedding) is the x4
+upscaler (StableDiffusionUpscalePipeline's folder: graphflow.models.x4_upscaler), sampled and its
+low-res image noised on its own schedule; scheduler/ and low_res_scheduler/ schedules and
 model_index.json's max_noise_level that differ from it are noted.
 
 SD3 / SD3.5 and FLUX.1 folders hold transformer/ instead of unet/: its config.json's _class_name
@@ -34,7 +42,8 @@ validation checks a folder through it before a run); this module builds the mode
 from dataclasses import replace
 from pathlib import Path
 
-from .architecture import UNET_PREFIX, VAE_PREFIX, ArchInfo, detect_architecture, vae_config_from_shapes
+from .architecture import (PLAYGROUND_MARKERS, UNET_PREFIX, VAE_PREFIX, ArchInfo, detect_architecture,
+                           vae_config_from_shapes)
 from .architectures import ARCHITECTURES
 from .checkpoint import (Checkpoint, _resolve, _set_sources, _standalone_tower, build_flow_model, build_unet, build_vae,
                          flow_placement, tower_of)
@@ -80,6 +89,60 @@ def _prediction(folder: Folder, prediction) -> tuple[str | None, bool, list[str]
     if prediction is None and value is not None:
         prediction = {"epsilon": "eps", "v_prediction": "v"}[value]
     return prediction, zsnr, notes
+
+
+def _numbers(value) -> list:
+    """A config value's numbers, nested lists flattened (a [1, 4, 1, 1] tensor saved as lists)."""
+    if isinstance(value, (list, tuple)):
+        return [x for item in value for x in _numbers(item)]
+    return [value]
+
+
+def _latent_statistics(folder: Folder) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """vae/config.json's latents_mean and latents_std for an SDXL folder, which
+    StableDiffusionXLPipeline applies whenever both are set, whatever the scheduler; None where one
+    is unset or the folder is not SDXL (diffusers' SD pipelines do not read them)."""
+    v = folder.vae_config
+    if not folder.arch.startswith("sdxl") or v.get("latents_mean") is None or v.get("latents_std") is None:
+        return None
+    stats = []
+    for key in ("latents_mean", "latents_std"):
+        values = _numbers(v[key])
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values) or len(values) != 4:
+            raise CheckpointError(f"vae/config.json {key}: {v[key]!r}, expected 4 numbers (one per latent channel)")
+        if key == "latents_std" and min(values) <= 0:
+            raise CheckpointError(f"vae/config.json {key}: {v[key]!r}, expected 4 numbers above 0")
+        stats.append(tuple(float(x) for x in values))
+    return stats[0], stats[1]
+
+
+def _edm_sampling(folder: Folder, stats) -> tuple[str, float, float] | None:
+    """(prediction, sigma_min, sigma_max) of an EDM scheduler's folder, None for a folder without one:
+    "edm" for Playground v2.5's layout (epsilon, diffusers' name for EDM's F-prediction, sigma_data
+    0.5, the VAE config's latent statistics), "v" for CosXL's (v_prediction, sigma_data 1.0, the
+    single file's edm_vpred). Any other EDM folder raises CheckpointError naming what does not fit."""
+    s = folder.scheduler
+    kind = s.get("_class_name", "")
+    if not kind.startswith("EDM"):
+        return None
+    value, sigma_data = s.get("prediction_type", "epsilon"), s.get("sigma_data", 0.5)
+    failed = [] if folder.arch == "sdxl" else [f"the folder is {folder.arch}, expected sdxl"]
+    if value == "epsilon":
+        if sigma_data != 0.5:
+            failed.append(f"scheduler sigma_data {sigma_data}, expected 0.5 with prediction_type epsilon")
+        if stats is None and folder.arch == "sdxl":
+            failed += [f"vae/config.json {key}: {folder.vae_config.get(key)!r}, expected 4 numbers"
+                       for key in ("latents_mean", "latents_std") if folder.vae_config.get(key) is None]
+    elif value == "v_prediction":
+        if sigma_data != 1.0:
+            failed.append(f"scheduler sigma_data {sigma_data}, expected 1.0 with prediction_type v_prediction")
+    else:
+        failed.append(f"scheduler prediction_type {value!r}, expected epsilon or v_prediction")
+    if failed:
+        raise CheckpointError(f"scheduler/scheduler_config.json: {kind} is read for Playground v2.5's layout (SDXL, "
+                              f"epsilon, sigma_data 0.5, vae/config.json latents_mean and latents_std) or CosXL's "
+                              f"(SDXL, v_prediction, sigma_data 1.0) only; here " + "; ".join(failed))
+    return ("edm" if value == "epsilon" else "v"), float(s.get("sigma_min", 0.002)), float(s.get("sigma_max", 80.0))
 
 
 def _schedule_notes(folder: Folder, upscaler: bool) -> list[str]:
@@ -133,13 +196,27 @@ def _detect(folder: Folder, shapes: dict, prediction) -> ArchInfo:
     latent = {"scale_factor": v["scaling_factor"]} if "scaling_factor" in v else {}
     if latent and v.get("shift_factor") is not None:
         latent["shift_factor"] = v["shift_factor"]
-    prediction, zsnr, notes = _prediction(folder, prediction)
+    stats = _latent_statistics(folder)
+    edm = _edm_sampling(folder, stats)
+    if edm is not None:  # the caller's prediction, if any, still decides
+        kind, sigmas = edm[0], edm[1:]
+        if kind == "edm":  # the single file's markers
+            shapes = {**shapes, **{marker: (1, 4, 1, 1) for marker in PLAYGROUND_MARKERS}}
+        notes = [f"scheduler {folder.scheduler['_class_name']}: EDM {kind}, sigmas {sigmas[0]} .. {sigmas[1]}"]
+        zsnr = False
+    else:
+        prediction, zsnr, notes = _prediction(folder, prediction)
     metadata = config_metadata(arch=folder.arch, unet=unet or None, vae=vae or None, latent_format=latent or None)
     info = detect_architecture(shapes, metadata, prediction)
+    if stats is not None:  # StableDiffusionXLPipeline's latents * std / scaling_factor + mean
+        info = replace(info, latent_format=replace(info.latent_format, channel_mean=stats[0], channel_std=stats[1]))
+    if edm is not None and (info.sigma_range is not None or (kind == "v" and prediction is None)):
+        info = replace(info, prediction=kind, sigma_range=sigmas, prediction_source="scheduler/scheduler_config.json")
     if prediction is not None and info.prediction_source == "given by the caller":
         source = "scheduler/scheduler_config.json" if folder.scheduler else "given by the caller"
         info = replace(info, prediction_source=source)
-    notes += _schedule_notes(folder, info.upscaler)
+    if edm is None:  # an EDM scheduler has no beta schedule
+        notes += _schedule_notes(folder, info.upscaler)
     kept = [n for n in info.notes if not n.startswith(("no text encoder", "no VAE"))]
     towers = tuple(_tower_spec(name, file) for name, file in folder.text.items())
     return replace(info, towers=towers, notes=folder.notes + notes + kept, zero_terminal_snr=zsnr,
@@ -177,6 +254,10 @@ def _read(folder: Folder, device, dtype, prediction, parts) -> Checkpoint:
             unet = build_unet(_unet_source(u), info.unet, *_resolve(device, dtype, "unet"))
         model = DiffusionModel(unet, info.arch, info.prediction, info.latent_format)
         model.zsnr = info.zero_terminal_snr
+        if info.sigma_range is not None:  # an EDM scheduler: Playground v2.5's or CosXL's
+            model = model.with_continuous_sampling(info.prediction, *info.sigma_range)
+            if info.prediction == "v":  # as the single file's edm_vpred keys: ComfyUI's V_PREDICTION_EDM
+                model.edm_v_file, model.model_type = True, "v_edm"
     if folder.vae is not None and "vae" in parts:
         with WeightFile(folder.vae) as v:
             vae = build_vae(vae_view(v), info.vae, info.latent_format, *_resolve(device, dtype, "vae"), what="vae/")
@@ -298,7 +379,7 @@ def _read_flow(folder: FlowFolder, device, dtype, prediction, parts) -> Checkpoi
     if "diffusion_model" in parts:
         with WeightFile(folder.transformer) as f:
             model = build_flow_model(transformer_view(f, folder.arch), info, *flow_placement(device, dtype))
-        model.latent_format = latent
+        model.latent_format = model.read_latent_format = latent
         for name, value in _flow_sampling(folder)[0].items():
             setattr(model, name, value)
     if folder.vae is not None and "vae" in parts:

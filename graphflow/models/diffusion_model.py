@@ -166,6 +166,9 @@ class DiffusionModel:
         self.arch = arch
         self.prediction = prediction
         self.latent_format = latent_format or network_latent_format(arch, getattr(unet, "config", None))
+        # the latent format the file was read with: sampling nodes (ModelSamplingContinuousEDM's
+        # edm_playground_v2.5) change latent_format, the savers write this one, as ComfyUI stores no sampling choice
+        self.read_latent_format = self.latent_format
         if beta_schedule is None:  # SD's, but the x4 upscaler was trained on its own
             from .x4_upscaler import SCHEDULE
 

@@ -23,8 +23,11 @@ from graphflow.choices import PREVIEW_METHODS
 
 log = logging.getLogger(__name__)
 
-# the latent format's family -> the TAESD release for it (ComfyUI's file names)
-TAESD_FOR_FAMILY = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}
+# the latent format's family -> the TAESD release for it (ComfyUI's file names); Playground v2.5
+# shares SDXL's VAE, so TAESDXL decodes its latents once they are put in SDXL's model space (as any
+# SDXL-VAE format's: make_preview)
+TAESD_FOR_FAMILY = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl", "sdxl_playground_2_5": "taesdxl",
+                    "sd3": "taesd3", "flux": "taef1"}
 
 _method = "latent2rgb"
 _decoders: dict = {}  # (path, size, mtime, device) -> decoder module
@@ -52,6 +55,12 @@ def make_preview(x: torch.Tensor, latent_format) -> torch.Tensor | None:
         x = x[:, :, 0]
     if _method == "taesd":
         decoder = taesd_decoder(latent_format, x.device)
+        if decoder is not None and TAESD_FOR_FAMILY[latent_format.name] == "taesdxl":
+            from graphflow.models.latent_formats import SDXL
+
+            # TAESDXL decodes SDXL's model space; Playground's normalisation (ComfyUI hands it over as
+            # it is) or a diffusers folder's latents_mean / latents_std is mapped back to it first
+            x = SDXL.process_in(latent_format.process_out(x[:1].float()))
         if decoder is not None:
             with torch.no_grad():
                 weight = next(decoder.parameters())
