@@ -5,9 +5,14 @@ ff9e06997bb2).
 
 Built for the families the pack patches by class that graphflow runs: FLUX (its "Flux" forward:
 the first double block, then the rest) and the SD UNets (its "UNetModel" forward: input blocks 0 and
-1, then the other input, middle and output blocks), on graphflow's block hook
-(graphflow.models.block_runner; the rule in graphflow.sampling.block_cache). Other families the pack
-reaches through its generic block-list swap are refused by name. object_to_patch: the pack's
+1, then the other input, middle and output blocks) and LTX-Video, which the pack reaches through its
+generic path (fbcache_nodes.py swaps LTXVModel's `transformer_blocks` for first_block_cache.py's
+CachedTransformerBlocks; the blocks take `timestep`, so its NextDiT-style forward runs: the first
+block's residual is the probe, the hidden states' residual of the other blocks is cached, the output
+norm runs after), on graphflow's block hook (graphflow.models.block_runner; the rule in
+graphflow.sampling.block_cache). Wan and HiDream are refused with why the pack fails on them
+(FBCACHE_PACK_FAILS); SD3 and the other families (the pack's joint_blocks / layers swap) are not
+built yet: graphflow's MM-DiT has no block hook. object_to_patch: the pack's
 get_model_object name; graphflow's MODEL has one network, so only "diffusion_model" is taken.
 
 Not built yet (graphflow/comfy_format.py WAVESPEED_LATER): ApplyFBCacheOnModelAdvanced,
@@ -22,7 +27,17 @@ from graphflow.api import MODEL, ComfyAlias, Float, Int, Node, NodeInputError, T
 
 COMFY_PACK = "Comfy-WaveSpeed"  # the custom node pack this module's ComfyUI classes come from
 
-FBCACHE_ARCHS = ("flux", "sd1", "sd2", "sdxl", "sdxl_refiner")
+FBCACHE_ARCHS = ("flux", "sd1", "sd2", "sdxl", "sdxl_refiner", "ltxv")
+# families the pack's generic path does not run, read in fbcache_nodes.py / first_block_cache.py
+# against ComfyUI's models: refused with the pack's own outcome, not built differently here
+FBCACHE_PACK_FAILS = {
+    "wan": "the pack swaps WanModel's `blocks` for its CachedTransformerBlocks, which passes the text "
+           "context as the blocks' second positional argument, where WanAttentionBlock takes `e` (also "
+           "given by name): the pack stops with a TypeError on Wan",
+    "hidream": "the pack's generic path looks for transformer_blocks / double_blocks / joint_blocks / blocks / "
+               "layers / dit_blocks; HiDream's double_stream_blocks / single_stream_blocks are none of them, "
+               "so the pack refuses HiDream (\"No supported blocks found\")",
+}
 
 
 class ApplyFBCacheOnModel(Node):
@@ -30,8 +45,10 @@ class ApplyFBCacheOnModel(Node):
     less than residual_diff_threshold (relative mean absolute difference; 0: off) since the last
     step that ran every block, the other blocks are skipped and their cached residual added. Only
     between start and end (fractions of the model's sigma range) and at most
-    max_consecutive_cache_hits skips in a row (-1: no limit, 0: off). For FLUX and SD1 / SD2 / SDXL
-    UNets. State is fresh each run; cond and uncond split into two calls each keep their cache."""
+    max_consecutive_cache_hits skips in a row (-1: no limit, 0: off). For FLUX, SD1 / SD2 / SDXL
+    UNets and LTX-Video (the first block's residual compared, the other blocks' residual cached
+    before the output norm). Wan and HiDream are refused: the pack itself fails on them. State is
+    fresh each run; cond and uncond split into two calls each keep their cache."""
     category = "wavespeed"
     model: MODEL
     object_to_patch: str = Text("diffusion_model")
@@ -49,9 +66,12 @@ class ApplyFBCacheOnModel(Node):
         if self.object_to_patch != "diffusion_model":
             raise NodeInputError("object_to_patch", f"{self.object_to_patch!r}: graphflow's MODEL patches its one "
                                                     "network, \"diffusion_model\"")
+        if self.model.arch in FBCACHE_PACK_FAILS:
+            raise NodeInputError("model", f"First Block Cache does not run on {self.model.arch} in the pack: "
+                                          f"{FBCACHE_PACK_FAILS[self.model.arch]}")
         if self.model.arch not in FBCACHE_ARCHS:
-            raise NodeInputError("model", f"First Block Cache is built for FLUX and SD UNets in graphflow, not "
-                                          f"{self.model.arch} yet")
+            raise NodeInputError("model", f"First Block Cache is built for FLUX, SD UNets and LTX-Video in "
+                                          f"graphflow, not {self.model.arch} yet")
         if self.start > self.end:  # the pack takes it and never skips
             raise NodeInputError("end", f"{self.end} is before start {self.start}: First Block Cache would never skip")
         return with_first_block_cache(self.model, self.residual_diff_threshold, self.start, self.end,

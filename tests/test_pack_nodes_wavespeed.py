@@ -1,20 +1,25 @@
 """chengzeyi/Comfy-WaveSpeed's ApplyFBCacheOnModel (nodes/pack_nodes_wavespeed.py) on a tiny random
-FLUX and UNet: which calls run the blocks after the first follows the rule written out here from
+FLUX, UNet and LTX-Video (the pack's generic CachedTransformerBlocks path: the first block's
+residual compared, the other blocks' residual added before the output norm): which calls run the blocks after the first follows the rule written out here from
 the pack's first_block_cache.py (3ac0d83d) and fbcache_nodes.py (04f882b9) on the first block's
 outputs recorded during the run; threshold 0 (or max_consecutive_cache_hits 0) is the model
 itself; a threshold that never skips gives the unpatched sampling bit for bit; the start / end
-window and the consecutive-hit limit; cond and uncond batched or split; fresh state per run; the
-demo model's API-format workflow through the executor."""
+window and the consecutive-hit limit; cond and uncond batched or split; fresh state per run; Wan
+and HiDream refused with why the pack fails on them; the demo model's and LTX-Video's API-format
+workflows through the executor."""
+
+import dataclasses
 
 import pytest
 import torch
 
 from graphflow.models.diffusion_model import DiffusionModel
 from graphflow.models.flux import Flux
+from graphflow.models.ltxv import LTXV
 from graphflow.models.unet import UNet, UNetConfig
 from graphflow.sampling.flow_sampling import model_sampling_for
 from graphflow.sampling.pipeline import sample
-from graphflow.testing import flow_model_config
+from graphflow.testing import flow_model_config, ltxv_configs
 from test_nodes_image_mask import call
 
 STEPS = 10
@@ -34,6 +39,17 @@ def unet():
     return DiffusionModel(UNet(config).eval(), "sd1")
 
 
+@pytest.fixture(scope="module")
+def ltxv():
+    """The tiny LTX-Video at depth 3 (the checkpoints' tiny one has one block: nothing after the first)."""
+    torch.manual_seed(0)
+    net = LTXV(dataclasses.replace(ltxv_configs()[0], depth=3)).eval()
+    with torch.no_grad():  # random tables: zeros leave the blocks' modulation out
+        for block in net.transformer_blocks:
+            block.scale_shift_table.normal_(0, 0.1)
+    return DiffusionModel(net, "ltxv", prediction="flow")
+
+
 class Recorder:
     """Per network call: the sigma, the first block's probe as the pack takes it (FLUX: the image
     tokens after double block 0; UNet: input block 1's output minus block 0's) from forward hooks,
@@ -41,11 +57,23 @@ class Recorder:
 
     def __init__(self, model):
         self.calls, net = [], model.unet
+        self.hooks = []
         if isinstance(net, Flux):
             firsts, last = [net.double_blocks[0]], net.single_blocks[-1]
+        elif isinstance(net, LTXV):  # the first block's residual: its input (pre-hook) and output
+            firsts, last = [], net.transformer_blocks[-1]
+            self.hooks = [net.transformer_blocks[0].register_forward_pre_hook(
+                lambda m, args: self.calls[-1]["outs"].append(args[0].detach().clone()))]
+            self.hooks.append(net.transformer_blocks[0].register_forward_hook(self.first))
+            self.hooks.append(net.proj_out.register_forward_pre_hook(
+                lambda m, args: self.calls[-1].update(final=args[0].detach().clone())))
+            self.hooks.append(net.adaln_single.register_forward_hook(
+                lambda m, args, out: self.calls[-1].update(embedded=out[1].detach().clone())))
+            self.hooks.append(last.register_forward_hook(
+                lambda m, args, out: self.calls[-1].update(blocks_out=out.detach().clone())))
         else:
             firsts, last = [net.input_blocks[0], net.input_blocks[1]], net.output_blocks[-1]
-        self.hooks = [net.register_forward_pre_hook(self.start)]
+        self.hooks = [net.register_forward_pre_hook(self.start)] + getattr(self, "hooks", [])
         self.hooks += [m.register_forward_hook(self.first) for m in firsts]
         self.hooks.append(last.register_forward_hook(lambda *a: self.calls[-1].update(ran=True)))
 
@@ -93,6 +121,12 @@ def conds(dim, tokens, seed, pooled=None):
 
 
 def generate(model, cfg=1.0, negative_tokens=5):
+    if model.arch == "ltxv":
+        latent = {"samples": torch.zeros(1, 128, 2, 4, 4)}
+        dim = model.unet.config.caption_channels
+        with torch.no_grad():
+            return sample(model, 3, STEPS, cfg, "euler", "simple", conds(dim, 6, 1), conds(dim, negative_tokens, 2),
+                          latent)["samples"]
     if model.is_flow:
         cfg_ = model.unet.config
         dim, pooled, size, scheduler = cfg_.context_in_dim, cfg_.vec_in_dim, 16, "simple"
@@ -119,7 +153,7 @@ def recorded_run(model, patched, **kwargs):
     return out, recorder
 
 
-@pytest.mark.parametrize("family", ["flux", "unet"])
+@pytest.mark.parametrize("family", ["flux", "unet", "ltxv"])
 @pytest.mark.parametrize("settings", [{"residual_diff_threshold": 0.0}, {"max_consecutive_cache_hits": 0},
                                       {"residual_diff_threshold": 1e-9}])
 def test_never_skipping_is_the_unpatched_sampling(request, builtin_registry, family, settings):
@@ -130,7 +164,7 @@ def test_never_skipping_is_the_unpatched_sampling(request, builtin_registry, fam
     assert torch.equal(generate(patched), plain)
 
 
-@pytest.mark.parametrize("family, threshold", [("flux", 0.2), ("unet", 0.3)])
+@pytest.mark.parametrize("family, threshold", [("flux", 0.2), ("unet", 0.3), ("ltxv", 0.08)])
 def test_skips_follow_the_written_out_rule(request, builtin_registry, family, threshold):
     model = request.getfixturevalue(family)
     plain = generate(model)
@@ -158,24 +192,61 @@ def test_window_and_hit_limit(flux, builtin_registry):
         assert not any(not a and not b for a, b in zip(ran, ran[1:])) or hits < 0
 
 
-def test_cond_and_uncond_batched_and_split(unet, builtin_registry):
-    """cfg 5: prompts of equal length run as one call per step; 5 and 77 tokens as two, the
-    second following the first's decision with its own cached residual."""
-    patched = fbcache(unet, builtin_registry, residual_diff_threshold=0.3)
-    for negative_tokens, calls_per_step in ((5, 1), (77, 2)):
-        _, recorder = recorded_run(unet, patched, cfg=5.0, negative_tokens=negative_tokens)
+@pytest.mark.parametrize("family, threshold, tokens", [("unet", 0.3, (5, 77)), ("ltxv", 0.08, (6, 9))])
+def test_cond_and_uncond_batched_and_split(request, builtin_registry, family, threshold, tokens):
+    """cfg 5: prompts of equal length run as one call per step (one probe over both rows); of
+    different lengths as two, the second following the first's decision with its own cached
+    residual."""
+    model = request.getfixturevalue(family)
+    patched = fbcache(model, builtin_registry, residual_diff_threshold=threshold)
+    for negative_tokens, calls_per_step in zip(tokens, (1, 2)):
+        _, recorder = recorded_run(model, patched, cfg=5.0, negative_tokens=negative_tokens)
         assert len(recorder.calls) == STEPS * calls_per_step
         ran = [c["ran"] for c in recorder.calls]
-        assert ran == expected_runs(recorder.probes(), [c["sigma"] for c in recorder.calls], calls_per_step, 0.3)
+        assert ran == expected_runs(recorder.probes(), [c["sigma"] for c in recorder.calls], calls_per_step,
+                                    threshold)
         assert ran.count(False) >= 2
 
 
-def test_runs_repeat_and_the_input_model_is_unchanged(flux, builtin_registry):
-    plain = generate(flux)
-    patched = fbcache(flux, builtin_registry, residual_diff_threshold=0.2)
-    first, second = generate(patched), generate(patched)
+@pytest.mark.parametrize("family, threshold", [("flux", 0.2), ("ltxv", 0.08)])
+def test_runs_repeat_and_the_input_model_is_unchanged(request, builtin_registry, family, threshold):
+    """The state resets between runs: a second run skips the same calls and gives the same picture."""
+    model = request.getfixturevalue(family)
+    plain = generate(model)
+    patched = fbcache(model, builtin_registry, residual_diff_threshold=threshold)
+    (first, one), (second, two) = recorded_run(model, patched), recorded_run(model, patched)
+    assert [c["ran"] for c in one.calls] == [c["ran"] for c in two.calls] and not all(c["ran"] for c in one.calls)
     assert torch.equal(first, second) and not torch.equal(first, plain)
-    assert torch.equal(generate(flux), plain)
+    assert torch.equal(generate(model), plain)
+
+
+def test_ltxv_residual_is_the_blocks_and_the_output_norm_runs_after(ltxv, builtin_registry):
+    """As the pack's CachedTransformerBlocks in place of LTXVModel.transformer_blocks: a skipped
+    call's head input is layer_norm(after block 0 + (last computed call's blocks output - its
+    after block 0)) * (1 + scale) + shift, the output norm written out on the skipped call's
+    embedded timestep, not the cached normed output."""
+    _, recorder = recorded_run(ltxv, fbcache(ltxv, builtin_registry, residual_diff_threshold=0.08))
+    table, last, skipped = ltxv.unet.scale_shift_table, None, 0
+    for c in recorder.calls:
+        after_first = c["outs"][1]
+        if c["ran"]:
+            last = c
+            continue
+        hidden = after_first + (last["blocks_out"] - last["outs"][1])
+        shift, scale = table[0] + c["embedded"], table[1] + c["embedded"]
+        mean, var = hidden.mean(-1, keepdim=True), hidden.var(-1, unbiased=False, keepdim=True)
+        want = (hidden - mean) / torch.sqrt(var + 1e-6) * (1 + scale) + shift
+        assert torch.allclose(c["final"], want, atol=1e-5)
+        skipped += 1
+    assert skipped >= 2
+
+
+@pytest.mark.parametrize("arch, says", [("wan", "TypeError"), ("hidream", "No supported blocks found")])
+def test_families_the_pack_fails_on_are_refused_with_why(flux, builtin_registry, arch, says):
+    from graphflow.context import NodeInputError
+    with pytest.raises(NodeInputError, match=says) as info:
+        fbcache(DiffusionModel(flux.unet, arch, prediction="flow"), builtin_registry)
+    assert info.value.input == "model"
 
 
 def test_bad_inputs_are_named(flux, builtin_registry):
@@ -221,3 +292,47 @@ def test_the_packs_other_classes_are_named_with_why(builtin_registry):
                        ("ApplyFBCacheOnModelAdvanced", "not built yet")):
         assert builtin_registry.comfy_node(name) is None and custom_pack(name) == "Comfy-WaveSpeed"
         assert says in unknown_type_hint(name)
+
+
+def test_api_workflow_on_ltx_video(builtin_registry, tmp_folders, monkeypatch):
+    """ComfyUI's LTX-Video text-to-video example in API format (tests/test_context_windows.py's,
+    shrunk, 8 steps) with ApplyFBCacheOnModel before the sampler, on a tiny checkpoint of 3 blocks: fewer
+    calls run the blocks after the first and the video moves, a little."""
+    import json
+
+    import graphflow.testing
+    from graphflow.executor import Executor
+    from graphflow.models.ltxv import LTXVBlocks
+    from graphflow.workflow import parse_workflow
+    from test_context_windows import ltxv_graph
+
+    tiny = graphflow.testing.ltxv_configs
+    monkeypatch.setattr(graphflow.testing, "ltxv_configs",
+                        lambda scaled_down=True: (dataclasses.replace(tiny()[0], depth=3), tiny()[1]))
+    m = tmp_folders.models
+    for sub in ("checkpoints", "text_encoders"):
+        (m / sub).mkdir()
+    graphflow.testing.write_ltxv_checkpoint(m / "checkpoints" / "ltxv.safetensors", dtype=torch.float32, seed=3)
+    graphflow.testing.write_flow_text_encoder(m / "text_encoders" / "t5.safetensors", "t5xxl", dtype=torch.float32,
+                                              seed=1)
+    runs, rest = [], LTXVBlocks.rest
+    monkeypatch.setattr(LTXVBlocks, "rest", lambda self, head=True: runs.append(1) or rest(self, head))
+
+    def run(threshold):
+        graph = ltxv_graph(None)
+        graph["7"]["inputs"]["steps"] = 8
+        graph["20"] = {"class_type": "ApplyFBCacheOnModel",
+                       "inputs": {"model": ["1", 0], "object_to_patch": "diffusion_model",
+                                  "residual_diff_threshold": threshold, "start": 0.0, "end": 1.0,
+                                  "max_consecutive_cache_hits": -1}}
+        graph["9"]["inputs"]["model"] = ["20", 0]
+        runs.clear()
+        result = Executor(builtin_registry).run(parse_workflow(json.loads(json.dumps(graph)), builtin_registry),
+                                               outputs=["9"])
+        assert result.ok, json.dumps(result.error, default=str)[:3000]
+        return result.values["9"][0]["samples"], len(runs)
+
+    plain, plain_runs = run(0.0)
+    cached, cached_runs = run(0.5)
+    assert plain_runs == 16 and 2 <= cached_runs < 16  # cond and uncond (prompts of two lengths) split
+    assert 0 < float((cached - plain).abs().max()) < float(plain.abs().max())
