@@ -9,10 +9,13 @@ the first double block, then the rest) and the SD UNets (its "UNetModel" forward
 generic path (fbcache_nodes.py swaps LTXVModel's `transformer_blocks` for first_block_cache.py's
 CachedTransformerBlocks; the blocks take `timestep`, so its NextDiT-style forward runs: the first
 block's residual is the probe, the hidden states' residual of the other blocks is cached, the output
-norm runs after), on graphflow's block hook (graphflow.models.block_runner; the rule in
+norm runs after) and SD3 (its `joint_blocks` swapped: the first joint block's image-token
+residual is the probe, the image tokens' residual cached; the text tokens' residual the pack also
+keeps is never used, the last joint block being pre-only), on graphflow's block hook (graphflow.models.block_runner; the rule in
 graphflow.sampling.block_cache). Wan and HiDream are refused with why the pack fails on them
-(FBCACHE_PACK_FAILS); SD3 and the other families (the pack's joint_blocks / layers swap) are not
-built yet: graphflow's MM-DiT has no block hook. object_to_patch: the pack's
+(FBCACHE_PACK_FAILS). One difference on SD3 with a ControlNet: under the pack's swap ComfyUI's
+block loop runs once, so only the ControlNet's first residual is added, after the whole stack;
+graphflow adds each after its block, as without the cache (a skip's cached residual holds them). object_to_patch: the pack's
 get_model_object name; graphflow's MODEL has one network, so only "diffusion_model" is taken.
 
 Not built yet (graphflow/comfy_format.py WAVESPEED_LATER): ApplyFBCacheOnModelAdvanced,
@@ -27,7 +30,7 @@ from graphflow.api import MODEL, ComfyAlias, Float, Int, Node, NodeInputError, T
 
 COMFY_PACK = "Comfy-WaveSpeed"  # the custom node pack this module's ComfyUI classes come from
 
-FBCACHE_ARCHS = ("flux", "sd1", "sd2", "sdxl", "sdxl_refiner", "ltxv")
+FBCACHE_ARCHS = ("flux", "sd1", "sd2", "sdxl", "sdxl_refiner", "ltxv", "sd3")
 # families the pack's generic path does not run, read in fbcache_nodes.py / first_block_cache.py
 # against ComfyUI's models: refused with the pack's own outcome, not built differently here
 FBCACHE_PACK_FAILS = {
@@ -46,8 +49,8 @@ class ApplyFBCacheOnModel(Node):
     step that ran every block, the other blocks are skipped and their cached residual added. Only
     between start and end (fractions of the model's sigma range) and at most
     max_consecutive_cache_hits skips in a row (-1: no limit, 0: off). For FLUX, SD1 / SD2 / SDXL
-    UNets and LTX-Video (the first block's residual compared, the other blocks' residual cached
-    before the output norm). Wan and HiDream are refused: the pack itself fails on them. State is
+    UNets, LTX-Video and SD3 / SD3.5 (the first block's residual compared; LTX-Video's other
+    blocks' residual cached before the output norm). Wan and HiDream are refused: the pack itself fails on them. State is
     fresh each run; cond and uncond split into two calls each keep their cache."""
     category = "wavespeed"
     model: MODEL
@@ -70,7 +73,7 @@ class ApplyFBCacheOnModel(Node):
             raise NodeInputError("model", f"First Block Cache does not run on {self.model.arch} in the pack: "
                                           f"{FBCACHE_PACK_FAILS[self.model.arch]}")
         if self.model.arch not in FBCACHE_ARCHS:
-            raise NodeInputError("model", f"First Block Cache is built for FLUX, SD UNets and LTX-Video in "
+            raise NodeInputError("model", f"First Block Cache is built for FLUX, SD UNets, LTX-Video and SD3 in "
                                           f"graphflow, not {self.model.arch} yet")
         if self.start > self.end:  # the pack takes it and never skips
             raise NodeInputError("end", f"{self.end} is before start {self.start}: First Block Cache would never skip")

@@ -1,6 +1,6 @@
 """chengzeyi/Comfy-WaveSpeed's ApplyFBCacheOnModel (nodes/pack_nodes_wavespeed.py) on a tiny random
-FLUX, UNet and LTX-Video (the pack's generic CachedTransformerBlocks path: the first block's
-residual compared, the other blocks' residual added before the output norm): which calls run the blocks after the first follows the rule written out here from
+FLUX, UNet, LTX-Video and SD3.5 Medium (the pack's generic CachedTransformerBlocks path: the first
+block's image-token residual compared; LTX-Video's residual added before the output norm): which calls run the blocks after the first follows the rule written out here from
 the pack's first_block_cache.py (3ac0d83d) and fbcache_nodes.py (04f882b9) on the first block's
 outputs recorded during the run; threshold 0 (or max_consecutive_cache_hits 0) is the model
 itself; a threshold that never skips gives the unpatched sampling bit for bit; the start / end
@@ -16,6 +16,7 @@ import torch
 from graphflow.models.diffusion_model import DiffusionModel
 from graphflow.models.flux import Flux
 from graphflow.models.ltxv import LTXV
+from graphflow.models.mmdit import MMDiT
 from graphflow.models.unet import UNet, UNetConfig
 from graphflow.sampling.flow_sampling import model_sampling_for
 from graphflow.sampling.pipeline import sample
@@ -50,6 +51,13 @@ def ltxv():
     return DiffusionModel(net, "ltxv", prediction="flow")
 
 
+@pytest.fixture(scope="module")
+def sd3():
+    """The tiny SD3.5 Medium: 3 joint blocks, MMDiT-X self-attention in the first two."""
+    torch.manual_seed(0)
+    return DiffusionModel(MMDiT(flow_model_config("sd35_medium")).eval(), "sd3", prediction="flow")
+
+
 class Recorder:
     """Per network call: the sigma, the first block's probe as the pack takes it (FLUX: the image
     tokens after double block 0; UNet: input block 1's output minus block 0's) from forward hooks,
@@ -60,6 +68,12 @@ class Recorder:
         self.hooks = []
         if isinstance(net, Flux):
             firsts, last = [net.double_blocks[0]], net.single_blocks[-1]
+        elif isinstance(net, MMDiT):  # the image tokens' residual over joint block 0: (context, x) in and out
+            firsts, last = [], net.joint_blocks[-1]
+            self.hooks = [net.joint_blocks[0].register_forward_pre_hook(
+                lambda m, args: self.calls[-1]["outs"].append(args[1].detach().clone())),
+                net.joint_blocks[0].register_forward_hook(
+                lambda m, args, out: self.calls[-1]["outs"].append(out[1].detach().clone()))]
         elif isinstance(net, LTXV):  # the first block's residual: its input (pre-hook) and output
             firsts, last = [], net.transformer_blocks[-1]
             self.hooks = [net.transformer_blocks[0].register_forward_pre_hook(
@@ -127,7 +141,10 @@ def generate(model, cfg=1.0, negative_tokens=5):
         with torch.no_grad():
             return sample(model, 3, STEPS, cfg, "euler", "simple", conds(dim, 6, 1), conds(dim, negative_tokens, 2),
                           latent)["samples"]
-    if model.is_flow:
+    if model.arch == "sd3":
+        cfg_ = model.unet.config
+        dim, pooled, size, scheduler = cfg_.context_dim, cfg_.adm_in_channels, 16, "simple"
+    elif model.is_flow:
         cfg_ = model.unet.config
         dim, pooled, size, scheduler = cfg_.context_in_dim, cfg_.vec_in_dim, 16, "simple"
     else:
@@ -153,7 +170,7 @@ def recorded_run(model, patched, **kwargs):
     return out, recorder
 
 
-@pytest.mark.parametrize("family", ["flux", "unet", "ltxv"])
+@pytest.mark.parametrize("family", ["flux", "unet", "ltxv", "sd3"])
 @pytest.mark.parametrize("settings", [{"residual_diff_threshold": 0.0}, {"max_consecutive_cache_hits": 0},
                                       {"residual_diff_threshold": 1e-9}])
 def test_never_skipping_is_the_unpatched_sampling(request, builtin_registry, family, settings):
@@ -164,7 +181,7 @@ def test_never_skipping_is_the_unpatched_sampling(request, builtin_registry, fam
     assert torch.equal(generate(patched), plain)
 
 
-@pytest.mark.parametrize("family, threshold", [("flux", 0.2), ("unet", 0.3), ("ltxv", 0.08)])
+@pytest.mark.parametrize("family, threshold", [("flux", 0.2), ("unet", 0.3), ("ltxv", 0.08), ("sd3", 0.5)])
 def test_skips_follow_the_written_out_rule(request, builtin_registry, family, threshold):
     model = request.getfixturevalue(family)
     plain = generate(model)
@@ -192,7 +209,8 @@ def test_window_and_hit_limit(flux, builtin_registry):
         assert not any(not a and not b for a, b in zip(ran, ran[1:])) or hits < 0
 
 
-@pytest.mark.parametrize("family, threshold, tokens", [("unet", 0.3, (5, 77)), ("ltxv", 0.08, (6, 9))])
+@pytest.mark.parametrize("family, threshold, tokens", [("unet", 0.3, (5, 77)), ("ltxv", 0.08, (6, 9)),
+                                                          ("sd3", 0.5, (5, 9))])
 def test_cond_and_uncond_batched_and_split(request, builtin_registry, family, threshold, tokens):
     """cfg 5: prompts of equal length run as one call per step (one probe over both rows); of
     different lengths as two, the second following the first's decision with its own cached
@@ -208,7 +226,7 @@ def test_cond_and_uncond_batched_and_split(request, builtin_registry, family, th
         assert ran.count(False) >= 2
 
 
-@pytest.mark.parametrize("family, threshold", [("flux", 0.2), ("ltxv", 0.08)])
+@pytest.mark.parametrize("family, threshold", [("flux", 0.2), ("ltxv", 0.08), ("sd3", 0.5)])
 def test_runs_repeat_and_the_input_model_is_unchanged(request, builtin_registry, family, threshold):
     """The state resets between runs: a second run skips the same calls and gives the same picture."""
     model = request.getfixturevalue(family)
@@ -252,8 +270,8 @@ def test_families_the_pack_fails_on_are_refused_with_why(flux, builtin_registry,
 def test_bad_inputs_are_named(flux, builtin_registry):
     from graphflow.context import NodeInputError
     cases = [("object_to_patch", "'model'", lambda: fbcache(flux, builtin_registry, object_to_patch="model")),
-             ("model", "not sd3 yet", lambda: fbcache(DiffusionModel(flux.unet, "sd3", prediction="flow"),
-                                                      builtin_registry)),
+             ("model", "not lumina2 yet", lambda: fbcache(DiffusionModel(flux.unet, "lumina2", prediction="flow"),
+                                                              builtin_registry)),
              ("model", "ApplyFBCacheOnModel", lambda: fbcache("not a model", builtin_registry))]
     for input_name, match, run in cases:
         with pytest.raises(NodeInputError, match=match) as info:
