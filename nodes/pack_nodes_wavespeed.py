@@ -1,7 +1,10 @@
 """chengzeyi/Comfy-WaveSpeed: its ApplyFBCacheOnModel (First Block Cache), under the pack's class
 name, inputs, defaults and order, read at fbcache_nodes.py 04f882b935e70c4ec85aacba97186d6ab3bf2078
 and first_block_cache.py 3ac0d83d789ceb5bf51428d245ab2faffeaf101b (its class list: __init__.py
-ff9e06997bb2).
+ff9e06997bb2); how ComfyUI's forwards call the swapped lists was read in comfy/ldm/lightricks/model.py
+(005d2d3a135e: BasicTransformerBlock.forward takes `timestep`) and in ComfyUI-derived copies of the
+Wan forward (`block(x, e=e0, freqs=freqs, context=context, ...)`) and MMDiT.forward_core_with_concat
+(`for i in range(len(self.joint_blocks))`, text first).
 
 Built for the families the pack patches by class that graphflow runs: FLUX (its "Flux" forward:
 the first double block, then the rest) and the SD UNets (its "UNetModel" forward: input blocks 0 and
