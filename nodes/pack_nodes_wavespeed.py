@@ -1,25 +1,26 @@
 """chengzeyi/Comfy-WaveSpeed: its ApplyFBCacheOnModel (First Block Cache), under the pack's class
 name, inputs, defaults and order, read at fbcache_nodes.py 04f882b935e70c4ec85aacba97186d6ab3bf2078
 and first_block_cache.py 3ac0d83d789ceb5bf51428d245ab2faffeaf101b (its class list: __init__.py
-ff9e06997bb2); how ComfyUI's forwards call the swapped lists was read in comfy/ldm/lightricks/model.py
-(005d2d3a135e: BasicTransformerBlock.forward takes `timestep`) and in ComfyUI-derived copies of the
-Wan forward (`block(x, e=e0, freqs=freqs, context=context, ...)`) and MMDiT.forward_core_with_concat
-(`for i in range(len(self.joint_blocks))`, text first).
+ff9e06997bb2); how ComfyUI's forwards call the swapped lists was read in
+comfy/ldm/lightricks/model.py (005d2d3a135e: BasicTransformerBlock.forward takes `timestep`) and in
+ComfyUI-derived copies of the Wan forward (`block(x, e=e0, freqs=freqs, context=context, ...)`) and
+MMDiT.forward_core_with_concat (`for i in range(len(self.joint_blocks))`, text first).
 
-Built for the families the pack patches by class that graphflow runs: FLUX (its "Flux" forward:
-the first double block, then the rest) and the SD UNets (its "UNetModel" forward: input blocks 0 and
-1, then the other input, middle and output blocks) and LTX-Video, which the pack reaches through its
+Built for the families the pack patches by class that graphflow runs: FLUX (its "Flux" forward: the
+first double block, then the rest), the SD UNets (its "UNetModel" forward: input blocks 0 and 1,
+then the other input, middle and output blocks), LTX-Video, which the pack reaches through its
 generic path (fbcache_nodes.py swaps LTXVModel's `transformer_blocks` for first_block_cache.py's
 CachedTransformerBlocks; the blocks take `timestep`, so its NextDiT-style forward runs: the first
 block's residual is the probe, the hidden states' residual of the other blocks is cached, the output
-norm runs after) and SD3 (its `joint_blocks` swapped: the first joint block's image-token
-residual is the probe, the image tokens' residual cached; the text tokens' residual the pack also
-keeps is never used, the last joint block being pre-only), on graphflow's block hook (graphflow.models.block_runner; the rule in
-graphflow.sampling.block_cache). Wan and HiDream are refused with why the pack fails on them
-(FBCACHE_PACK_FAILS). One difference on SD3 with a ControlNet: under the pack's swap ComfyUI's
-block loop runs once, so only the ControlNet's first residual is added, after the whole stack;
-graphflow adds each after its block, as without the cache (a skip's cached residual holds them). object_to_patch: the pack's
-get_model_object name; graphflow's MODEL has one network, so only "diffusion_model" is taken.
+norm runs after) and SD3 (its `joint_blocks` swapped: the first joint block's image-token residual
+is the probe, the image tokens' residual cached; the text tokens' residual the pack also keeps is
+never used, the last joint block being pre-only), on graphflow's block hook
+(graphflow.models.block_runner; the rule in graphflow.sampling.block_cache). Wan and HiDream are
+refused with why the pack fails on them (FBCACHE_PACK_FAILS). One difference on SD3 with a
+ControlNet: under the pack's swap ComfyUI's block loop runs once, so only the ControlNet's first
+residual is added, after the whole stack; graphflow adds each after its block, as without the cache
+(a skip's cached residual holds them). object_to_patch: the pack's get_model_object name;
+graphflow's MODEL has one network, so only "diffusion_model" is taken.
 
 Not built yet (graphflow/comfy_format.py WAVESPEED_LATER): ApplyFBCacheOnModelAdvanced,
 EnhancedLoadDiffusionModel, EnhancedCompileModel (their sources, misc_nodes.py and the advanced
@@ -53,8 +54,9 @@ class ApplyFBCacheOnModel(Node):
     between start and end (fractions of the model's sigma range) and at most
     max_consecutive_cache_hits skips in a row (-1: no limit, 0: off). For FLUX, SD1 / SD2 / SDXL
     UNets, LTX-Video and SD3 / SD3.5 (the first block's residual compared; LTX-Video's other
-    blocks' residual cached before the output norm). Wan and HiDream are refused: the pack itself fails on them. State is
-    fresh each run; cond and uncond split into two calls each keep their cache."""
+    blocks' residual cached before the output norm). Wan and HiDream are refused: the pack itself
+    fails on them. State is fresh each run; cond and uncond split into two calls each keep their
+    cache."""
     category = "wavespeed"
     model: MODEL
     object_to_patch: str = Text("diffusion_model")

@@ -1,12 +1,13 @@
 """chengzeyi/Comfy-WaveSpeed's ApplyFBCacheOnModel (nodes/pack_nodes_wavespeed.py) on a tiny random
 FLUX, UNet, LTX-Video and SD3.5 Medium (the pack's generic CachedTransformerBlocks path: the first
-block's image-token residual compared; LTX-Video's residual added before the output norm): which calls run the blocks after the first follows the rule written out here from
-the pack's first_block_cache.py (3ac0d83d) and fbcache_nodes.py (04f882b9) on the first block's
-outputs recorded during the run; threshold 0 (or max_consecutive_cache_hits 0) is the model
-itself; a threshold that never skips gives the unpatched sampling bit for bit; the start / end
-window and the consecutive-hit limit; cond and uncond batched or split; fresh state per run; Wan
-and HiDream refused with why the pack fails on them; the demo model's and LTX-Video's API-format
-workflows through the executor."""
+block's image-token residual compared; LTX-Video's residual added before the output norm): which
+calls run the blocks after the first follows the rule written out here from the pack's
+first_block_cache.py (3ac0d83d) and fbcache_nodes.py (04f882b9) on the first block's outputs
+recorded during the run; threshold 0 (or max_consecutive_cache_hits 0) is the model itself; a
+threshold that never skips gives the unpatched sampling bit for bit; the start / end window and the
+consecutive-hit limit; cond and uncond batched or split; fresh state per run; Wan and HiDream
+refused with why the pack fails on them; the demo model's and LTX-Video's API-format workflows
+through the executor."""
 
 import dataclasses
 
