@@ -168,6 +168,26 @@ def find_cosmos1(shapes) -> str | None:
     return next((p for p in ("model.diffusion_model.", "net.", "") if all(p + m in shapes for m in markers)), None)
 
 
+# transformers' DepthAnythingForDepthEstimation (-hf repositories' model.safetensors, transformers 4's
+# or 5's names: graphflow.models.depth_anything.hf_names); head.conv3 sets it apart from DPT's head.head.*
+DEPTH_ANYTHING_HF_MARKERS = ("backbone.embeddings.cls_token", "backbone.encoder.layer.0.layer_scale1.lambda1",
+                             "neck.fusion_stage.layers.0.projection.weight", "head.conv3.weight")
+_DEPTH_ANYTHING = "Depth Anything depth model (V1 or V2)"
+_CONTROLNET_AUX_DEPTH = "DepthAnythingV2Preprocessor / DepthAnythingPreprocessor"
+
+
+def _depth_anything(shapes) -> FileKind | None:
+    """comfyui_controlnet_aux reads the releases' names from models/annotators/ (depth_anything_v2_vitl.pth,
+    or a .safetensors of that stem), in either layout."""
+    if all(m in shapes for m in DEPTH_ANYTHING_HF_MARKERS):
+        return FileKind(f"{_DEPTH_ANYTHING} in transformers' layout (a -hf repository's model.safetensors)",
+                        "annotators", f"{_CONTROLNET_AUX_DEPTH}, renamed to the node's ckpt_name with .safetensors "
+                        "(depth_anything_v2_vitl.safetensors for V2, depth_anything_vitl14.safetensors for V1)")
+    if not (_has(shapes, "pretrained.patch_embed.") and _has(shapes, "depth_head.")):
+        return None
+    return FileKind(_DEPTH_ANYTHING, "annotators", _CONTROLNET_AUX_DEPTH)
+
+
 def identify(shapes: dict[str, tuple]) -> FileKind | None:
     """The kind of model file these keys and shapes are, or None when nothing matches."""
     from .flow_architecture import OWN_VAE_FAMILIES, MOCHI_VAE_ENCODER, find_flow_model, mochi_vae_prefix, vae_in
@@ -177,9 +197,9 @@ def identify(shapes: dict[str, tuple]) -> FileKind | None:
         return controlnet
     if _has(shapes, "position_net."):
         return FileKind("GLIGEN text-box model", "gligen", "LoadGLIGEN")
-    if _has(shapes, "pretrained.patch_embed.") and _has(shapes, "depth_head."):
-        return FileKind("Depth Anything depth model (V1 or V2)", "annotators",
-                        "DepthAnythingV2Preprocessor / DepthAnythingPreprocessor")
+    depth_anything = _depth_anything(shapes)
+    if depth_anything is not None:
+        return depth_anything
     if _has(shapes, "image_proj.") and _has(shapes, "ip_adapter."):
         return FileKind("IP-Adapter", "ipadapter", "IPAdapterModelLoader")
     if _has(shapes, "fuse_module.mlp1.") and _has(shapes, "visual_projection_2."):  # before LoRA: v1 files carry one
