@@ -154,6 +154,17 @@ def depth_anything_release(tmp_path_factory):
     return t.write_depth_anything(tmp_path_factory.mktemp("depth") / "depth_anything_v2_vits.safetensors")
 
 
+def test_depth_anything_files_are_sent_to_the_folder_of_the_pack_that_reads_them(depth_anything_release, tmp_path):
+    """comfyui_controlnet_aux keeps the releases' names in models/annotators/, kijai's
+    ComfyUI-DepthAnythingV2 its _fp16 / _fp32 names in models/depthanything/."""
+    kijai = tmp_path / "depth_anything_v2_vits_fp16.safetensors"
+    kijai.write_bytes(depth_anything_release.read_bytes())
+    release = inspect_report(depth_anything_release)
+    assert "for models/annotators/, loaded by DepthAnythingV2Preprocessor" in release
+    assert "models/depthanything/ under one of its _fp16 / _fp32" in release  # either pack, renamed
+    assert "for models/depthanything/, loaded by DownloadAndLoadDepthAnythingV2Model" in inspect_report(kijai)
+
+
 def test_a_depth_anything_file_in_transformers_layout_is_told_where_and_under_what_name(depth_anything_release,
                                                                                         tmp_path):
     """A -hf repository's model.safetensors (transformers' names) goes to models/annotators/ under
