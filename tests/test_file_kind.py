@@ -147,3 +147,38 @@ def test_cli_inspect_reads_nested_dicts_of_a_pickle_under_dotted_names(tmp_path,
     assert cli.main(["inspect", str(pickled)]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert f"pickle, {len(g.shapes)} tensors" in out and f"kind: {words}" in out
+
+
+@pytest.fixture(scope="module")
+def depth_anything_release(tmp_path_factory):
+    return t.write_depth_anything(tmp_path_factory.mktemp("depth") / "depth_anything_v2_vits.safetensors")
+
+
+def test_depth_anything_files_are_sent_to_the_folder_of_the_pack_that_reads_them(depth_anything_release, tmp_path):
+    """comfyui_controlnet_aux keeps the releases' names in models/annotators/, kijai's
+    ComfyUI-DepthAnythingV2 its _fp16 / _fp32 names in models/depthanything/."""
+    kijai = tmp_path / "depth_anything_v2_vits_fp16.safetensors"
+    kijai.write_bytes(depth_anything_release.read_bytes())
+    release = inspect_report(depth_anything_release)
+    assert "for models/annotators/, loaded by DepthAnythingV2Preprocessor" in release
+    assert "models/depthanything/ under one of its _fp16 / _fp32" in release  # either pack, renamed
+    assert "for models/depthanything/, loaded by DownloadAndLoadDepthAnythingV2Model" in inspect_report(kijai)
+
+
+def test_a_depth_anything_file_in_transformers_layout_is_told_where_and_under_what_name(depth_anything_release,
+                                                                                        tmp_path):
+    """A -hf repository's model.safetensors (transformers' names) goes to models/annotators/ under
+    the ckpt_name's stem with .safetensors."""
+    from safetensors.torch import load_file
+
+    from graphflow.models.depth_anything import load_depth_anything
+    from tests.test_depth_anything import to_transformers
+
+    hf = tmp_path / "model.safetensors"
+    state = to_transformers(load_file(str(depth_anything_release)), load_depth_anything(depth_anything_release).config)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(hf))
+    report = inspect_report(hf)
+    assert "Depth Anything depth model (V1 or V2) in transformers' layout" in report
+    assert "for models/annotators/" in report and "depth_anything_v2_vitl.safetensors" in report
+    with WeightFile(hf) as f:  # a loader handed it names the layout and the folder
+        assert "transformers' layout" in identify(f.shapes).advice()

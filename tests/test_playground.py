@@ -5,6 +5,7 @@ and EDMDPMSolverMultistepScheduler (preconditioning, Euler and DPM-Solver++(2M) 
 tiny UNet) and StableDiffusionXLPipeline's latent formula with Playground's latents_mean /
 latents_std; diffusers folders with EDM schedulers (Playground's, CosXL's) and their refusals."""
 
+import numpy as np
 import pytest
 import torch
 from test_nodes_image_mask import call
@@ -350,3 +351,35 @@ def test_playground_markers_win_over_edm_vpred_keys(tmp_path):
     assert (model.prediction, model.edm, model.model_type, model.edm_v_file) == ("edm", (0.002, 80.0), "edm", False)
     assert model.latent_format is PLAYGROUND_2_5
     assert inspect_file(path)["type"] == "edm"
+
+
+# ComfyUI's latent_rgb_factors (comfy/latent_formats.py): SDXL_Playground_2_5's, no bias; SDXL's, with bias
+PLAYGROUND_RGB = np.array([[0.3920, 0.4054, 0.4549], [-0.2634, -0.0196, 0.0653],
+                           [0.0568, 0.1687, -0.0755], [-0.3112, -0.2359, -0.2076]])
+SDXL_RGB = np.array([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068],
+                     [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]])
+SDXL_RGB_BIAS = np.array([0.1084, -0.0175, -0.0011])
+
+
+def rgb_preview(latent: np.ndarray, factors: np.ndarray, bias=0.0) -> np.ndarray:
+    """latent2rgb written out: each pixel's channels times the factors, plus the bias, -1..1 -> 0..1."""
+    return np.clip((np.einsum("chw,cr->hwr", latent, factors) + bias + 1) / 2, 0, 1)
+
+
+def test_latent2rgb_previews_playground_and_sdxl_folders_in_their_fits_space():
+    from dataclasses import replace
+
+    from graphflow.models.latent_formats import SDXL
+    from graphflow.sampling.preview import latent_preview
+
+    x = torch.randn(1, 4, 5, 6, generator=torch.Generator().manual_seed(3)) * 0.8
+    playground_folder = replace(SDXL.with_scale(VAE_SCALING), channel_mean=tuple(MEAN.flatten().tolist()),
+                                channel_std=tuple(STD.flatten().tolist()))
+    mean, std = np.array([0.3, -0.2, 0.1, 0.05]), np.array([1.5, 0.9, 1.2, 0.7])
+    other_folder = replace(SDXL, channel_mean=tuple(mean), channel_std=tuple(std))  # scale 0.13025
+    raw = x[0].numpy() / SDXL.scale_factor * std[:, None, None] + mean[:, None, None]  # the folder's raw VAE latent
+    for fmt, expected in ((PLAYGROUND_2_5, rgb_preview(x[0].numpy(), PLAYGROUND_RGB)),
+                          (playground_folder, rgb_preview(x[0].numpy(), PLAYGROUND_RGB)),
+                          (other_folder, rgb_preview(raw * 0.13025, SDXL_RGB, SDXL_RGB_BIAS)),
+                          (SDXL, rgb_preview(x[0].numpy(), SDXL_RGB, SDXL_RGB_BIAS))):
+        np.testing.assert_allclose(latent_preview(x, fmt)[0].numpy(), expected, rtol=1e-5, atol=1e-5)

@@ -117,7 +117,7 @@ def _add_on_report(f: "WeightFile", size: int) -> str | None:
     """The description of any file that is no checkpoint (graphflow.models.file_kind), or None."""
     from .file_kind import identify
 
-    kind = identify(f.shapes)
+    kind = identify(f.shapes, f.path.name)
     if kind is None:
         return _upscaler_report(f, size)
     if kind.folder in ("checkpoints", "diffusion_models") and "UNet" not in kind.name \

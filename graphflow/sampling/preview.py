@@ -10,6 +10,8 @@ The method is a process-wide setting (`graphflow run/serve --previews`, set_prev
 The map is the latent format's own (`LatentFormat.preview`, least-squares RGB factors fitted to
 the real VAE for SD1/SDXL). A format without one (an object lacking `preview`) is shown as its
 first three channels, each stretched to its own range: enough to see composition appear.
+A diffusers SDXL folder's latents_mean / latents_std keep SDXL's name and fit but not SDXL's space,
+so latent2rgb maps its latents first (preview_space), as taesd does.
 """
 
 import io
@@ -112,6 +114,7 @@ def latent_preview(x: torch.Tensor, latent_format) -> torch.Tensor:
     the first image of the batch."""
     x = x[:1].detach().float().cpu()
     if hasattr(latent_format, "preview"):
+        latent_format, x = preview_space(latent_format, x)
         return latent_format.preview(x)
     rgb = x[:, :3].permute(0, 2, 3, 1)
     if rgb.shape[-1] < 3:
@@ -119,6 +122,31 @@ def latent_preview(x: torch.Tensor, latent_format) -> torch.Tensor:
     lo = rgb.amin(dim=(1, 2), keepdim=True)
     hi = rgb.amax(dim=(1, 2), keepdim=True)
     return (rgb - lo) / (hi - lo).clamp_min(1e-6)
+
+
+def _same_space(a, b) -> bool:
+    import math
+
+    def close(u, v):
+        return u is not None and v is not None and len(u) == len(v) and all(math.isclose(p, q, rel_tol=1e-4)
+                                                                          for p, q in zip(u, v))
+    return close(a.channel_mean, b.channel_mean) and close(a.channel_std, b.channel_std) \
+        and close((a.scale_factor, a.shift_factor), (b.scale_factor, b.shift_factor))
+
+
+def preview_space(latent_format, x: torch.Tensor):
+    """The format whose preview fit applies to the model-space latent x, and x in that format's space.
+    SDXL's fit is for raw latent x 0.13025; a diffusers SDXL folder's latents_mean / latents_std
+    (StableDiffusionXLPipeline's) standardise each channel first, which that fit was not made for.
+    Playground v2.5's folder holds its single file's space exactly, where ComfyUI's
+    SDXL_Playground_2_5 fit applies as it is; any other such folder goes back to SDXL's space."""
+    from graphflow.models.latent_formats import PLAYGROUND_2_5, SDXL
+
+    if getattr(latent_format, "name", "") != "sdxl" or latent_format.channel_mean is None:
+        return latent_format, x
+    if _same_space(latent_format, PLAYGROUND_2_5):
+        return PLAYGROUND_2_5, x
+    return SDXL, SDXL.process_in(latent_format.process_out(x))
 
 
 def encode_preview(image: torch.Tensor, max_size: int = 512, format: str = "JPEG", quality: int = 90) -> bytes:
