@@ -260,6 +260,41 @@ def test_ltxv_residual_is_the_blocks_and_the_output_norm_runs_after(ltxv, builti
     assert skipped >= 2
 
 
+def test_sd3_controlnet_probe_is_joint_block_0_alone(sd3):
+    """With ControlNet residuals the probe is joint block 0's image-token residual without them, as
+    in the pack (ComfyUI adds control_o[0] after the swapped one-entry block list); residual 0 is
+    added after, and a skip's tokens into the final layer are block 0's output + r0 + the computed
+    call's (stack output - (its block 0 output + r0))."""
+    from graphflow.sampling.block_cache import FirstBlockCacheState
+
+    net, g = sd3.unet, torch.Generator().manual_seed(3)
+    x = torch.randn(1, 16, 8, 8, generator=g)
+    context, y = torch.randn(1, 5, 192, generator=g), torch.randn(1, 192, generator=g)
+    residuals = [torch.randn(1, 16, 128, generator=g) for _ in range(2)]
+    seen = {}
+    hooks = [net.joint_blocks[0].register_forward_pre_hook(lambda m, args: seen.update(block_in=args[1].clone())),
+             net.joint_blocks[0].register_forward_hook(lambda m, args, out: seen.update(block_out=out[1].clone())),
+             net.final_layer.register_forward_pre_hook(lambda m, args: seen.update(final=args[0].clone()))]
+    state = FirstBlockCacheState(10.0, float("inf"), 0.0, -1)
+    calls = []
+    try:
+        with torch.no_grad():
+            net(x, torch.tensor([1.0]), context, y)
+            plain_probe = seen["block_out"] - seen["block_in"]
+            for sigma, xc in ((1.0, x), (0.9, x + 0.01 * torch.randn(x.shape, generator=g))):
+                s = torch.tensor([sigma])
+                state(lambda v: net(v, s, context, y, control={"output": residuals}), xc, s, 16)
+                calls.append(dict(seen))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert torch.allclose(state.buffers[0]["probe"], plain_probe, atol=1e-6)
+    assert (state.computed, state.skipped) == (1, 1)
+    first, second = calls
+    cached = first["final"] - (first["block_out"] + residuals[0])
+    assert torch.allclose(second["final"], second["block_out"] + residuals[0] + cached, atol=1e-5)
+
+
 @pytest.mark.parametrize("arch, says", [("wan", "TypeError"), ("hidream", "No supported blocks found")])
 def test_families_the_pack_fails_on_are_refused_with_why(flux, builtin_registry, arch, says):
     from graphflow.context import NodeInputError

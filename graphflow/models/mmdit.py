@@ -258,22 +258,34 @@ class MMDiT(nn.Module):
 class MMDiTBlocks:
     """MM-DiT's joint blocks, each ControlNet residual added after its block, for
     graphflow.models.block_runner. first() is joint block 0, its probe the image tokens' residual
-    over it (WaveSpeed's CachedTransformerBlocks on joint_blocks); the text tokens are not carried
-    past the stack (the last block is pre-only), so no cache needs theirs."""
+    over that block alone, ControlNet's residual 0 added after (WaveSpeed's CachedTransformerBlocks
+    on joint_blocks); the text tokens are not carried past the stack (the last block is pre-only),
+    so no cache needs theirs."""
 
     def __init__(self, model, hidden, context, c, residuals):
         self.model, self.hidden, self.context, self.c, self.residuals = model, hidden, context, c, residuals
 
+    def _block(self, i, tokens):
+        self.context, tokens = self.model.joint_blocks[i](self.context, tokens, self.c)
+        return tokens
+
+    def _controlled(self, i, tokens):
+        if i < len(self.residuals) and self.residuals[i] is not None:
+            tokens = tokens + self.residuals[i]
+        return tokens
+
     def _run(self, tokens, start, stop):
         for i in range(start, stop):
-            self.context, tokens = self.model.joint_blocks[i](self.context, tokens, self.c)
-            if i < len(self.residuals) and self.residuals[i] is not None:
-                tokens = tokens + self.residuals[i]
+            tokens = self._controlled(i, self._block(i, tokens))
         return tokens
 
     def first(self):
-        self._after_first = self._run(self.hidden, 0, 1)
-        return self._after_first, self._after_first - self.hidden
+        # the probe is joint block 0's own residual: ControlNet's residual 0 comes after it, as
+        # ComfyUI adds control_o[0] after the pack's swapped one-entry block list
+        tokens = self._block(0, self.hidden)
+        probe = tokens - self.hidden
+        self._after_first = self._controlled(0, tokens)
+        return self._after_first, probe
 
     def rest(self):
         return self._run(self._after_first, 1, len(self.model.joint_blocks))
