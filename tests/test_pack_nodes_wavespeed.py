@@ -14,6 +14,7 @@ import dataclasses
 import pytest
 import torch
 
+from graphflow.models.block_runner import block_runner
 from graphflow.models.diffusion_model import DiffusionModel
 from graphflow.models.flux import Flux
 from graphflow.models.ltxv import LTXV
@@ -241,8 +242,8 @@ def test_runs_repeat_and_the_input_model_is_unchanged(request, builtin_registry,
 
 def test_ltxv_residual_is_the_blocks_and_the_output_norm_runs_after(ltxv, builtin_registry):
     """As the pack's CachedTransformerBlocks in place of LTXVModel.transformer_blocks: a skipped
-    call's head input is layer_norm(after block 0 + (last computed call's blocks output - its
-    after block 0)) * (1 + scale) + shift, the output norm written out on the skipped call's
+    call's final projection input is layer_norm(after block 0 + (last computed call's blocks output
+    - its after block 0)) * (1 + scale) + shift, the output norm written out on the skipped call's
     embedded timestep, not the cached normed output."""
     _, recorder = recorded_run(ltxv, fbcache(ltxv, builtin_registry, residual_diff_threshold=0.08))
     table, last, skipped = ltxv.unet.scale_shift_table, None, 0
@@ -293,6 +294,25 @@ def test_sd3_controlnet_probe_is_joint_block_0_alone(sd3):
     first, second = calls
     cached = first["final"] - (first["block_out"] + residuals[0])
     assert torch.allclose(second["final"], second["block_out"] + residuals[0] + cached, atol=1e-5)
+
+
+def test_ltxv_uncached_forward_takes_no_probe(ltxv, monkeypatch):
+    """Without a cache LTX-Video runs every block and the output norm straight through (no first
+    block residual made and thrown away), giving the same samples as the first-then-rest path."""
+    from graphflow.models import ltxv as ltxv_module
+
+    def first_then_rest(stack):
+        stack.first()
+        return stack.rest()
+
+    with torch.no_grad():
+        plain = generate(ltxv)
+        with block_runner(first_then_rest):
+            split = generate(ltxv)
+    monkeypatch.setattr(ltxv_module.LTXVBlocks, "first", lambda self: pytest.fail("all() took a probe"))
+    with torch.no_grad():
+        assert torch.equal(generate(ltxv), plain)
+    assert torch.equal(split, plain)
 
 
 @pytest.mark.parametrize("arch, says", [("wan", "TypeError"), ("hidream", "No supported blocks found")])
@@ -369,8 +389,9 @@ def test_api_workflow_on_ltx_video(builtin_registry, tmp_folders, monkeypatch):
     graphflow.testing.write_ltxv_checkpoint(m / "checkpoints" / "ltxv.safetensors", dtype=torch.float32, seed=3)
     graphflow.testing.write_flow_text_encoder(m / "text_encoders" / "t5.safetensors", "t5xxl", dtype=torch.float32,
                                               seed=1)
-    runs, rest = [], LTXVBlocks.rest
-    monkeypatch.setattr(LTXVBlocks, "rest", lambda self, head=True: runs.append(1) or rest(self, head))
+    runs, rest, every = [], LTXVBlocks.rest, LTXVBlocks.all  # calls that ran the blocks after the first
+    monkeypatch.setattr(LTXVBlocks, "rest", lambda self, tail=True: runs.append(1) or rest(self, tail))
+    monkeypatch.setattr(LTXVBlocks, "all", lambda self: runs.append(1) or every(self))
 
     def run(threshold):
         graph = ltxv_graph(None)

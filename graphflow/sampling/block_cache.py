@@ -239,12 +239,12 @@ class FirstBlockCacheState:
     def _blocks(self, stack):
         after_first, probe = stack.first()
         residual = self._cached(after_first, probe)
-        head = getattr(stack, "head", None)  # the residual stops before it (block_runner's docstring)
+        tail = getattr(stack, "tail", None)  # the residual stops before it (block_runner's docstring)
         if residual is not None:
-            return after_first + residual if head is None else head(after_first + residual)
-        out = stack.rest() if head is None else stack.rest(head=False)
+            return after_first + residual if tail is None else tail(after_first + residual)
+        out = stack.rest() if tail is None else stack.rest(tail=False)
         self._store(out, after_first)
-        return out if head is None else head(out)
+        return out if tail is None else tail(out)
 
     @torch.compiler.disable  # as TeaCacheState._cached
     def _cached(self, after_first, probe):
