@@ -94,7 +94,8 @@ class Recorder:
         self.hooks.append(last.register_forward_hook(lambda *a: self.calls[-1].update(ran=True)))
 
     def start(self, module, args):
-        self.calls.append({"sigma": float(args[1].reshape(-1)[0]), "outs": [], "ran": False})
+        # the largest: under LTX-Video's timestep mask the first token's may be 0
+        self.calls.append({"sigma": float(args[1].max()), "outs": [], "ran": False})
 
     def first(self, module, args, out):
         self.calls[-1]["outs"].append((out[0] if isinstance(out, tuple) else out).detach().clone())
@@ -136,9 +137,11 @@ def conds(dim, tokens, seed, pooled=None):
     return [[torch.randn(1, tokens, dim, generator=g), options]]
 
 
-def generate(model, cfg=1.0, negative_tokens=5):
+def generate(model, cfg=1.0, negative_tokens=5, noise_mask=None):
     if model.arch == "ltxv":
-        latent = {"samples": torch.zeros(1, 128, 2, 4, 4)}
+        start = torch.randn(1, 128, 2, 4, 4, generator=torch.Generator().manual_seed(4))
+        latent = {"samples": torch.zeros(1, 128, 2, 4, 4)} if noise_mask is None else \
+            {"samples": start, "noise_mask": noise_mask}
         dim = model.unet.config.caption_channels
         with torch.no_grad():
             return sample(model, 3, STEPS, cfg, "euler", "simple", conds(dim, 6, 1), conds(dim, negative_tokens, 2),
@@ -261,6 +264,25 @@ def test_ltxv_residual_is_the_blocks_and_the_output_norm_runs_after(ltxv, builti
     assert skipped >= 2
 
 
+def test_sd3_skip_adds_the_cached_image_token_residual(sd3, builtin_registry):
+    """A skipped SD3 call's tokens into the final layer are the image tokens after joint block 0 +
+    (the last computed call's stack output - its tokens after joint block 0), written out from hooks."""
+    outs = []
+    hook = sd3.unet.final_layer.register_forward_pre_hook(lambda m, args: outs.append(args[0].detach().clone()))
+    try:
+        _, recorder = recorded_run(sd3, fbcache(sd3, builtin_registry, residual_diff_threshold=0.5))
+    finally:
+        hook.remove()
+    last, skipped = None, 0
+    for c, final in zip(recorder.calls, outs):
+        if c["ran"]:
+            last = (c["outs"][1], final)
+            continue
+        assert torch.allclose(final, c["outs"][1] + (last[1] - last[0]), atol=1e-5)
+        skipped += 1
+    assert skipped >= 2
+
+
 def test_sd3_controlnet_probe_is_joint_block_0_alone(sd3):
     """With ControlNet residuals the probe is joint block 0's image-token residual without them, as
     in the pack (ComfyUI adds control_o[0] after the swapped one-entry block list); residual 0 is
@@ -294,6 +316,25 @@ def test_sd3_controlnet_probe_is_joint_block_0_alone(sd3):
     first, second = calls
     cached = first["final"] - (first["block_out"] + residuals[0])
     assert torch.allclose(second["final"], second["block_out"] + residuals[0] + cached, atol=1e-5)
+
+
+def test_masked_ltxv_follows_the_rule_on_every_tokens_probe(ltxv, builtin_registry):
+    """LTX-Video with its first frame kept (a per-token timestep mask: that frame's tokens at sigma 0):
+    the probe is the first block's residual over all tokens, the kept frame's included, as the
+    pack's CachedTransformerBlocks compares it, so the masked run skips more than the unmasked one;
+    the window is read on the call's sigma (the largest token's, not the kept frame's 0)."""
+    schedule, mask = model_sampling_for(ltxv), torch.tensor([0.0, 1.0]).reshape(1, 1, 2, 1, 1)
+    for start, end in ((0.0, 1.0), (0.3, 0.8)):
+        patched = fbcache(ltxv, builtin_registry, residual_diff_threshold=0.08, start=start, end=end)
+        _, recorder = recorded_run(ltxv, patched, noise_mask=mask)
+        ran, sigmas = [c["ran"] for c in recorder.calls], [c["sigma"] for c in recorder.calls]
+        start_sigma, end_sigma = schedule.percent_to_sigma(start), schedule.percent_to_sigma(end)
+        assert min(sigmas) > 0
+        assert ran == expected_runs(recorder.probes(), sigmas, 1, 0.08, start_sigma, end_sigma)
+        assert ran.count(False) >= 1
+    _, unmasked = recorded_run(ltxv, fbcache(ltxv, builtin_registry, residual_diff_threshold=0.08))
+    _, masked = recorded_run(ltxv, fbcache(ltxv, builtin_registry, residual_diff_threshold=0.08), noise_mask=mask)
+    assert [c["ran"] for c in masked.calls].count(False) > [c["ran"] for c in unmasked.calls].count(False)
 
 
 def test_ltxv_uncached_forward_takes_no_probe(ltxv, monkeypatch):
