@@ -5,8 +5,9 @@ calls run the blocks after the first follows the rule written out here from the 
 first_block_cache.py (3ac0d83d) and fbcache_nodes.py (04f882b9) on the first block's outputs
 recorded during the run; threshold 0 (or max_consecutive_cache_hits 0) is the model itself; a
 threshold that never skips gives the unpatched sampling bit for bit; the start / end window and the
-consecutive-hit limit; cond and uncond batched or split; fresh state per run; Wan and HiDream
-refused with why the pack fails on them; the demo model's and LTX-Video's API-format workflows
+consecutive-hit limit; cond and uncond batched or split; SD3 under a ControlNet and Skip Layer
+Guidance, masked LTX-Video; the value a skip adds; fresh state per run; Wan and HiDream refused with
+why the pack fails on them; the demo model's and LTX-Video's API-format workflows
 through the executor."""
 
 import dataclasses
@@ -281,6 +282,31 @@ def test_sd3_skip_adds_the_cached_image_token_residual(sd3, builtin_registry):
         assert torch.allclose(final, c["outs"][1] + (last[1] - last[0]), atol=1e-5)
         skipped += 1
     assert skipped >= 2
+
+
+def test_sd3_skip_layer_guidance_call_keeps_its_own_cache(sd3, builtin_registry):
+    """Skip Layer Guidance's extra call (the positive prompt without joint block 1) is its step's
+    last call: it follows the step's first call's decision, and a skip adds its own cached residual
+    (from the last computed call in its place), not the positive prompt's."""
+    slg = call(builtin_registry, "SkipLayerGuidanceSD3", model=sd3, layers="1", scale=3.0, start_percent=0.0,
+               end_percent=1.0)
+    for cfg, per_step in ((1.0, 2), (3.0, 3)):  # cond + skipped; cond, uncond (other length) + skipped
+        finals = []
+        hook = sd3.unet.final_layer.register_forward_pre_hook(lambda m, args: finals.append(args[0].clone()))
+        try:
+            _, recorder = recorded_run(sd3, fbcache(slg, builtin_registry, residual_diff_threshold=0.5), cfg=cfg,
+                                       negative_tokens=9)
+        finally:
+            hook.remove()
+        ran = [c["ran"] for c in recorder.calls]
+        assert len(ran) == per_step * STEPS and ran.count(False) >= per_step
+        assert ran == expected_runs(recorder.probes(), [c["sigma"] for c in recorder.calls], per_step, 0.5)
+        last = {}
+        for i, (c, final) in enumerate(zip(recorder.calls, finals)):
+            if c["ran"]:
+                last[i % per_step] = final - c["outs"][1]
+            else:
+                assert torch.allclose(final, c["outs"][1] + last[i % per_step], atol=1e-5)
 
 
 def test_sd3_controlnet_probe_is_joint_block_0_alone(sd3):
