@@ -13,13 +13,16 @@ generic path (fbcache_nodes.py swaps LTXVModel's `transformer_blocks` for first_
 CachedTransformerBlocks; the blocks take `timestep`, so its NextDiT-style forward runs: the first
 block's residual is the probe, the hidden states' residual of the other blocks is cached, the output
 norm runs after) and SD3 (its `joint_blocks` swapped: the first joint block's image-token residual
-is the probe, the image tokens' residual cached; the text tokens' residual the pack also keeps is
-never used, the last joint block being pre-only), on graphflow's block hook
+is the probe, the image tokens' residual cached; the pack keeps no text-token residual, as the last
+joint block is pre-only and returns no text tokens), on graphflow's block hook
 (graphflow.models.block_runner; the rule in graphflow.sampling.block_cache). Wan and HiDream are
 refused with why the pack fails on them (FBCACHE_PACK_FAILS). One difference on SD3 with a
 ControlNet: under the pack's swap ComfyUI's block loop runs once, so only the ControlNet's first
 residual is added, after the whole stack; graphflow adds each after its block, as without the cache
-(a skip's cached residual holds them). object_to_patch: the pack's get_model_object name;
+(residual 0 after the probe is taken, so the probe is block 0's alone as in the pack; a skip's cached
+residual holds the others). On LTX-Video under a timestep mask (frames a noise mask keeps, their
+tokens at sigma 0) the probe spans every token, the kept frames' too, as the pack's does: their part
+changes little, so such a run skips more calls at a given threshold. object_to_patch: the pack's get_model_object name;
 graphflow's MODEL has one network, so only "diffusion_model" is taken.
 
 Not built yet (graphflow/comfy_format.py WAVESPEED_LATER): ApplyFBCacheOnModelAdvanced,
@@ -52,11 +55,11 @@ class ApplyFBCacheOnModel(Node):
     less than residual_diff_threshold (relative mean absolute difference; 0: off) since the last
     step that ran every block, the other blocks are skipped and their cached residual added. Only
     between start and end (fractions of the model's sigma range) and at most
-    max_consecutive_cache_hits skips in a row (-1: no limit, 0: off). For FLUX, SD1 / SD2 / SDXL
-    UNets, LTX-Video and SD3 / SD3.5 (the first block's residual compared; LTX-Video's other
-    blocks' residual cached before the output norm). Wan and HiDream are refused: the pack itself
-    fails on them. State is fresh each run; cond and uncond split into two calls each keep their
-    cache."""
+    max_consecutive_cache_hits skips in a row (-1: no limit, 0: off). For FLUX (the image tokens
+    after the first double block compared), SD1 / SD2 / SDXL UNets (input block 1's residual),
+    LTX-Video and SD3 / SD3.5 (the first block's residual; LTX-Video's other blocks' residual
+    cached before the output norm). Wan and HiDream are refused: the pack itself fails on them.
+    State is fresh each run; cond and uncond split into two calls each keep their cache."""
     category = "wavespeed"
     model: MODEL
     object_to_patch: str = Text("diffusion_model")

@@ -33,7 +33,8 @@ First Block Cache (chengzeyi/Comfy-WaveSpeed first_block_cache.py 3ac0d83d, fbca
 block; UNet: input block 1's residual; LTX-Video, through the pack's generic CachedTransformerBlocks
 swapped in for `transformer_blocks`: the first block's residual, the cached residual the hidden
 states' alone, taken before the output norm; SD3, its `joint_blocks` swapped: the first joint
-block's image-token residual, the image tokens' residual cached), and p_prev the probe of the last COMPUTED step:
+block's own image-token residual, before any ControlNet residual, the image tokens' residual
+cached), and p_prev the probe of the last COMPUTED step:
 
     mean|p_prev - p_t| / mean|p_prev| < residual_diff_threshold   ->  skip the other blocks:
         hidden after the first block + the cached residual of the other blocks
