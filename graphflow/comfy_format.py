@@ -611,7 +611,8 @@ PACK_NOTES = {
                         "`flux-kontext`, `lumina_2`, `hidream_i1_dev` and `hidream_i1_fast`, whose coefficients "
                         "were not read); `CompileModel` is TorchCompileModel with the pack's inputs at graphflow's "
                         "settings",
-    "Comfy-WaveSpeed": "`ApplyFBCacheOnModel` for FLUX and SD1 / SD2 / SDXL UNets; left out on purpose: "
+    "Comfy-WaveSpeed": "`ApplyFBCacheOnModel` for FLUX, SD1 / SD2 / SDXL UNets, LTX-Video and SD3 (Wan and HiDream "
+                       "refused: the pack's generic path fails on them); left out on purpose: "
                        + ", ".join(f"`{n}`" for n in WAVESPEED_LEFT_OUT) + "; not built yet: "
                        + ", ".join(f"`{n}`" for n in WAVESPEED_LATER),
 }

@@ -10,6 +10,9 @@ states after it, from any of the stack's methods:
   first()      run the first block: (hidden states after it, the probe First Block Cache compares);
   rest()       run the blocks after the first: the hidden states after the whole stack;
   all()        run every block, as without a cache.
+A stack whose rest() also runs a part after the blocks that First Block Cache's residual stops
+before (LTX-Video's output norm: WaveSpeed swaps only the block list) has tail(hidden), that part,
+and rest(tail=False), the blocks alone.
 """
 
 from __future__ import annotations

@@ -192,7 +192,9 @@ class LTXVBlocks:
     """LTX-Video's transformer blocks and the output norm with its modulation after them (the pack's
     TeaCache caches the residual up to there), for graphflow.models.block_runner. TeaCache's probe
     (modulated) is the first block's attention input, rms_norm(x) * (1 + scale_msa) + shift_msa;
-    first() is the first block (its probe the tokens after it)."""
+    first() is the first block, its probe the block's residual (its output minus its input, as
+    WaveSpeed's generic CachedTransformerBlocks compares); rest() includes the output norm, which
+    First Block Cache's residual stops before (tail())."""
 
     def __init__(self, model, hidden, context, temb, embedded, pe, mask):
         self.model, self.hidden, self.context, self.temb, self.embedded = model, hidden, context, temb, embedded
@@ -211,14 +213,17 @@ class LTXVBlocks:
 
     def first(self):
         self._after_first = self._run(self.hidden, 0, 1)
-        return self._after_first, self._after_first
+        return self._after_first, self._after_first - self.hidden
 
-    def rest(self):
+    def rest(self, tail: bool = True):
         hidden = self._run(self._after_first, 1, len(self.model.transformer_blocks))
+        return self.tail(hidden) if tail else hidden
+
+    def tail(self, hidden):
+        """The output norm and its modulation, after the blocks."""
         table = self.model.scale_shift_table.to(self.embedded)
         shift, scale = (table[None, None] + self.embedded[:, :, None]).unbind(2)
         return F.layer_norm(hidden, (hidden.shape[-1],), eps=1e-6) * (1 + scale) + shift
 
     def all(self):
-        self.first()
-        return self.rest()
+        return self.tail(self._run(self.hidden, 0, len(self.model.transformer_blocks)))

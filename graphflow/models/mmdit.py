@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .block_runner import run_blocks
 from .configs import MMDiTConfig, mmdit_config_from_state_dict  # noqa: F401 (the config lives in configs.py, torch-free)
 from .cast_layers import Conv2d, Linear
 
@@ -249,10 +250,45 @@ class MMDiT(nn.Module):
         h, w = x.shape[-2] // p, x.shape[-1] // p
         tokens, c, context = self.embed(x, sigma, context, y)
         residuals = (control or {}).get("output") or ()
-        for i, block in enumerate(self.joint_blocks):
-            context, tokens = block(context, tokens, c)
-            if i < len(residuals) and residuals[i] is not None:
-                tokens = tokens + residuals[i]
-        out = self.final_layer(tokens, c)  # [B, h*w, p*p*C]
+        out = self.final_layer(run_blocks(MMDiTBlocks(self, tokens, context, c, residuals)), c)  # [B, h*w, p*p*C]
         out = out.reshape(-1, h, w, p, p, self.config.out_channels).permute(0, 5, 1, 3, 2, 4)
         return out.reshape(-1, self.config.out_channels, h * p, w * p)[..., :H, :W]
+
+
+class MMDiTBlocks:
+    """MM-DiT's joint blocks, each ControlNet residual added after its block, for
+    graphflow.models.block_runner. first() is joint block 0, its probe the image tokens' residual
+    over that block alone, ControlNet's residual 0 added after (WaveSpeed's CachedTransformerBlocks
+    on joint_blocks); the text tokens are not carried past the stack (the last block is pre-only),
+    so no cache needs theirs."""
+
+    def __init__(self, model, hidden, context, c, residuals):
+        self.model, self.hidden, self.context, self.c, self.residuals = model, hidden, context, c, residuals
+
+    def _block(self, i, tokens):
+        self.context, tokens = self.model.joint_blocks[i](self.context, tokens, self.c)
+        return tokens
+
+    def _controlled(self, i, tokens):
+        if i < len(self.residuals) and self.residuals[i] is not None:
+            tokens = tokens + self.residuals[i]
+        return tokens
+
+    def _run(self, tokens, start, stop):
+        for i in range(start, stop):
+            tokens = self._controlled(i, self._block(i, tokens))
+        return tokens
+
+    def first(self):
+        # the probe is joint block 0's own residual: ControlNet's residual 0 comes after it, as
+        # ComfyUI adds control_o[0] after the pack's swapped one-entry block list
+        tokens = self._block(0, self.hidden)
+        probe = tokens - self.hidden
+        self._after_first = self._controlled(0, tokens)
+        return self._after_first, probe
+
+    def rest(self):
+        return self._run(self._after_first, 1, len(self.model.joint_blocks))
+
+    def all(self):
+        return self._run(self.hidden, 0, len(self.model.joint_blocks))

@@ -30,7 +30,11 @@ gets), where ComfyUI's sample_sigmas hold only the steps it runs.
 
 First Block Cache (chengzeyi/Comfy-WaveSpeed first_block_cache.py 3ac0d83d, fbcache_nodes.py
 04f882b9): run the first block; p_t its probe (FLUX: the image tokens after the first double
-block; UNet: input block 1's residual), and p_prev the probe of the last COMPUTED step:
+block; UNet: input block 1's residual; LTX-Video, through the pack's generic CachedTransformerBlocks
+swapped in for `transformer_blocks`: the first block's residual, the cached residual the hidden
+states' alone, taken before the output norm; SD3, its `joint_blocks` swapped: the first joint
+block's own image-token residual, before any ControlNet residual, the image tokens' residual
+cached), and p_prev the probe of the last COMPUTED step:
 
     mean|p_prev - p_t| / mean|p_prev| < residual_diff_threshold   ->  skip the other blocks:
         hidden after the first block + the cached residual of the other blocks
@@ -236,11 +240,12 @@ class FirstBlockCacheState:
     def _blocks(self, stack):
         after_first, probe = stack.first()
         residual = self._cached(after_first, probe)
+        tail = getattr(stack, "tail", None)  # the residual stops before it (block_runner's docstring)
         if residual is not None:
-            return after_first + residual
-        out = stack.rest()
+            return after_first + residual if tail is None else tail(after_first + residual)
+        out = stack.rest() if tail is None else stack.rest(tail=False)
         self._store(out, after_first)
-        return out
+        return out if tail is None else tail(out)
 
     @torch.compiler.disable  # as TeaCacheState._cached
     def _cached(self, after_first, probe):
